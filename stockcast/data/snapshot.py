@@ -1,0 +1,133 @@
+"""Data snapshots: continuous collection by merging, versions by content hash, and the one call to find them.
+
+A snapshot is the set of artefacts of a successful ``IngestFlow`` run (``prices``, ``financials``, ``oracle`` and
+the ``snapshot`` summary). Its version is a hash of its content, so re-ingesting identical data gives the same
+version however many runs it took to get there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import pandas as pd
+
+from stockcast.data.contract import FINANCIALS
+from stockcast.runs import NoRunError, latest_successful_run, run_by_pathspec
+
+INGEST_FLOW = "IngestFlow"
+ORACLE_KEY = ("ticker", "date")
+
+
+@dataclass(frozen=True)
+class MergeStats:
+    """How a new batch changed the previous table."""
+
+    appended: int
+    corrected: int
+    unchanged: int
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain data for artefacts and cards."""
+        return asdict(self)
+
+
+def merge_table(
+    previous: pd.DataFrame | None, new: pd.DataFrame, key: tuple[str, ...]
+) -> tuple[pd.DataFrame, MergeStats]:
+    """Merge ``new`` rows into ``previous`` by ``key``: unseen keys append, changed rows replace (a correction),
+    identical rows change nothing. Rows only in ``previous`` stay: a day's file never deletes history."""
+    key_list = list(key)
+    if previous is None or previous.empty:
+        merged = new.sort_values(key_list, kind="stable").reset_index(drop=True)
+        return merged, MergeStats(appended=len(new), corrected=0, unchanged=0)
+    old = previous.set_index(key_list)
+    incoming = new.set_index(key_list)
+    columns = old.columns.union(incoming.columns, sort=False)
+    old, incoming = old.reindex(columns=columns), incoming.reindex(columns=columns)
+    overlap = incoming.index.intersection(old.index)
+    before, after = old.loc[overlap], incoming.loc[overlap]
+    same = (before == after) | (before.isna() & after.isna())
+    corrected = int((~same.all(axis=1)).sum())
+    merged = pd.concat([old.drop(index=overlap), incoming]).reset_index()
+    merged = merged.sort_values(key_list, kind="stable").reset_index(drop=True)
+    stats = MergeStats(appended=len(incoming) - len(overlap), corrected=corrected, unchanged=len(overlap) - corrected)
+    return merged, stats
+
+
+def content_version(tables: Mapping[str, pd.DataFrame | None]) -> str:
+    """A short, stable content hash of the named tables: the snapshot version.
+
+    Tables are serialised canonically (sorted by name, rows in their key order, full float precision, ISO
+    dates), so the version depends on the data only, not on the run, the machine or the order rows arrived in.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        table = tables[name]
+        digest.update(f"\x00{name}\x00".encode())
+        if table is not None:
+            digest.update(table.to_csv(index=False, float_format="%.17g", date_format="%Y-%m-%d").encode())
+    return digest.hexdigest()[:16]
+
+
+class Snapshot:
+    """A published data snapshot, read lazily from the IngestFlow run that wrote it: the summary is cheap,
+    the tables are loaded on first use."""
+
+    def __init__(self, run) -> None:  # run: metaflow.Run of a successful IngestFlow
+        self._run = run
+        self.run_pathspec: str = run.pathspec
+        self.summary: dict = run.data.snapshot
+        self.version: str = self.summary["version"]
+
+    @cached_property
+    def prices(self) -> pd.DataFrame:
+        """The merged, validated prices."""
+        return self._run.data.prices
+
+    @cached_property
+    def financials(self) -> pd.DataFrame:
+        """The merged, validated financials (no rows for a prices-only user)."""
+        return self._run.data.financials
+
+    @cached_property
+    def oracle(self) -> pd.DataFrame | None:
+        """The generator's best achievable next-day close, when the data came from the generator."""
+        return self._run.data.oracle
+
+    @property
+    def tickers(self) -> list[str]:
+        """Every ticker with prices in the snapshot."""
+        return self.summary["tickers"]
+
+    def __repr__(self) -> str:
+        return f"Snapshot(version={self.version!r}, run={self.run_pathspec!r})"
+
+
+def empty_financials() -> pd.DataFrame:
+    """A financials table with the contract's columns and no rows: what a prices-only user has."""
+    return pd.DataFrame({c.name: pd.Series(dtype=_dtype(c.kind)) for c in FINANCIALS.columns})
+
+
+def _dtype(kind: str) -> str:
+    return {"date": "datetime64[ns]", "text": "str", "number": "float64"}[kind]
+
+
+def latest_snapshot(branch: str | None = None) -> Snapshot:
+    """The latest published snapshot of the project branch (default: the current user's)."""
+    return Snapshot(latest_successful_run(INGEST_FLOW, branch))
+
+
+def load_snapshot(run_pathspec: str) -> Snapshot:
+    """The snapshot published by a given IngestFlow run (``IngestFlow/<run_id>``)."""
+    return Snapshot(run_by_pathspec(run_pathspec))
+
+
+def latest_snapshot_or_none(branch: str | None = None) -> Snapshot | None:
+    """The latest snapshot of the branch, or ``None`` before the first ingestion."""
+    try:
+        return latest_snapshot(branch)
+    except NoRunError:
+        return None

@@ -1,0 +1,82 @@
+"""Where contract files come from: a local path, an ``http(s)://`` URL or an ``s3://`` URL.
+
+S3 is read through Metaflow's own S3 client, so any S3-compatible endpoint configured for the datastore
+(``METAFLOW_S3_ENDPOINT_URL`` and the usual AWS credential variables) serves data files too: one set of settings.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+HTTP_TIMEOUT_SECONDS = 60
+
+
+class SourceError(OSError):
+    """A source could not be read; the message names it and says why."""
+
+
+class SourceNotFoundError(SourceError):
+    """The source does not exist (as opposed to existing but being unreadable)."""
+
+
+def read_source(uri: str) -> bytes:
+    """Return the bytes behind ``uri`` (path, http(s) or s3 URL), or raise ``SourceError`` naming it."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        return _read_http(uri)
+    if scheme == "s3":
+        return _read_s3(uri)
+    if scheme in ("", "file"):
+        return _read_local(Path(urlparse(uri).path if scheme == "file" else uri))
+    raise SourceError(f"{uri}: unsupported source scheme '{scheme}' (use a path, http(s):// or s3://)")
+
+
+def read_optional_source(uri: str) -> bytes | None:
+    """Like ``read_source`` but ``None`` when the source does not exist: for optional companion files."""
+    try:
+        return read_source(uri)
+    except SourceNotFoundError:
+        return None
+
+
+def sibling(uri: str, file_name: str) -> str:
+    """The URI of ``file_name`` in the same folder (or URL prefix) as ``uri``."""
+    head, _, _ = uri.rpartition("/")
+    return f"{head}/{file_name}" if head else file_name
+
+
+def _read_local(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from exc
+
+
+def _read_http(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise SourceNotFoundError(f"{url}: HTTP 404 {exc.reason}") from exc
+        raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, TimeoutError) as exc:
+        raise SourceError(f"{url}: cannot be fetched ({getattr(exc, 'reason', exc)})") from exc
+
+
+def _read_s3(url: str) -> bytes:
+    from metaflow import S3
+    from metaflow.plugins.datatools.s3.s3 import MetaflowS3NotFound
+
+    try:
+        with S3() as s3:
+            return Path(s3.get(url).path).read_bytes()
+    except MetaflowS3NotFound as exc:
+        raise SourceNotFoundError(f"{url}: object not found") from exc
+    except Exception as exc:  # the S3 client raises several unrelated types for access and network errors
+        raise SourceError(f"{url}: cannot be read from S3 ({exc})") from exc

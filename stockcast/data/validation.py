@@ -1,0 +1,354 @@
+"""Validation of the two contract files, with reports that name file, lines, column and rule.
+
+Policy, per rule (documented in the README):
+- **reject the file** when it cannot be trusted as a whole: unreadable CSV, a required column missing, no data
+  rows, the same key twice with *different* values (we cannot know which one is right), or more than
+  ``max_quarantined_fraction`` of its rows broken;
+- **quarantine the rows** that break a row-level rule (missing or unparseable value, a date in the future,
+  non-positive price, OHLC out of order, ...): they are left out, counted and listed in the snapshot's report.
+Exact duplicate rows are harmless: one copy is kept and the others are quarantined.
+
+Line numbers are those of the CSV file as a person sees it in an editor: the header is line 1.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from stockcast.data.contract import FINANCIALS, ORACLE, PRICES, FileContract
+
+Action = Literal["reject", "quarantine"]
+
+NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+"""Cell values read as missing (compared case-insensitively, after stripping spaces)."""
+
+DEFAULT_MAX_QUARANTINED_FRACTION = 0.05
+LINES_SHOWN = 5
+_FIRST_DATA_LINE = 2  # the header is line 1
+FILE_LEVEL = "*"
+"""The column of a violation that concerns the file as a whole."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule in one file: which rule, which column(s), which lines, and what happens to them."""
+
+    file: str
+    rule: str
+    column: str
+    detail: str
+    action: Action
+    count: int
+    lines: tuple[int, ...] = ()
+
+    def message(self) -> str:
+        """A one-line, human-readable statement of the violation."""
+        consequence = "file rejected" if self.action == "reject" else "rows quarantined"
+        if self.column == FILE_LEVEL:
+            return f"{self.file}: rule '{self.rule}' broken: {self.detail} ({consequence})"
+        where = ""
+        if self.lines:
+            shown = ", ".join(str(line) for line in self.lines)
+            more = f" and {self.count - len(self.lines)} more" if self.count > len(self.lines) else ""
+            where = f" at line{'s' if self.count > 1 else ''} {shown}{more}"
+        return (
+            f"{self.file}: rule '{self.rule}' broken in column '{self.column}' by {self.count} "
+            f"row{'s' if self.count != 1 else ''}{where}: {self.detail} ({consequence})"
+        )
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What validation found in one file and what it kept."""
+
+    file: str
+    rows_read: int
+    rows_accepted: int
+    violations: tuple[Violation, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        """True when a rule rejected the whole file."""
+        return any(v.action == "reject" for v in self.violations)
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Rows left out of the accepted table (zero when the file was rejected as a whole)."""
+        return 0 if self.rejected else self.rows_read - self.rows_accepted
+
+    def messages(self) -> list[str]:
+        """Every violation as a sentence, rejections first."""
+        ordered = sorted(self.violations, key=lambda v: v.action != "reject")
+        return [v.message() for v in ordered]
+
+    def to_dict(self) -> dict:
+        """A plain-data form, for Metaflow artefacts and cards."""
+        return {
+            **asdict(self),
+            "rejected": self.rejected,
+            "rows_quarantined": self.rows_quarantined,
+            "violations": [{**asdict(v), "message": v.message()} for v in self.violations],
+        }
+
+
+class ContractViolationError(ValueError):
+    """Raised when a file is rejected; the message lists every rule it broke."""
+
+    def __init__(self, reports: Iterable[ValidationReport]) -> None:
+        self.reports = [r for r in reports if r.rejected]
+        lines = [m for r in self.reports for m in r.messages()]
+        super().__init__("Input rejected by validation:\n  - " + "\n  - ".join(lines))
+
+
+@dataclass
+class _Checker:
+    """Collects violations for one file while the rules run; rows are positions in the raw frame."""
+
+    file: str
+    n_rows: int
+    violations: list[Violation] = field(default_factory=list)
+    quarantined: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.quarantined = np.zeros(self.n_rows, dtype=bool)
+
+    def reject(self, rule: str, column: str, detail: str, bad: np.ndarray | None = None) -> None:
+        self._add(rule, column, detail, "reject", bad)
+
+    def quarantine(self, rule: str, column: str, detail: str, bad: np.ndarray) -> None:
+        # A row that already broke an earlier rule is not reported again under a later one: the first broken
+        # rule is the useful one (a missing close also "breaks" the OHLC order).
+        new = bad & ~self.quarantined
+        if new.any():
+            self.quarantined |= new
+            self._add(rule, column, detail, "quarantine", new)
+
+    def _add(self, rule: str, column: str, detail: str, action: Action, bad: np.ndarray | None) -> None:
+        positions = np.flatnonzero(bad) if bad is not None else np.array([], dtype=int)
+        self.violations.append(
+            Violation(
+                file=self.file,
+                rule=rule,
+                column=column,
+                detail=detail,
+                action=action,
+                count=len(positions) if bad is not None else 1,
+                lines=tuple(int(p) + _FIRST_DATA_LINE for p in positions[:LINES_SHOWN]),
+            )
+        )
+
+    def report(self, rows_accepted: int, notes: Iterable[str] = ()) -> ValidationReport:
+        return ValidationReport(self.file, self.n_rows, rows_accepted, tuple(self.violations), tuple(notes))
+
+
+def read_csv_text(data: bytes, *, file: str) -> pd.DataFrame:
+    """Read CSV bytes into a frame of stripped strings; a malformed file raises naming the file and pandas' reason."""
+    try:
+        raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        report = ValidationReport(
+            file,
+            0,
+            0,
+            (Violation(file, "readable_csv", FILE_LEVEL, f"not a readable CSV file: {exc}", "reject", 1),),
+        )
+        raise ContractViolationError([report]) from exc
+    raw.columns = [str(c).strip() for c in raw.columns]
+    return raw.apply(lambda column: column.str.strip())
+
+
+def _parse_columns(raw: pd.DataFrame, contract: FileContract, checker: _Checker) -> pd.DataFrame:
+    """Typed columns from the raw strings; missing and unparseable values quarantine their rows."""
+    parsed: dict[str, pd.Series] = {}
+    for column in contract.all_columns():
+        if column.name not in raw.columns:
+            continue
+        text = raw[column.name]
+        missing = text.str.lower().isin(NULL_TOKENS).to_numpy()
+        if not column.nullable:
+            checker.quarantine("required_value", column.name, "value is missing", missing)
+        if column.kind == "text":
+            parsed[column.name] = text.where(~missing).astype("str")
+            continue
+        if column.kind == "date":
+            values = pd.to_datetime(text.where(~missing), format="ISO8601", errors="coerce", utc=True)
+            values = values.dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
+            unparseable = values.isna().to_numpy() & ~missing
+            checker.quarantine("date_format", column.name, "not an ISO date (YYYY-MM-DD)", unparseable)
+        else:
+            values = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
+            unparseable = ~np.isfinite(values.to_numpy()) & ~missing
+            checker.quarantine("number_format", column.name, "not a finite number", unparseable)
+        parsed[column.name] = values
+    return pd.DataFrame(parsed, index=raw.index)
+
+
+def _check_columns(raw: pd.DataFrame, contract: FileContract, checker: _Checker) -> list[str]:
+    """Reject a file missing required columns or carrying no rows; return notes on ignored extra columns."""
+    missing = [c for c in contract.required_names if c not in raw.columns]
+    if missing:
+        checker.reject(
+            "required_columns",
+            ", ".join(missing),
+            f"required column(s) missing; expected {', '.join(contract.required_names)}",
+        )
+    if len(raw) == 0:
+        checker.reject("has_rows", FILE_LEVEL, "file has a header but no data rows")
+    known = {c.name for c in contract.all_columns()}
+    extra = [c for c in raw.columns if c not in known]
+    return [f"{checker.file}: ignored column(s) not in the contract: {', '.join(extra)}"] if extra else []
+
+
+def _check_keys(typed: pd.DataFrame, contract: FileContract, checker: _Checker) -> None:
+    """Exact duplicates are quarantined (one copy kept); the same key with different values rejects the file."""
+    key = list(contract.key)
+    candidates = ~checker.quarantined
+    exact = typed.duplicated(keep="first").to_numpy() & candidates
+    checker.quarantine("unique_key", ", ".join(key), "exact duplicate of an earlier row", exact)
+    live = typed[~checker.quarantined]
+    conflicting = live.duplicated(subset=key, keep=False)
+    if conflicting.any():
+        bad = np.zeros(len(typed), dtype=bool)
+        bad[typed.index.get_indexer(live.index[conflicting.to_numpy()])] = True
+        checker.reject(
+            "unique_key",
+            ", ".join(key),
+            f"the same ({', '.join(key)}) appears more than once with different values",
+            bad,
+        )
+
+
+def _finish(
+    typed: pd.DataFrame,
+    contract: FileContract,
+    checker: _Checker,
+    notes: list[str],
+    max_quarantined_fraction: float,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Apply the quarantine threshold, drop quarantined rows and sort by key."""
+    n_bad = int(checker.quarantined.sum())
+    if checker.n_rows and n_bad / checker.n_rows > max_quarantined_fraction:
+        checker.reject(
+            "max_quarantined_fraction",
+            FILE_LEVEL,
+            f"{n_bad} of {checker.n_rows} rows are invalid, more than the allowed "
+            f"{max_quarantined_fraction:.0%}; fix the file rather than lose that much data",
+        )
+    accepted = typed[~checker.quarantined]
+    if checker.violations and any(v.action == "reject" for v in checker.violations):
+        accepted = accepted.iloc[0:0]
+    accepted = accepted.sort_values(list(contract.key), kind="stable").reset_index(drop=True)
+    return accepted, checker.report(len(accepted), notes)
+
+
+RowRule = tuple[str, str, str, Callable[[pd.DataFrame], pd.Series]]
+"""(rule, column, detail, predicate selecting the rows that break it)."""
+
+
+def _validate(
+    raw: pd.DataFrame,
+    contract: FileContract,
+    *,
+    file: str,
+    rules: Callable[[pd.DataFrame], list[RowRule]],
+    max_quarantined_fraction: float,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """The shared validation pipeline: columns, parsing, row rules, keys, threshold."""
+    checker = _Checker(file, len(raw))
+    notes = _check_columns(raw, contract, checker)
+    if checker.violations:
+        return pd.DataFrame(columns=contract.required_names), checker.report(0, notes)
+    typed = _parse_columns(raw, contract, checker)
+    for rule, column, detail, is_bad in rules(typed):
+        # Missing values were quarantined by the parser already; NaN comparisons count as "not broken" here.
+        checker.quarantine(rule, column, detail, is_bad(typed).fillna(False).to_numpy(dtype=bool))
+    _check_keys(typed, contract, checker)
+    return _finish(typed, contract, checker, notes, max_quarantined_fraction)
+
+
+def _today(today: pd.Timestamp | None) -> pd.Timestamp:
+    return (today or pd.Timestamp.today()).normalize()
+
+
+def validate_prices(
+    raw: pd.DataFrame,
+    *,
+    file: str = PRICES.file_name,
+    today: pd.Timestamp | None = None,
+    max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check a raw ``stock_price.csv`` against the contract; return the accepted typed rows and the report."""
+    today = _today(today)
+
+    def rules(typed: pd.DataFrame) -> list[RowRule]:
+        prices = ["open", "high", "low", "close", *(["adj_close"] if "adj_close" in typed else [])]
+        return [
+            ("not_in_future", "date", f"date is after today ({today.date()})", lambda t: t["date"] > today),
+            *[("positive_price", p, "price must be > 0", lambda t, p=p: t[p] <= 0) for p in prices],
+            ("non_negative_volume", "volume", "volume must be >= 0", lambda t: t["volume"] < 0),
+            (
+                "ohlc_order",
+                "low, open, close, high",
+                "must satisfy low <= min(open, close) <= max(open, close) <= high",
+                lambda t: (
+                    (t["low"] > t[["open", "close"]].min(axis=1)) | (t["high"] < t[["open", "close"]].max(axis=1))
+                ),
+            ),
+        ]
+
+    return _validate(raw, PRICES, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+
+
+def validate_financials(
+    raw: pd.DataFrame,
+    *,
+    known_tickers: Iterable[str],
+    file: str = FINANCIALS.file_name,
+    today: pd.Timestamp | None = None,
+    max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check a raw ``financial_info.csv``; ``known_tickers`` are those with prices (this file or the snapshot)."""
+    today = _today(today)
+    known = pd.Index(sorted(set(known_tickers)))
+
+    def rules(_: pd.DataFrame) -> list[RowRule]:
+        return [
+            (
+                "report_after_period_end",
+                "report_date",
+                "report_date must be on or after period_end (figures cannot be public before the quarter ends)",
+                lambda t: t["report_date"] < t["period_end"],
+            ),
+            ("not_in_future", "report_date", f"report_date is after today ({today.date()})",
+             lambda t: t["report_date"] > today),
+            ("known_ticker", "ticker", "ticker has no prices (neither in the prices file nor in the snapshot)",
+             lambda t: ~t["ticker"].isin(known)),
+            ("non_negative_revenue", "revenue", "revenue must be >= 0", lambda t: t["revenue"] < 0),
+            ("positive_total_assets", "total_assets", "total_assets must be > 0", lambda t: t["total_assets"] <= 0),
+            ("non_negative_liabilities", "total_liabilities", "total_liabilities must be >= 0",
+             lambda t: t["total_liabilities"] < 0),
+            ("positive_shares", "shares_outstanding", "shares_outstanding must be > 0",
+             lambda t: t["shares_outstanding"] <= 0),
+        ]  # fmt: skip
+
+    return _validate(raw, FINANCIALS, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+
+
+def validate_oracle(raw: pd.DataFrame, *, file: str = ORACLE.file_name) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check the generator's oracle file: contract columns and unique keys; it is never user data."""
+    return _validate(
+        raw,
+        ORACLE,
+        file=file,
+        rules=lambda _: [
+            ("positive_price", "expected_next_close", "must be > 0", lambda t: t["expected_next_close"] <= 0)
+        ],
+        max_quarantined_fraction=0.0,
+    )
