@@ -1,0 +1,131 @@
+"""Test-wide set-up: an isolated Metaflow home, and a real S3-compatible server on 127.0.0.1.
+
+Metaflow reads its configuration when it is first imported, so the environment is set here at module level,
+before any test module imports it (FIELD_NOTES). Every run the tests make lands in a temporary folder, never in
+the developer's ``.metaflow``. The S3 server (moto's standalone server, a real HTTP S3 API) is started once per
+session on a free loopback port; the same ``METAFLOW_S3_ENDPOINT_URL`` variables point Metaflow, our boto3 code
+and the tests at it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+TEST_HOME = Path(tempfile.mkdtemp(prefix="stockcast-tests-"))
+S3_PORT = _free_port()
+S3_BUCKET = "stockcast-test"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+os.environ.update(
+    {
+        "USERNAME": "pytest",
+        "METAFLOW_USER": "pytest",
+        "METAFLOW_DEFAULT_DATASTORE": "local",
+        "METAFLOW_DEFAULT_METADATA": "local",
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(TEST_HOME / ".metaflow"),
+        "METAFLOW_CLIENT_CACHE_PATH": str(TEST_HOME / "client-cache"),
+        "METAFLOW_TEMPDIR": str(TEST_HOME / "tmp"),
+        "METAFLOW_CARD_LOCALROOT": str(TEST_HOME / "cards"),
+        # The S3 server below; dummy credentials, or a run against S3 hangs instead of failing (FIELD_NOTES).
+        "METAFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+        "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{S3_BUCKET}/metaflow",
+        "AWS_ACCESS_KEY_ID": "stockcast-test",
+        "AWS_SECRET_ACCESS_KEY": "stockcast-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "BENTOML_HOME": str(TEST_HOME / "bentoml"),
+    }
+)
+(TEST_HOME / "tmp").mkdir(parents=True, exist_ok=True)
+
+S3_DATASTORE_ENV = {"METAFLOW_DEFAULT_DATASTORE": "s3"}
+"""Extra environment for a flow run whose artefacts go to the S3 server (metadata stays local)."""
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3 API on 127.0.0.1 for the whole session, with the test bucket created; yields its endpoint."""
+    import boto3
+
+    endpoint = os.environ["METAFLOW_S3_ENDPOINT_URL"]
+    log = (TEST_HOME / "moto_server.log").open("wb")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(S3_PORT)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"S3 test server did not start; see {log.name}") from None
+                time.sleep(0.2)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=S3_BUCKET)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def s3_client(s3_server: str):
+    """A boto3 S3 client on the test server."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_server)
+
+
+@pytest.fixture
+def branch() -> str:
+    """A fresh ``@project`` branch name, so each flow test starts with no earlier snapshot or champion."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """A finished flow run: its Client ``Run`` (None if it never started), whether it succeeded, its output."""
+
+    run: object | None
+    successful: bool
+    output: str
+
+
+@pytest.fixture
+def run_flow(branch: str):
+    """Run ``flows/<flow>.py`` on the test's branch with ``metaflow.Runner`` and return a ``FlowResult``."""
+    from metaflow import Runner
+
+    def run(flow: str, *, env: dict[str, str] | None = None, **params) -> FlowResult:
+        flow_file = str(REPO_ROOT / "flows" / f"{flow}.py")
+        with Runner(flow_file, show_output=False, env=env, branch=branch) as runner:
+            executing = runner.run(**params)
+            return FlowResult(
+                run=executing.run,
+                successful=executing.status == "successful",
+                output=executing.stdout + executing.stderr,
+            )
+
+    return run
