@@ -1,0 +1,200 @@
+"""The model registry: every trained challenger with its lineage, one champion per project branch, and the
+history of promotions and rollbacks.
+
+Layout under the object store (``stockcast.storage``), per ``@project`` branch::
+
+    registry/<branch>/models/<version>.json    one immutable record per registered model (lineage, metrics, gate)
+    registry/<branch>/bentos/<version>.json    the Bento built from that model, once deployed
+    registry/<branch>/events/<seq>.json        append-only promotions and rollbacks; the last one names the champion
+
+Events are written create-only with consecutive sequence numbers, and a promotion states which champion it
+expects to replace: two concurrent promotions cannot both win, and the loser gets a clear error instead of
+silently overwriting the other. The fitted model itself stays a Metaflow artefact of the training run; a record
+points at it by run pathspec.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from stockcast.storage import ObjectExistsError, ObjectStore, datastore_store
+
+Action = Literal["promote", "rollback"]
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done as asked; the message says why."""
+
+
+class ChampionChangedError(RegistryError):
+    """Someone else changed the champion since the caller looked; re-run the gate against the new one."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One registered model version and everything needed to trust, reproduce or serve it."""
+
+    version: str
+    branch: str
+    run_pathspec: str
+    model_artifact: str
+    candidate_id: str
+    params: dict[str, Any]
+    data_version: str
+    snapshot_run: str
+    feature_set: str
+    feature_fingerprint: str
+    code_version: str | None
+    metrics: dict[str, Any]
+    gate: dict[str, Any]
+    registered_at: str = field(default_factory=lambda: _now())
+
+    def load_model(self) -> Any:
+        """The fitted estimator, read from the training run's artefacts."""
+        from stockcast.runs import run_by_pathspec
+
+        return getattr(run_by_pathspec(self.run_pathspec).data, self.model_artifact)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change of champion: a promotion by the gate or a rollback."""
+
+    seq: int
+    action: Action
+    version: str
+    previous: str | None
+    reason: str
+    at: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def current_code_version(repo_dir: str | Path | None = None) -> str | None:
+    """The git commit of the code being run (with ``+dirty`` if uncommitted changes exist), or ``None``."""
+    cwd = str(repo_dir or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+class Registry:
+    """The registry of one ``@project`` branch."""
+
+    def __init__(self, branch: str, store: ObjectStore | None = None) -> None:
+        self.branch = branch
+        self.store = store or datastore_store()
+        self._prefix = f"registry/{branch}"
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def register(self, record: ModelRecord) -> ModelRecord:
+        """Add a model version; a version is registered once and never changes."""
+        if record.branch != self.branch:
+            raise RegistryError(f"record is for branch '{record.branch}', registry is '{self.branch}'")
+        try:
+            self.store.put(self._model_key(record.version), _dump(asdict(record)), exclusive=True)
+        except ObjectExistsError as exc:
+            raise RegistryError(f"model version {record.version} is already registered") from exc
+        return record
+
+    def promote(self, version: str, *, reason: str, expected_champion: str | None) -> Event:
+        """Make ``version`` the champion, provided the champion is still ``expected_champion``."""
+        self.get(version)  # must exist
+        return self._append("promote", version, reason, expected_champion)
+
+    def rollback(self, *, reason: str) -> Event:
+        """Restore the champion the current one replaced; one call, recorded in the history."""
+        current = self.champion_version()
+        if current is None:
+            raise RegistryError(f"branch '{self.branch}' has no champion to roll back")
+        promoted = [e for e in self.history() if e.action == "promote" and e.version == current]
+        previous = promoted[-1].previous if promoted else None
+        if previous is None:
+            raise RegistryError(f"champion {current} was the first on branch '{self.branch}'; nothing to roll back to")
+        return self._append("rollback", previous, reason, current)
+
+    def record_bento(self, version: str, info: dict[str, Any]) -> None:
+        """Remember the Bento built from ``version`` (tag, archive URL) so any deployment can be rebuilt."""
+        self.get(version)
+        self.store.put(f"{self._prefix}/bentos/{version}.json", _dump(info))
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get(self, version: str) -> ModelRecord:
+        """A registered model version; ``RegistryError`` naming it if unknown."""
+        try:
+            return ModelRecord(**json.loads(self.store.get(self._model_key(version))))
+        except KeyError as exc:
+            raise RegistryError(f"no model version {version} on branch '{self.branch}'") from exc
+
+    def versions(self) -> list[str]:
+        """Every registered version, oldest first."""
+        keys = self.store.list(f"{self._prefix}/models/")
+        return [Path(key).stem for key in keys]
+
+    def history(self) -> list[Event]:
+        """Promotions and rollbacks, oldest first."""
+        return [Event(**json.loads(self.store.get(key))) for key in self.store.list(f"{self._prefix}/events/")]
+
+    def champion_version(self) -> str | None:
+        """The current champion's version, or ``None`` before the first promotion."""
+        events = self.history()
+        return events[-1].version if events else None
+
+    def champion(self) -> ModelRecord | None:
+        """The current champion's record, or ``None`` before the first promotion."""
+        version = self.champion_version()
+        return self.get(version) if version else None
+
+    def bento(self, version: str) -> dict[str, Any] | None:
+        """The Bento recorded for ``version``, if one was built."""
+        try:
+            return json.loads(self.store.get(f"{self._prefix}/bentos/{version}.json"))
+        except KeyError:
+            return None
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _model_key(self, version: str) -> str:
+        return f"{self._prefix}/models/{version}.json"
+
+    def _append(self, action: Action, version: str, reason: str, expected_champion: str | None) -> Event:
+        events = self.history()
+        current = events[-1].version if events else None
+        if current != expected_champion:
+            raise ChampionChangedError(
+                f"champion of branch '{self.branch}' is {current}, not the expected {expected_champion}; "
+                "it changed since the comparison was made"
+            )
+        event = Event(len(events) + 1, action, version, current, reason, _now())
+        try:
+            self.store.put(f"{self._prefix}/events/{event.seq:08d}.json", _dump(asdict(event)), exclusive=True)
+        except ObjectExistsError as exc:
+            raise ChampionChangedError(
+                f"another {action} on branch '{self.branch}' landed first; re-run the gate against the new champion"
+            ) from exc
+        return event
+
+
+def _dump(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, indent=2, sort_keys=True, default=str).encode()

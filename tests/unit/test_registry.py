@@ -1,0 +1,144 @@
+"""The registry on both stores: register, promote with optimistic concurrency, history, rollback."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+
+from stockcast.registry import ChampionChangedError, ModelRecord, Registry, RegistryError, current_code_version
+from stockcast.storage import LocalStore, ObjectExistsError, S3Store
+
+
+def _record(version: str, branch: str = "user.test") -> ModelRecord:
+    return ModelRecord(
+        version=version,
+        branch=branch,
+        run_pathspec=f"TrainFlow/{version}",
+        model_artifact="model",
+        candidate_id="ridge[alpha=1.0]",
+        params={"alpha": 1.0},
+        data_version="abc123",
+        snapshot_run="IngestFlow/1",
+        feature_set="default",
+        feature_fingerprint="f" * 16,
+        code_version=None,
+        metrics={"rmse": 1.0},
+        gate={"promote": True, "reason": "beats naive"},
+    )
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_server")
+    return S3Store(f"s3://stockcast-test/registry-tests/{tmp_path.name}", endpoint_url=endpoint)
+
+
+def test_store_exclusive_put_and_listing(store):
+    store.put("a/b/1.json", b"one", exclusive=True)
+    with pytest.raises(ObjectExistsError):
+        store.put("a/b/1.json", b"again", exclusive=True)
+    store.put("a/b/2.json", b"two")
+    store.put("a/b/2.json", b"two, overwritten")
+    assert store.list("a/b/") == ["a/b/1.json", "a/b/2.json"]
+    assert store.get("a/b/2.json") == b"two, overwritten"
+    with pytest.raises(KeyError):
+        store.get("a/b/3.json")
+
+
+def test_register_get_and_no_champion_before_promotion(store):
+    registry = Registry("user.test", store)
+    record = registry.register(_record("v1"))
+    assert registry.get("v1") == record
+    assert registry.versions() == ["v1"]
+    assert registry.champion() is None and registry.history() == []
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.register(_record("v1"))
+    with pytest.raises(RegistryError, match="no model version v9"):
+        registry.get("v9")
+
+
+def test_promote_history_and_rollback_chain(store):
+    registry = Registry("user.test", store)
+    for version in ("v1", "v2", "v3"):
+        registry.register(_record(version))
+    registry.promote("v1", reason="first", expected_champion=None)
+    registry.promote("v2", reason="better", expected_champion="v1")
+    registry.promote("v3", reason="better still", expected_champion="v2")
+    assert registry.champion().version == "v3"
+    event = registry.rollback(reason="smoke test failed")
+    assert (event.action, event.version, event.previous) == ("rollback", "v2", "v3")
+    assert registry.champion().version == "v2"
+    registry.rollback(reason="again")
+    assert registry.champion().version == "v1"
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback(reason="once more")
+    assert [(e.seq, e.action, e.version) for e in registry.history()] == [
+        (1, "promote", "v1"),
+        (2, "promote", "v2"),
+        (3, "promote", "v3"),
+        (4, "rollback", "v2"),
+        (5, "rollback", "v1"),
+    ]
+
+
+def test_promotion_against_a_stale_champion_is_refused(store):
+    registry = Registry("user.test", store)
+    for version in ("v1", "v2"):
+        registry.register(_record(version))
+    registry.promote("v1", reason="first", expected_champion=None)
+    with pytest.raises(ChampionChangedError, match="champion of branch 'user.test' is v1, not the expected None"):
+        registry.promote("v2", reason="raced", expected_champion=None)
+    assert registry.champion().version == "v1"
+
+
+def test_concurrent_promotions_cannot_both_win(tmp_path):
+    registry = Registry("user.test", LocalStore(tmp_path))
+    for version in ("a", "b", "c", "d"):
+        registry.register(_record(version))
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def promote(version: str) -> None:
+        barrier.wait()
+        try:
+            registry.promote(version, reason="race", expected_champion=None)
+            outcomes.append("won")
+        except ChampionChangedError:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in ("a", "b", "c", "d")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("won") == 1
+    assert len(registry.history()) == 1
+
+
+def test_branches_are_isolated(store):
+    mine, prod = Registry("user.test", store), Registry("prod", store)
+    mine.register(_record("v1"))
+    mine.promote("v1", reason="first", expected_champion=None)
+    assert prod.champion() is None and prod.versions() == []
+    with pytest.raises(RegistryError, match="record is for branch 'user.test', registry is 'prod'"):
+        prod.register(_record("v2"))
+    prod.register(replace(_record("v2"), branch="prod"))
+    assert mine.versions() == ["v1"]
+
+
+def test_bento_records(store):
+    registry = Registry("user.test", store)
+    registry.register(_record("v1"))
+    assert registry.bento("v1") is None
+    registry.record_bento("v1", {"tag": "stockcast:abc"})
+    assert registry.bento("v1") == {"tag": "stockcast:abc"}
+
+
+def test_code_version_is_a_commit_or_none(tmp_path):
+    assert current_code_version(tmp_path) is None
+    version = current_code_version()
+    assert version is None or len(version.split("+")[0]) == 40
