@@ -27,6 +27,10 @@ from stockcast.storage import ObjectExistsError, ObjectStore, datastore_store
 Action = Literal["promote", "rollback"]
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 class RegistryError(RuntimeError):
     """A registry operation cannot be done as asked; the message says why."""
 
@@ -52,7 +56,7 @@ class ModelRecord:
     code_version: str | None
     metrics: dict[str, Any]
     gate: dict[str, Any]
-    registered_at: str = field(default_factory=lambda: _now())
+    registered_at: str = field(default_factory=_now)
 
     def load_model(self) -> Any:
         """The fitted estimator, read from the training run's artefacts."""
@@ -71,10 +75,6 @@ class Event:
     previous: str | None
     reason: str
     at: str
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def current_code_version(repo_dir: str | Path | None = None) -> str | None:

@@ -90,7 +90,7 @@ def test_promotion_against_a_stale_champion_is_refused(store):
     for version in ("v1", "v2"):
         registry.register(_record(version))
     registry.promote("v1", reason="first", expected_champion=None)
-    with pytest.raises(ChampionChangedError, match="champion of branch 'user.test' is v1, not the expected None"):
+    with pytest.raises(ChampionChangedError, match=r"champion of branch 'user\.test' is v1, not the expected None"):
         registry.promote("v2", reason="raced", expected_champion=None)
     assert registry.champion().version == "v1"
 
@@ -124,7 +124,7 @@ def test_branches_are_isolated(store):
     mine.register(_record("v1"))
     mine.promote("v1", reason="first", expected_champion=None)
     assert prod.champion() is None and prod.versions() == []
-    with pytest.raises(RegistryError, match="record is for branch 'user.test', registry is 'prod'"):
+    with pytest.raises(RegistryError, match=r"record is for branch 'user\.test', registry is 'prod'"):
         prod.register(_record("v2"))
     prod.register(replace(_record("v2"), branch="prod"))
     assert mine.versions() == ["v1"]

@@ -24,7 +24,8 @@ PRICES_CSV = """date,ticker,open,high,low,close,volume
 2024-01-04,BBB,20.8,21.5,20,21,700
 """
 
-FINANCIALS_CSV = """ticker,period_end,report_date,revenue,net_income,eps,total_assets,total_liabilities,shares_outstanding,sector
+FINANCIALS_CSV = """\
+ticker,period_end,report_date,revenue,net_income,eps,total_assets,total_liabilities,shares_outstanding,sector
 AAA,2023-09-30,2023-10-30,100,10,1,1000,500,10,Technology
 AAA,2023-12-31,2024-02-01,110,12,1.2,1100,520,10,Technology
 BBB,2023-09-30,2023-11-10,50,-2,-0.2,800,700,20,Energy
