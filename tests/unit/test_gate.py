@@ -1,0 +1,216 @@
+"""The promotion gate: the Diebold–Mariano test against hand and reference computations, and the decisions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from stockcast.gate import daily_losses, decide, diebold_mariano, newey_west_lag
+
+N_DAYS, N_TICKERS = 120, 8
+
+
+def market(seed: int = 0) -> pd.DataFrame:
+    """Realised closes for a small panel: a 2 %-a-day random walk around 100."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2024-01-02", periods=N_DAYS)
+    frame = pd.DataFrame(
+        {
+            "date": np.repeat(dates.to_numpy(), N_TICKERS),
+            "ticker": np.tile([f"T{i}" for i in range(N_TICKERS)], N_DAYS),
+            "close": 100 * np.exp(rng.normal(0, 0.2, N_DAYS * N_TICKERS)),
+        }
+    )
+    return frame.assign(next_close=frame["close"] * (1 + rng.normal(0, 0.02, len(frame))))
+
+
+def predictions(frame: pd.DataFrame, candidate_id: str, predicted_close: np.ndarray | pd.Series) -> pd.DataFrame:
+    return frame.assign(candidate_id=candidate_id, predicted_close=np.asarray(predicted_close, dtype=float))
+
+
+def naive(frame: pd.DataFrame) -> pd.DataFrame:
+    return predictions(frame, "naive", frame["close"])
+
+
+def better_than_naive(frame: pd.DataFrame, candidate_id: str, error_share: float, seed: int) -> pd.DataFrame:
+    """Predictions whose error is `error_share` of the naive error, plus a little noise."""
+    noise = np.random.default_rng(seed).normal(0, 0.1, len(frame))
+    return predictions(
+        frame, candidate_id, frame["next_close"] + error_share * (frame["close"] - frame["next_close"]) + noise
+    )
+
+
+# --- The test statistic ----------------------------------------------------------------------------------------
+
+
+def test_dm_matches_a_hand_computation_with_a_newey_west_lag() -> None:
+    # d = [2, 0, 1, -1, 3]: mean 1, centred [1, -1, 0, -2, 2], gamma0 = 10/5 = 2, gamma1 = (-1 + 0 + 0 - 4)/5 = -1.
+    # Bartlett weight at lag 1 of 1: 1/2, so the long-run variance is 2 + 2 * 0.5 * (-1) = 1 and
+    # DM = 1 / sqrt(1/5) = sqrt(5); the HLN factor for h=1 is sqrt((5 + 1 - 2) / 5), giving exactly 2.
+    loss_b = np.array([5.0, 4.0, 6.0, 3.0, 2.0])
+    loss_a = loss_b + np.array([2.0, 0.0, 1.0, -1.0, 3.0])
+
+    result = diebold_mariano(loss_a, loss_b, max_lag=1)
+
+    assert result.statistic == pytest.approx(2.0)
+    assert result.p_value == pytest.approx(stats.t.cdf(2.0, df=4))
+    assert (result.mean_difference, result.n, result.max_lag) == (1.0, 5, 1)
+    # h = 2: HLN factor sqrt((5 + 1 - 4 + 2/5) / 5) = sqrt(0.48).
+    assert diebold_mariano(loss_a, loss_b, horizon=2, max_lag=1).statistic == pytest.approx(np.sqrt(5 * 0.48))
+
+
+def test_without_autocorrelation_terms_dm_is_the_one_sample_t_test() -> None:
+    rng = np.random.default_rng(3)
+    loss_a, loss_b = rng.gamma(2.0, size=60), rng.gamma(2.1, size=60)
+
+    result = diebold_mariano(loss_a, loss_b, max_lag=0)
+    reference = stats.ttest_1samp(loss_a - loss_b, 0.0, alternative="less")
+
+    assert result.statistic == pytest.approx(reference.statistic, rel=1e-10)
+    assert result.p_value == pytest.approx(reference.pvalue, rel=1e-10)
+
+
+def test_positively_autocorrelated_differentials_need_the_hac_variance() -> None:
+    rng = np.random.default_rng(5)
+    shocks = rng.normal(size=500)
+    persistent = np.zeros(500)
+    for t in range(1, 500):
+        persistent[t] = 0.8 * persistent[t - 1] + shocks[t]
+    differential = persistent - 0.3
+
+    naive_iid = diebold_mariano(differential, np.zeros(500), max_lag=0)
+    hac = diebold_mariano(differential, np.zeros(500))
+
+    assert hac.max_lag == newey_west_lag(500) == 5
+    # Clustered losses carry less information than their count suggests: the HAC statistic is less extreme.
+    assert naive_iid.statistic < hac.statistic < 0
+    assert hac.p_value > naive_iid.p_value
+
+
+def test_false_promotions_under_the_null_happen_at_about_the_nominal_rate() -> None:
+    rng = np.random.default_rng(11)
+    p_values = [diebold_mariano(rng.normal(size=250), rng.normal(size=250)).p_value for _ in range(400)]
+
+    # 400 trials at alpha 0.05: the rejection count is Binomial(400, 0.05), mean 20, standard deviation 4.4.
+    assert 8 <= sum(p < 0.05 for p in p_values) <= 34
+
+
+def test_identical_losses_carry_no_evidence_and_constant_gains_are_decisive() -> None:
+    losses = np.array([1.0, 2.0, 3.0, 2.0])
+
+    identical = diebold_mariano(losses, losses)
+    always_better = diebold_mariano(losses - 0.5, losses)
+
+    assert (identical.statistic, identical.p_value) == (0.0, 0.5)
+    assert (always_better.statistic, always_better.p_value) == (-np.inf, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("loss_a", "loss_b", "message"),
+    [([1.0, 2.0], [1.0], "equal length"), ([1.0], [2.0], "at least 2"), ([1.0, np.nan], [1.0, 2.0], "finite")],
+)
+def test_dm_refuses_unusable_input(loss_a: list[float], loss_b: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        diebold_mariano(loss_a, loss_b)
+
+
+def test_daily_loss_is_the_mean_squared_price_error_across_tickers_per_day() -> None:
+    frame = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2024-01-03", "2024-01-02", "2024-01-02"]),
+            "next_close": [10.0, 10.0, 20.0],
+            "predicted_close": [13.0, 11.0, 17.0],
+        }
+    )
+
+    losses = daily_losses(frame)
+
+    assert losses.index.tolist() == list(pd.to_datetime(["2024-01-02", "2024-01-03"]))
+    assert losses.tolist() == [(1.0 + 9.0) / 2, 9.0]
+
+
+# --- Decisions -------------------------------------------------------------------------------------------------
+
+
+def test_a_clearly_better_challenger_is_promoted_with_a_readable_reason() -> None:
+    frame = market()
+    challenger = better_than_naive(frame, "catboost[depth=4]", error_share=0.5, seed=1)
+    champion = better_than_naive(frame, "ridge[alpha=1.0]", error_share=0.8, seed=2)
+
+    decision = decide(challenger, naive(frame), champion, alpha=0.05)
+
+    assert decision.promote
+    assert decision.reason.startswith("Promote catboost[depth=4]: it beats the naive baseline (")
+    assert "and the champion ridge[alpha=1.0] (" in decision.reason
+    assert f"over {N_DAYS} days" in decision.reason
+    assert [c["against"] for c in decision.comparisons] == ["naive", "champion"]
+    for comparison in decision.comparisons:
+        assert comparison["passed"]
+        assert comparison["p_value"] < 0.05
+        assert comparison["mean_loss_difference"] < 0
+        assert comparison["n_days"] == N_DAYS
+    assert json.loads(json.dumps(decision.to_dict()))["promote"] is True
+
+
+def test_a_challenger_identical_to_the_champion_is_not_promoted() -> None:
+    frame = market()
+    challenger = better_than_naive(frame, "catboost[depth=4]", error_share=0.5, seed=1)
+    champion = challenger.assign(candidate_id="catboost[depth=4]")
+
+    decision = decide(challenger, naive(frame), champion, alpha=0.05)
+
+    assert not decision.promote
+    assert "does not beat the champion catboost[depth=4]" in decision.reason
+    assert "naive" not in decision.reason  # it did beat the naive baseline: only the failed comparison is named
+    champion_comparison = decision.comparisons[1]
+    assert (champion_comparison["statistic"], champion_comparison["mean_loss_difference"]) == (0.0, 0.0)
+
+
+def test_the_naive_baseline_never_beats_itself() -> None:
+    frame = market()
+
+    decision = decide(naive(frame), naive(frame), None, alpha=0.05)
+
+    assert not decision.promote
+    assert decision.reason.startswith("Do not promote naive: it does not beat the naive baseline")
+
+
+def test_a_challenger_worse_than_the_champion_is_not_promoted_even_if_it_beats_naive() -> None:
+    frame = market()
+    challenger = better_than_naive(frame, "ridge[alpha=1.0]", error_share=0.8, seed=2)
+    champion = better_than_naive(frame, "catboost[depth=4]", error_share=0.5, seed=1)
+
+    decision = decide(challenger, naive(frame), champion, alpha=0.05)
+
+    assert not decision.promote
+    assert [c["passed"] for c in decision.comparisons] == [True, False]
+    assert decision.comparisons[1]["mean_loss_difference"] > 0
+
+
+def test_comparisons_pair_only_the_common_rows_and_demand_enough_days() -> None:
+    frame = market()
+    challenger = better_than_naive(frame, "m", error_share=0.5, seed=1)
+    late_champion = better_than_naive(frame, "old", error_share=0.9, seed=2).iloc[-10 * N_TICKERS :]
+
+    decision = decide(challenger, naive(frame), late_champion, alpha=0.05, min_days=20)
+
+    assert decision.comparisons[1]["n_days"] == 10
+    assert not decision.promote
+    assert "only 10 paired test days, fewer than the 20 required" in decision.reason
+
+
+def test_predictions_scored_on_different_data_cannot_be_compared() -> None:
+    frame = market()
+    challenger = better_than_naive(frame, "m", error_share=0.5, seed=1)
+    other_data = naive(frame.assign(next_close=frame["next_close"] * 1.01))
+
+    with pytest.raises(ValueError, match="different realised closes"):
+        decide(challenger, other_data, None, alpha=0.05)
+    with pytest.raises(ValueError, match="one-to-one"):
+        decide(pd.concat([challenger, challenger]), naive(frame), None, alpha=0.05)
+    with pytest.raises(ValueError, match="alpha"):
+        decide(challenger, naive(frame), None, alpha=0.5)
