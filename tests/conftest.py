@@ -41,10 +41,9 @@ os.environ.update(
         "METAFLOW_USER": "pytest",
         "METAFLOW_DEFAULT_DATASTORE": "local",
         "METAFLOW_DEFAULT_METADATA": "local",
-        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(TEST_HOME / ".metaflow"),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(TEST_HOME),
         "METAFLOW_CLIENT_CACHE_PATH": str(TEST_HOME / "client-cache"),
         "METAFLOW_TEMPDIR": str(TEST_HOME / "tmp"),
-        "METAFLOW_CARD_LOCALROOT": str(TEST_HOME / "cards"),
         # The S3 server below; dummy credentials, or a run against S3 hangs instead of failing (FIELD_NOTES).
         "METAFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
         "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{S3_BUCKET}/metaflow",
@@ -55,6 +54,10 @@ os.environ.update(
     }
 )
 (TEST_HOME / "tmp").mkdir(parents=True, exist_ok=True)
+(TEST_HOME / ".metaflow").mkdir(exist_ok=True)
+# Cards, and anything else Metaflow or CatBoost put relative to the working directory, land in the test home too:
+# Metaflow finds the local card root by searching upwards from the working directory for `.metaflow`.
+os.chdir(TEST_HOME)
 
 S3_DATASTORE_ENV = {"METAFLOW_DEFAULT_DATASTORE": "s3"}
 """Extra environment for a flow run whose artefacts go to the S3 server (metadata stays local)."""
@@ -129,3 +132,15 @@ def run_flow(branch: str):
             )
 
     return run
+
+
+def card_text(task, card_id: str) -> str:
+    """The decoded content of a task's card (Metaflow embeds it as base64 JSON), for asserting on what it shows."""
+    import base64
+    import re
+
+    from metaflow.cards import get_cards
+
+    (card,) = get_cards(task, id=card_id)
+    payloads = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', card.get())
+    return "\n".join(base64.b64decode(payload).decode() for payload in payloads)
