@@ -1,0 +1,813 @@
+"""A deterministic synthetic stock market: daily prices, quarterly financials and the oracle next-day close.
+
+Why it exists: the demo, every test fixture and the benchmarks need data that behaves like a real market (fat
+tails, volatility clustering, a factor structure, earnings seasons) yet is exactly reproducible from a seed and
+carries a *known*, weak predictable component, so that a model's skill can be judged against the best forecast
+achievable (the oracle) as well as against the naive "tomorrow = today".
+
+The model, in words (i is a ticker, t a business day; every quantity named below is per ticker unless it says)
+-------------------------------------------------------------------------------------------------------------
+Shocks. A market factor, one factor per sector and one idiosyncratic shock per ticker each follow a GARCH(1,1)
+process with unit-variance Student-t innovations: today's variance = omega + alpha × yesterday's squared shock
++ (persistence − alpha) × yesterday's variance. Sector and idiosyncratic variances are further multiplied by
+(market variance / its long-run level)^0.7: turbulence is common to all stocks, as in real markets. The
+unpredictable part of ticker i's simple return is
+    u_t = beta_i × market shock_t + gamma_i × its sector's shock_t + idiosyncratic shock_t,
+clipped symmetrically to ±50 % (a symmetric clip of a symmetric variable keeps its mean at zero).
+
+Fundamentals, per calendar quarter q. Revenue = last quarter's revenue × exp(trend growth / 4 + change of the
+ticker's seasonal pattern) × (1 + noise). The net margin reverts to the ticker's long-run margin (negative for
+10 % of the firms): margin_q = long-run + 0.6 × (margin_{q−1} − long-run) + noise. net_income = margin × revenue,
+eps = net_income / shares_outstanding. Before each report the generator tracks the expected net income
+(expected margin × expected revenue; both noises are independent with mean zero, so this is the exact
+conditional mean) and scores the report by its standardised surprise SUE = (net income − expectation) / its
+standard deviation, which has mean zero. Figures are published on report_date = period_end + 15 to 70 days
+(median about 30, annual reports later), moved forward to a business day. financial_info holds the reports
+published from a year before a ticker's first price row (as a prospectus would) to its last one.
+
+Daily return. On day t the close moves by the simple return
+    R_t = mu_t + u_t + lambda_i × SUE           (the last term on report days only: the news is out before the open),
+where the expected return mu_t is fixed at the close of t − 1 (clipped to ±5 %) and is the sum of
+  1. beta_i × the market's drift (7 % a year);
+  2. short-term reversal: a share psi (``overreaction_share``) of every idiosyncratic shock is an overreaction
+     that fades at ``reversal_speed`` kappa a day; with overreaction_t = (1 − kappa) × overreaction_{t−1} + psi ×
+     idiosyncratic shock_t, mu_t contains −kappa × overreaction_{t−1};
+  3. post-earnings-announcement drift: after a report mu contains a drift in the direction of the surprise that
+     decays with a 20-day time constant and adds up to ``earnings_drift_share`` × the report-day jump;
+  4. a valuation anchor: −``valuation_pull`` × log(close / (the ticker's price-to-sales multiple × trailing
+     twelve months' revenue per share, as last *reported*)).
+Together these explain a few per cent of the variance of next-day returns (the tests measure it), in line with
+the small predictability of real markets; the reversal is most of it. Prices stay positive by construction:
+|mu| <= 5 %, |u| <= 50 % and a report-day jump is below 25 % (the surprise's noises are clipped to ±3).
+
+Oracle. expected_next_close_t = close_t × (1 + mu_{t+1}), divided by the split ratio when a split takes effect on
+t + 1 (splits are announced in advance). It is the exact conditional expectation of the next raw close under this
+model, because u and SUE have mean zero given everything known at t. Rows exist for every price row except a
+delisted ticker's last day; on the calendar's last day it is the forecast for the next business day.
+
+OHLC and volume. open = previous close × exp(gap), the gap being a share of the day's log return (most of it on
+report days) plus noise; high and low are the maximum and minimum of a Brownian bridge from open to close with
+the day's conditional volatility, sampled exactly. log volume = the ticker's base + an AR(1) term + a term in
+the day's |standardised move| + a report-day boost.
+
+Quirks, off by default. ``listings``: some tickers list late, some delist early (one row per business day
+while listed; financials only from a year before listing to delisting). ``splits``: a few 2:1 and 3:1 splits
+scale raw open/high/low/close down and volume, eps and shares up from their effective day (eps and shares in
+the share units of their report day), and ``adj_close`` (the close in the share units of the ticker's last
+listed day) stays continuous. ``regime_shift_date``: from that day on the market, sector and idiosyncratic
+shocks are multiplied by ``regime_vol_multiplier`` (earnings jumps are not) and every market beta is shifted by
+``regime_beta_shift``.
+
+Determinism. Each concern (universe, fundamentals, returns, open/high/low, volume, listings, splits) draws from
+its own child of ``numpy.random.SeedSequence(seed)``, so a quirk never changes the underlying paths: with
+``splits=True``, ``adj_close`` × the ticker's total split ratio is the ``close`` of the same spec without splits,
+and ``listings=True`` only hides rows. Prices are rounded to 6 decimals, currency amounts to whole units, share
+counts and volume to whole shares, eps to 4 decimals; the CSV files carry exactly the in-memory values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stockcast.data.contract import FINANCIALS, ORACLE, PRICES
+
+FloatArray = np.ndarray
+IntArray = np.ndarray
+
+SECTORS: tuple[str, ...] = (
+    "Technology",
+    "Health Care",
+    "Financials",
+    "Consumer Discretionary",
+    "Industrials",
+    "Communication Services",
+    "Consumer Staples",
+    "Energy",
+    "Utilities",
+    "Materials",
+    "Real Estate",
+)
+"""GICS-like sector names; a spec with ``n_sectors = k`` uses the first k."""
+
+MAX_TICKERS = 100_000  # far below the 475,254 possible symbols, so drawing unique ones stays quick
+_MISSING_VALUE_SYMBOLS = ("NAN", "NONE", "NULL")  # read as missing by pandas or by our validation
+
+TRADING_DAYS_PER_YEAR = 252
+PRICE_DECIMALS = 6
+EPS_DECIMALS = 4
+ADJ_CLOSE = "adj_close"
+
+_MARKET_VOLATILITY = 0.16  # annualised, about the S&P 500's long-run figure
+_MARKET_DRIFT = 0.07 / TRADING_DAYS_PER_YEAR
+_SECTOR_VOLATILITY = 0.10
+_COMMON_VOLATILITY = 0.7  # elasticity of sector and idiosyncratic variance to the market's
+_MEDIAN_TOTAL_VOLATILITY = 0.30  # annualised, median S&P 500 constituent
+_SHOCK_CLIP = 0.5  # symmetric bound on u: keeps prices positive, keeps E[u] = 0
+_EXPECTED_RETURN_CLIP = 0.05
+_DRIFT_DECAY_DAYS = 20.0
+_LOSS_MAKING_SHARE = 0.10
+_PREHISTORY_QUARTERS = 8  # fundamentals start this early so trailing figures exist on the first day
+_LISTING_HISTORY = pd.Timedelta(days=365)  # financials published from this long before listing (a prospectus)
+_NOISE_CLIP = 3.0  # fundamental noises are standard normals clipped to ±3 (symmetric: the mean stays zero)
+_CLIPPED_VARIANCE = 0.995007  # variance of a standard normal clipped to ±3
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """What to generate: the universe, the calendar, the seed, the quirks and the predictable component."""
+
+    n_tickers: int = 50
+    start: str = "2021-01-04"  # business-day calendar (pandas bdate_range), inclusive
+    end: str = "2025-12-31"  # a fixed past date: the output never changes and is never "in the future"
+    seed: int = 42
+    n_sectors: int = 10  # at most len(SECTORS)
+    listings: bool = False  # quirk: ragged histories (late listings, early delistings)
+    splits: bool = False  # quirk: 2:1 / 3:1 splits in raw prices, plus an adj_close column
+    regime_shift_date: str | None = None  # from this day on, shocks are scaled and betas shifted:
+    regime_vol_multiplier: float = 2.0  # by this factor
+    regime_beta_shift: float = 0.0  # by this amount
+    # The predictable component (module docstring); all four at zero leave only the market drift predictable.
+    reversal_speed: float = 0.1  # kappa: share of the outstanding overreaction that fades each day
+    overreaction_share: float = 0.8  # psi: share of each idiosyncratic shock that is overreaction
+    earnings_drift_share: float = 0.25  # drift after a report, as a share of its jump
+    valuation_pull: float = 0.002  # daily pull of log price towards the price-to-sales anchor
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not _is_integer(self.n_tickers) or not 1 <= self.n_tickers <= MAX_TICKERS:
+            problems.append(f"n_tickers must be an integer in 1..{MAX_TICKERS}, got {self.n_tickers!r}")
+        if not _is_integer(self.seed) or self.seed < 0:
+            problems.append(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not _is_integer(self.n_sectors) or not 1 <= self.n_sectors <= len(SECTORS):
+            problems.append(f"n_sectors must be an integer in 1..{len(SECTORS)}, got {self.n_sectors!r}")
+        start, end = _parse_date("start", self.start, problems), _parse_date("end", self.end, problems)
+        if start is not None and end is not None:
+            if start >= end:
+                problems.append(f"start ({self.start}) must be before end ({self.end})")
+            elif len(pd.bdate_range(start, end)) < 2:
+                problems.append(f"start..end ({self.start}..{self.end}) must span at least 2 business days")
+        if end is not None and end > pd.Timestamp.today().normalize():
+            problems.append(f"end ({self.end}) must not be in the future")
+        if self.regime_shift_date is not None:
+            shift = _parse_date("regime_shift_date", self.regime_shift_date, problems)
+            if shift is not None and start is not None and end is not None and not start < shift <= end:
+                problems.append(f"regime_shift_date ({self.regime_shift_date}) must be after start and <= end")
+        if not (math.isfinite(self.regime_vol_multiplier) and self.regime_vol_multiplier > 0):
+            problems.append(f"regime_vol_multiplier must be a finite number > 0, got {self.regime_vol_multiplier!r}")
+        if not math.isfinite(self.regime_beta_shift):
+            problems.append(f"regime_beta_shift must be finite, got {self.regime_beta_shift!r}")
+        if not 0 <= self.reversal_speed < 1:
+            problems.append(f"reversal_speed must be in [0, 1), got {self.reversal_speed!r}")
+        if not 0 <= self.overreaction_share <= 1:
+            problems.append(f"overreaction_share must be in [0, 1], got {self.overreaction_share!r}")
+        if not 0 <= self.earnings_drift_share <= 1:
+            problems.append(f"earnings_drift_share must be in [0, 1], got {self.earnings_drift_share!r}")
+        if not 0 <= self.valuation_pull < 1:
+            problems.append(f"valuation_pull must be in [0, 1), got {self.valuation_pull!r}")
+        if problems:
+            raise ValueError("Invalid MarketSpec: " + "; ".join(problems))
+
+    def calendar(self) -> pd.DatetimeIndex:
+        """The business days from start to end inclusive (weekends excluded, no holidays), at ns resolution."""
+        return pd.bdate_range(self.start, self.end).as_unit("ns")
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """The generated market: the two contract tables and the oracle (kept apart from the user-facing data)."""
+
+    prices: pd.DataFrame
+    financials: pd.DataFrame
+    oracle: pd.DataFrame
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _parse_date(field: str, value: object, problems: list[str]) -> pd.Timestamp | None:
+    """The date as a midnight Timestamp, or None after recording why it is not one."""
+    try:
+        parsed = pd.Timestamp(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        parsed = pd.NaT
+    if pd.isna(parsed):
+        problems.append(f"{field} must be an ISO date (YYYY-MM-DD), got {value!r}")
+        return None
+    return parsed.normalize()
+
+
+# --------------------------------------------------------------------------------------------- the universe
+@dataclass(frozen=True)
+class _Universe:
+    """Static per-ticker parameters (arrays of length n_tickers, tickers in alphabetical order)."""
+
+    tickers: np.ndarray
+    sector: IntArray
+    beta: FloatArray
+    sector_loading: FloatArray
+    idio_variance: FloatArray  # unconditional daily variance of the idiosyncratic shock
+    garch_alpha: FloatArray
+    garch_persistence: FloatArray
+    tail_df: FloatArray
+    jump_per_sue: FloatArray  # lambda: report-day return per unit of standardised surprise
+    price_to_sales: FloatArray
+    initial_price: FloatArray
+    initial_shares: FloatArray
+    revenue_growth: FloatArray  # annual trend
+    seasonal: FloatArray  # (4, n): log-revenue pattern by calendar quarter, zero mean
+    long_run_margin: FloatArray
+    margin_noise: FloatArray
+    revenue_noise: FloatArray
+    buyback_rate: FloatArray  # quarterly log change of shares outstanding
+    report_lag_days: FloatArray  # the ticker's usual lag after a quarter end
+    assets_to_sales: FloatArray
+    leverage: FloatArray
+    base_turnover: FloatArray  # daily volume as a share of shares outstanding
+
+
+def _ticker_symbols(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n unique 3- or 4-letter upper-case symbols, alphabetically sorted, none that CSV readers take for missing."""
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    symbols = np.empty(0, dtype="<U4")
+    while len(symbols) < n:
+        draws = letters[rng.integers(0, 26, size=(2 * n + 8, 4))]
+        draws[rng.random(len(draws)) < 0.5, 3] = ""  # half are 3-letter symbols
+        candidates = draws.view("<U4").ravel()
+        candidates = candidates[~np.isin(candidates, _MISSING_VALUE_SYMBOLS)]
+        symbols = pd.unique(np.concatenate([symbols, candidates]))
+    return np.sort(symbols[:n]).astype(object)
+
+
+def _draw_universe(rng: np.random.Generator, spec: MarketSpec) -> _Universe:
+    n = spec.n_tickers
+    tickers = _ticker_symbols(rng, n)
+    sector = rng.permutation(np.arange(n) % spec.n_sectors)  # every sector used when n >= n_sectors
+    # Total volatility: lognormal around 30 % a year with p10..p90 about 19 %..47 % (S&P 500 constituents).
+    total_volatility = np.clip(_MEDIAN_TOTAL_VOLATILITY * np.exp(0.35 * rng.standard_normal(n)), 0.10, 1.2)
+    # Riskier stocks carry more market risk: beta rises with volatility, p10..p90 about 0.5..1.5.
+    beta = np.clip(
+        1.0 + 0.9 * np.log(total_volatility / _MEDIAN_TOTAL_VOLATILITY) + 0.2 * rng.standard_normal(n), 0.2, 2.2
+    )
+    sector_loading = rng.uniform(0.5, 1.5, n)
+    jump_per_sue = rng.uniform(0.02, 0.05, n)
+    daily_total = total_volatility**2 / TRADING_DAYS_PER_YEAR
+    systematic = (beta**2 * _MARKET_VOLATILITY**2 + sector_loading**2 * _SECTOR_VOLATILITY**2) / TRADING_DAYS_PER_YEAR
+    earnings = jump_per_sue**2 * 4 / TRADING_DAYS_PER_YEAR  # four reports a year, SUE of unit variance
+    idio_variance = np.maximum(daily_total - systematic - earnings, 0.25 * daily_total)
+
+    loss_making = np.zeros(n, dtype=bool)
+    loss_making[rng.permutation(n)[: round(_LOSS_MAKING_SHARE * n)]] = True
+    long_run_margin = np.where(
+        loss_making, rng.uniform(-0.15, -0.03, n), np.clip(rng.normal(0.12, 0.06, n), 0.03, 0.35)
+    )
+    pattern = rng.standard_normal((4, n))
+    seasonal = (pattern - pattern.mean(axis=0)) * rng.uniform(0.0, 0.08, n)
+    initial_price = np.clip(60.0 * np.exp(0.6 * rng.standard_normal(n)), 5.0, 1000.0)
+    market_cap = 20e9 * np.exp(1.0 * rng.standard_normal(n))
+    return _Universe(
+        tickers=tickers,
+        sector=sector,
+        beta=beta,
+        sector_loading=sector_loading,
+        idio_variance=idio_variance,
+        garch_alpha=rng.uniform(0.08, 0.14, n),
+        garch_persistence=rng.uniform(0.95, 0.98, n),
+        tail_df=rng.uniform(4.5, 8.0, n),
+        jump_per_sue=jump_per_sue,
+        price_to_sales=2.5 * np.exp(0.5 * rng.standard_normal(n)),
+        initial_price=initial_price,
+        initial_shares=np.round(market_cap / initial_price),
+        revenue_growth=rng.normal(0.06, 0.05, n),
+        seasonal=seasonal,
+        long_run_margin=long_run_margin,
+        margin_noise=rng.uniform(0.01, 0.03, n),
+        revenue_noise=rng.uniform(0.01, 0.04, n),
+        buyback_rate=rng.normal(-0.003, 0.004, n),
+        report_lag_days=rng.uniform(22.0, 36.0, n),
+        assets_to_sales=1.5 * np.exp(0.6 * rng.standard_normal(n)),
+        leverage=rng.uniform(0.3, 0.85, n),
+        base_turnover=0.006 * np.exp(0.5 * rng.standard_normal(n)),
+    )
+
+
+# ------------------------------------------------------------------------------------------- fundamentals
+@dataclass(frozen=True)
+class _Fundamentals:
+    """Quarterly figures, arrays of shape (quarters, tickers); per-share figures in original (unsplit) shares."""
+
+    period_end: pd.DatetimeIndex
+    report_date: np.ndarray  # datetime64[ns], (q, n)
+    revenue: FloatArray
+    net_income: FloatArray
+    shares: FloatArray
+    total_assets: FloatArray
+    total_liabilities: FloatArray
+    sue: FloatArray  # standardised earnings surprise of each report
+    log_anchor: FloatArray  # log(price-to-sales × trailing-twelve-month revenue per share), NaN before 4 quarters
+
+
+def _clipped_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> FloatArray:
+    return np.clip(rng.standard_normal(shape), -_NOISE_CLIP, _NOISE_CLIP)
+
+
+def _simulate_fundamentals(rng: np.random.Generator, spec: MarketSpec, universe: _Universe) -> _Fundamentals:
+    start, end = pd.Timestamp(spec.start), pd.Timestamp(spec.end)
+    first = start - pd.offsets.QuarterEnd(_PREHISTORY_QUARTERS)
+    period_end = pd.date_range(first, end, freq="QE").as_unit("ns")
+    q_count, n = len(period_end), len(universe.tickers)
+    u = universe
+    revenue_shock = _clipped_normal(rng, (q_count, n))
+    margin_shock = _clipped_normal(rng, (q_count, n))
+    share_shock = rng.standard_normal((q_count, n))
+    asset_shock = rng.standard_normal((q_count, n))
+    leverage_shock = rng.standard_normal((q_count, n))
+    lag_shock = rng.standard_normal((q_count, n))
+
+    quarter_of_year = period_end.quarter.to_numpy() - 1
+    years_before_start = _PREHISTORY_QUARTERS / 4
+    revenue_prev = (
+        u.initial_shares * u.initial_price / u.price_to_sales / 4 * np.exp(-u.revenue_growth * years_before_start)
+    )
+    margin_prev = u.long_run_margin.copy()
+    shares_prev, assets_prev = u.initial_shares.copy(), 4 * revenue_prev * u.assets_to_sales
+    shape = (q_count, n)
+    revenue, net_income, shares, assets, sue = (np.empty(shape) for _ in range(5))
+    for q in range(q_count):
+        season_change = u.seasonal[quarter_of_year[q]] - u.seasonal[quarter_of_year[q] - 1]
+        expected_revenue = revenue_prev * np.exp(u.revenue_growth / 4 + season_change)
+        expected_margin = u.long_run_margin + 0.6 * (margin_prev - u.long_run_margin)
+        revenue[q] = expected_revenue * (1 + u.revenue_noise * revenue_shock[q])
+        margin = expected_margin + u.margin_noise * margin_shock[q]
+        net_income[q] = margin * revenue[q]
+        # (m_e + s_m x)(R_e (1 + s_r y)) - m_e R_e with independent zero-mean x, y: exact mean zero.
+        surprise_sd = expected_revenue * np.sqrt(
+            _CLIPPED_VARIANCE * (expected_margin**2 * u.revenue_noise**2 + u.margin_noise**2)
+            + _CLIPPED_VARIANCE**2 * u.margin_noise**2 * u.revenue_noise**2
+        )
+        sue[q] = (net_income[q] - expected_margin * expected_revenue) / surprise_sd
+        shares[q] = np.round(shares_prev * np.exp(u.buyback_rate + 0.004 * share_shock[q]))
+        assets[q] = assets_prev * np.exp(u.revenue_growth / 4 + 0.02 * asset_shock[q])
+        revenue_prev, margin_prev, shares_prev, assets_prev = revenue[q], margin, shares[q], assets[q]
+
+    liabilities = assets * np.clip(u.leverage + 0.02 * leverage_shock, 0.05, 0.95)
+    # Annual (Q4) reports take longer; lags stay within 15..68 days before rolling to a business day.
+    lag = np.clip(u.report_lag_days + 12.0 * (quarter_of_year == 3)[:, None] + 4.0 * lag_shock, 15, 68)
+    due = period_end.to_numpy().astype("datetime64[D]")[:, None] + np.round(lag).astype("timedelta64[D]")
+    report_date = np.busday_offset(due, 0, roll="forward").astype("datetime64[ns]")
+    ttm_revenue = pd.DataFrame(revenue).rolling(4).sum().to_numpy()
+    return _Fundamentals(
+        period_end=period_end,
+        report_date=report_date,
+        revenue=np.round(revenue),
+        net_income=np.round(net_income),
+        shares=shares,
+        total_assets=np.round(assets),
+        total_liabilities=np.round(liabilities),
+        sue=sue,
+        log_anchor=np.log(u.price_to_sales * ttm_revenue / shares),
+    )
+
+
+def _report_days(calendar: pd.DatetimeIndex, fundamentals: _Fundamentals) -> tuple[IntArray, np.ndarray]:
+    """For each (quarter, ticker): the calendar index of its report day, and whether that day is in the calendar."""
+    index = calendar.searchsorted(fundamentals.report_date.ravel()).reshape(fundamentals.report_date.shape)
+    in_calendar = (fundamentals.report_date >= calendar[0].to_datetime64()) & (
+        fundamentals.report_date <= calendar[-1].to_datetime64()
+    )
+    return index, in_calendar
+
+
+def _as_reported(calendar: pd.DatetimeIndex, fundamentals: _Fundamentals, quarterly: FloatArray) -> FloatArray:
+    """A quarterly figure as known at each close (days × tickers): the latest report on or before that day.
+
+    Leakage guard: a quarter's figures count from its report_date, never from its period_end.
+    """
+    index, in_calendar = _report_days(calendar, fundamentals)
+    published = fundamentals.report_date <= calendar[-1].to_datetime64()
+    daily = np.full((len(calendar), quarterly.shape[1]), np.nan)
+    columns = np.arange(daily.shape[1])
+    for q in range(len(fundamentals.period_end)):  # in report order, so a later report overwrites an earlier one
+        rows = np.where(in_calendar[q], index[q], 0)  # reports before the first day land on it
+        known = published[q]
+        daily[rows[known], columns[known]] = quarterly[q, known]
+    return pd.DataFrame(daily).ffill().to_numpy()
+
+
+# ----------------------------------------------------------------------------------------------- returns
+def _student_t(rng: np.random.Generator, df: FloatArray | float, shape: tuple[int, ...]) -> FloatArray:
+    """Student-t draws scaled to unit variance."""
+    return rng.standard_t(df, size=shape) * np.sqrt((np.asarray(df) - 2) / np.asarray(df))
+
+
+def _garch_variance(
+    innovations: FloatArray, unconditional: FloatArray, alpha: FloatArray, persistence: FloatArray
+) -> FloatArray:
+    """Conditional variances of GARCH(1,1) processes driven by unit-variance innovations (days × series).
+
+    Started at the unconditional variance; one vectorised step per day across all series.
+    """
+    omega = unconditional * (1 - persistence)
+    garch_beta = persistence - alpha
+    variance = np.empty_like(innovations)
+    variance[0] = unconditional
+    for t in range(1, len(innovations)):
+        variance[t] = omega + alpha * variance[t - 1] * innovations[t - 1] ** 2 + garch_beta * variance[t - 1]
+    return variance
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Daily latent paths, arrays of shape (days, tickers) in original (unsplit) share units."""
+
+    close: FloatArray
+    log_return: FloatArray
+    volatility: FloatArray  # conditional standard deviation of u on the day
+    expected_next_return: FloatArray  # mu_{t+1}, fixed at the close of t
+    report_day: np.ndarray  # bool
+
+
+def _simulate_returns(
+    rng: np.random.Generator,
+    spec: MarketSpec,
+    universe: _Universe,
+    fundamentals: _Fundamentals,
+    calendar: pd.DatetimeIndex,
+) -> _Paths:
+    """Closes and expected returns from the factor model, earnings jumps and the predictable component."""
+    u = universe
+    days, n, n_sectors = len(calendar), len(u.tickers), spec.n_sectors
+    market_z = _student_t(rng, 6.0, (days, 1))
+    sector_z = _student_t(rng, 6.0, (days, n_sectors))
+    idio_z = _student_t(rng, u.tail_df, (days, n))
+    initial_mispricing = 0.1 * rng.standard_normal(n)
+
+    innovations = np.hstack([market_z, sector_z, idio_z])
+    unconditional = np.concatenate(
+        [
+            [_MARKET_VOLATILITY**2 / TRADING_DAYS_PER_YEAR],
+            np.full(n_sectors, _SECTOR_VOLATILITY**2 / TRADING_DAYS_PER_YEAR),
+            u.idio_variance,
+        ]
+    )
+    alpha = np.concatenate([[0.07], np.full(n_sectors, 0.06), u.garch_alpha])
+    persistence = np.concatenate([[0.975], np.full(n_sectors, 0.97), u.garch_persistence])
+    variance = _garch_variance(innovations, unconditional, alpha, persistence)
+    market_var = variance[:, :1].copy()
+    # Volatility is partly common: sector and idiosyncratic variances rise and fall with the market's, as in
+    # real markets (a "common idiosyncratic volatility" factor), so turbulent days are turbulent for everyone.
+    market_stress = (market_var / unconditional[0]) ** _COMMON_VOLATILITY
+    sector_var = variance[:, 1 : 1 + n_sectors] * market_stress
+    idio_var = variance[:, 1 + n_sectors :] * market_stress
+    del innovations, variance  # (days × tickers) arrays are released as soon as possible throughout
+
+    regime = np.ones(days)
+    beta_shift = np.zeros((days, 1))
+    if spec.regime_shift_date is not None:
+        after = calendar >= pd.Timestamp(spec.regime_shift_date)
+        regime[after] = spec.regime_vol_multiplier
+        beta_shift[after] = spec.regime_beta_shift
+    beta = u.beta + beta_shift  # (days, n)
+    idio_shock = np.sqrt(idio_var) * idio_z * regime[:, None]
+    shock = (
+        beta * np.sqrt(market_var) * market_z * regime[:, None]
+        + u.sector_loading * (np.sqrt(sector_var) * sector_z * regime[:, None])[:, u.sector]
+        + idio_shock
+    )
+    volatility = (
+        np.sqrt(beta**2 * market_var + u.sector_loading**2 * sector_var[:, u.sector] + idio_var) * regime[:, None]
+    )
+    del idio_z, sector_z
+    # Symmetric clip: the unpredictable part keeps mean zero, and 1 + return stays positive.
+    np.clip(shock, -_SHOCK_CLIP, _SHOCK_CLIP, out=shock)
+
+    report_index, in_calendar = _report_days(calendar, fundamentals)
+    report_day = np.zeros((days, n), dtype=bool)
+    sue = np.zeros((days, n))
+    quarter_rows, ticker_cols = np.nonzero(in_calendar)
+    report_day[report_index[quarter_rows, ticker_cols], ticker_cols] = True
+    sue[report_index[quarter_rows, ticker_cols], ticker_cols] = fundamentals.sue[quarter_rows, ticker_cols]
+    shock += u.jump_per_sue * sue
+
+    drift_decay = math.exp(-1 / _DRIFT_DECAY_DAYS)
+    # The drift adds up to earnings_drift_share × the jump: impulse / (1 - decay) = share × lambda × SUE.
+    drift_impulse = spec.earnings_drift_share * u.jump_per_sue * (1 - drift_decay) * sue
+    log_anchor = _as_reported(calendar, fundamentals, fundamentals.log_anchor)
+    kappa, psi, pull = spec.reversal_speed, spec.overreaction_share, spec.valuation_pull
+    market_drift = beta * _MARKET_DRIFT
+
+    close = np.empty((days, n))
+    expected = np.empty((days, n))  # expected[t] = mu_{t+1}
+    close[0] = np.exp(log_anchor[0] + initial_mispricing)
+    overreaction = psi * idio_shock[0]
+    earnings_drift = drift_impulse[0]
+
+    def expected_return(t: int, overreaction: FloatArray, earnings_drift: FloatArray) -> FloatArray:
+        # Everything here is known at the close of t (the anchor only from reported figures; a regime's beta
+        # shift is scheduled): it is exactly what the oracle uses.
+        mu = (
+            market_drift[min(t + 1, days - 1)]
+            - kappa * overreaction
+            + earnings_drift
+            - pull * (np.log(close[t]) - log_anchor[t])
+        )
+        return np.clip(mu, -_EXPECTED_RETURN_CLIP, _EXPECTED_RETURN_CLIP)
+
+    for t in range(1, days):
+        expected[t - 1] = expected_return(t - 1, overreaction, earnings_drift)
+        close[t] = close[t - 1] * (1 + expected[t - 1] + shock[t])
+        overreaction = (1 - kappa) * overreaction + psi * idio_shock[t]
+        earnings_drift = drift_decay * earnings_drift + drift_impulse[t]
+    expected[days - 1] = expected_return(days - 1, overreaction, earnings_drift)
+
+    log_return = np.empty((days, n))
+    log_return[0] = 0.0
+    log_return[1:] = np.diff(np.log(close), axis=0)
+    return _Paths(close, log_return, volatility, expected, report_day)
+
+
+# ----------------------------------------------------------------------------------------- microstructure
+def _open_high_low(rng: np.random.Generator, paths: _Paths) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Open, high and low (original share units) consistent with the closes."""
+    # News comes out overnight: most of a report day's move is in the opening gap.
+    gap = np.where(paths.report_day, 0.85, 0.3) * paths.log_return
+    gap += 0.25 * paths.volatility * rng.standard_normal(gap.shape)
+    open_ = np.exp(gap, out=gap)
+    open_[1:] *= paths.close[:-1]
+    open_[0] *= paths.close[0]
+    intraday = np.log(paths.close / open_)
+    bridge_variance = (0.8 * paths.volatility) ** 2
+
+    def extreme(sign: float) -> FloatArray:
+        # The exact law of the maximum (sign +1) or minimum (sign -1) of a Brownian bridge from 0 to `intraday`
+        # with variance `bridge_variance` over the day, by inversion of P(max > m) = exp(-2 m (m - x) / var).
+        uniform = 1 - rng.random(intraday.shape)  # in (0, 1]: the log stays finite
+        spread = np.sqrt(intraday**2 - 2 * bridge_variance * np.log(uniform))
+        return open_ * np.exp((intraday + sign * spread) / 2)
+
+    # The outer max/min only guard the order against floating-point ties.
+    high = np.maximum(extreme(1.0), np.maximum(open_, paths.close))
+    low = np.minimum(extreme(-1.0), np.minimum(open_, paths.close))
+    return open_, high, low
+
+
+def _volume(
+    rng: np.random.Generator,
+    universe: _Universe,
+    fundamentals: _Fundamentals,
+    calendar: pd.DatetimeIndex,
+    paths: _Paths,
+) -> FloatArray:
+    """Daily volume in original share units: persistent, higher on large moves and on report days."""
+    noise = rng.standard_normal(paths.close.shape)
+    persistent = np.empty_like(noise)
+    persistent[0] = noise[0] * 0.25 / math.sqrt(1 - 0.8**2)  # started in its stationary distribution
+    for t in range(1, len(noise)):
+        persistent[t] = 0.8 * persistent[t - 1] + 0.25 * noise[t]
+    shares = _as_reported(calendar, fundamentals, fundamentals.shares)
+    log_volume = (
+        np.log(universe.base_turnover * shares)
+        + persistent
+        + 0.25 * (np.abs(paths.log_return) / paths.volatility - 0.8)
+        + 0.8 * paths.report_day
+    )
+    return np.round(np.exp(log_volume))
+
+
+# ----------------------------------------------------------------------------------------------- quirks
+def _listing_windows(rng: np.random.Generator, spec: MarketSpec, days: int) -> tuple[IntArray, IntArray]:
+    """First and last listed day index per ticker: about 20 % list late and 10 % delist early when enabled."""
+    n = spec.n_tickers
+    first, last = np.zeros(n, dtype=int), np.full(n, days - 1)
+    if not spec.listings:
+        return first, last
+    late_pick, early_pick = rng.permutation(n), rng.permutation(n)
+    late_at, early_at = rng.random(n), rng.random(n)
+    min_length = max(2, min(126, days // 4))
+    late = late_pick[: max(1, round(0.2 * n))]
+    early = early_pick[: max(1, round(0.1 * n))]
+    first[late] = 1 + np.floor(late_at[late] * 0.6 * (days - min_length)).astype(int)
+    last[early] = days - 2 - np.floor(early_at[early] * 0.6 * (days - min_length)).astype(int)
+    too_short = last - first + 1 < min_length
+    last[too_short] = np.minimum(days - 1, first[too_short] + min_length - 1)
+    first[too_short] = last[too_short] - min_length + 1
+    return first, last
+
+
+def _split_factors(
+    rng: np.random.Generator, spec: MarketSpec, first: IntArray, last: IntArray, days: int
+) -> FloatArray:
+    """Cumulative split ratio in effect on each day (days × tickers); all ones unless splits are enabled."""
+    n = spec.n_tickers
+    factor = np.ones((days, n))
+    if not spec.splits:
+        return factor
+    pick, position, ratio_draw = rng.permutation(n), rng.random(n), rng.random(n)
+    chosen = pick[: max(1, round(0.1 * n))]
+    chosen = chosen[last[chosen] > first[chosen]]  # a split needs a listed day before it to be visible
+    effective = first[chosen] + 1 + np.floor(position[chosen] * (last[chosen] - first[chosen])).astype(int)
+    ratio = np.where(ratio_draw[chosen] < 0.7, 2.0, 3.0)
+    after = np.arange(days)[:, None] >= effective
+    factor[:, chosen] = np.where(after, ratio, 1.0)
+    return factor
+
+
+# ---------------------------------------------------------------------------------------------- assembly
+@dataclass(frozen=True)
+class _Listing:
+    """Which rows exist and in which share units: listing windows and cumulative split ratios."""
+
+    first: IntArray  # first listed day index per ticker
+    last: IntArray  # last listed day index per ticker
+    split_factor: FloatArray  # (days, tickers): shares per original share in effect on each day
+
+    @property
+    def listed(self) -> np.ndarray:
+        day = np.arange(len(self.split_factor))[:, None]
+        return (day >= self.first) & (day <= self.last)
+
+
+def _long(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A (days × tickers) array as one ticker-major column of the selected rows."""
+    return values.T[rows.T]
+
+
+def _keys(universe: _Universe, calendar: pd.DatetimeIndex, rows: np.ndarray) -> dict[str, object]:
+    """The date and ticker columns of the selected (day, ticker) rows, sorted by ticker then date."""
+    shape = (len(calendar), len(universe.tickers))
+    return {
+        "date": _long(np.broadcast_to(calendar.to_numpy()[:, None], shape), rows),
+        "ticker": pd.array(_long(np.broadcast_to(universe.tickers, shape), rows), dtype="str"),
+    }
+
+
+def _round_price(values: FloatArray) -> FloatArray:
+    # Rounding is monotone, so OHLC order survives it; the floor keeps prices strictly positive.
+    return np.maximum(np.round(values, PRICE_DECIMALS), 10.0**-PRICE_DECIMALS)
+
+
+def _prices_frame(
+    *,
+    micro_rng: np.random.Generator,
+    volume_rng: np.random.Generator,
+    universe: _Universe,
+    fundamentals: _Fundamentals,
+    calendar: pd.DatetimeIndex,
+    paths: _Paths,
+    listing: _Listing,
+    with_adj_close: bool,
+) -> pd.DataFrame:
+    """stock_price.csv rows: raw (split-affected) prices and volume while listed."""
+    listed, factor = listing.listed, listing.split_factor
+    open_, high, low = _open_high_low(micro_rng, paths)
+    columns = {
+        **_keys(universe, calendar, listed),
+        "open": _long(_round_price(open_ / factor), listed),
+        "high": _long(_round_price(high / factor), listed),
+        "low": _long(_round_price(low / factor), listed),
+        "close": _long(_round_price(paths.close / factor), listed),
+        "volume": _long(_volume(volume_rng, universe, fundamentals, calendar, paths) * factor, listed),
+    }
+    if with_adj_close:
+        # In the share units of the last listed day: continuous across every split, equal to close after it.
+        final_factor = factor[listing.last, np.arange(factor.shape[1])]
+        columns[ADJ_CLOSE] = _long(_round_price(paths.close / final_factor), listed)
+    return pd.DataFrame(columns)
+
+
+def _oracle_frame(universe: _Universe, calendar: pd.DatetimeIndex, paths: _Paths, listing: _Listing) -> pd.DataFrame:
+    """E[raw close of t+1 | the close of t], from the close as written; a split effective on t+1 is known at t."""
+    factor = listing.split_factor
+    next_factor = np.vstack([factor[1:], factor[-1:]])
+    close = _round_price(paths.close / factor)
+    expected = np.round(close * (1 + paths.expected_next_return) * factor / next_factor, PRICE_DECIMALS)
+    # A delisted ticker has no next close: its last listed day gets no row.
+    day = np.arange(len(calendar))[:, None]
+    rows = listing.listed & ((day < listing.last) | (listing.last == len(calendar) - 1))
+    return pd.DataFrame({**_keys(universe, calendar, rows), "expected_next_close": _long(expected, rows)})
+
+
+def _financials_frame(
+    universe: _Universe, fundamentals: _Fundamentals, calendar: pd.DatetimeIndex, listing: _Listing
+) -> pd.DataFrame:
+    """financial_info.csv rows: reports published from a year before listing until delisting (and by the end)."""
+    f = fundamentals
+    q_count, n = f.revenue.shape
+    first_day = calendar.to_numpy()[listing.first] - _LISTING_HISTORY.to_timedelta64()
+    last_day = calendar.to_numpy()[listing.last]
+    published = (f.report_date >= first_day) & (f.report_date <= last_day)
+    report_index, in_calendar = _report_days(calendar, f)
+    # Per-share figures are in the share units of the report day (splits before it are applied).
+    on_report_day = listing.split_factor[np.minimum(report_index, len(calendar) - 1), np.arange(n)]
+    split_at_report = np.where(in_calendar, on_report_day, 1.0)
+    shares = f.shares * split_at_report
+    eps = np.round(f.net_income / shares, EPS_DECIMALS)
+    period_end = np.broadcast_to(f.period_end.to_numpy()[:, None], (q_count, n))
+    tickers = np.broadcast_to(universe.tickers, (q_count, n))
+    sectors = np.broadcast_to(np.array(SECTORS, dtype=object)[universe.sector], (q_count, n))
+    frame = pd.DataFrame(
+        {
+            "ticker": pd.array(_long(tickers, published), dtype="str"),
+            "period_end": _long(period_end, published),
+            "report_date": _long(f.report_date, published),
+            "revenue": _long(f.revenue, published),
+            "net_income": _long(f.net_income, published),
+            "eps": _long(eps, published),
+            "total_assets": _long(f.total_assets, published),
+            "total_liabilities": _long(f.total_liabilities, published),
+            "shares_outstanding": _long(shares, published),
+            "sector": pd.array(_long(sectors, published), dtype="str"),
+        }
+    )
+    return frame[FINANCIALS.required_names]
+
+
+def generate_market(spec: MarketSpec = MarketSpec()) -> MarketData:
+    """Generate the market described by ``spec``: the same spec always yields identical frames."""
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(7)]
+    universe_rng, fundamentals_rng, returns_rng, micro_rng, volume_rng, listing_rng, split_rng = streams
+    calendar = spec.calendar()
+
+    universe = _draw_universe(universe_rng, spec)
+    fundamentals = _simulate_fundamentals(fundamentals_rng, spec, universe)
+    paths = _simulate_returns(returns_rng, spec, universe, fundamentals, calendar)
+    first, last = _listing_windows(listing_rng, spec, len(calendar))
+    listing = _Listing(first, last, _split_factors(split_rng, spec, first, last, len(calendar)))
+    return MarketData(
+        prices=_prices_frame(
+            micro_rng=micro_rng,
+            volume_rng=volume_rng,
+            universe=universe,
+            fundamentals=fundamentals,
+            calendar=calendar,
+            paths=paths,
+            listing=listing,
+            with_adj_close=spec.splits,
+        ),
+        financials=_financials_frame(universe, fundamentals, calendar, listing),
+        oracle=_oracle_frame(universe, calendar, paths, listing),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ output
+def write_market(data: MarketData, out_dir: str | Path) -> dict[str, Path]:
+    """Write stock_price.csv, financial_info.csv and, beside them, oracle.csv; return their paths.
+
+    Values are written with Python's shortest round-trip float format, so reading a file back gives exactly
+    the in-memory numbers (they were rounded when generated); dates are ISO (YYYY-MM-DD).
+    """
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    targets = {
+        "prices": (data.prices, directory / PRICES.file_name),
+        "financials": (data.financials, directory / FINANCIALS.file_name),
+        "oracle": (data.oracle, directory / ORACLE.file_name),
+    }
+    for frame, path in targets.values():
+        frame.to_csv(path, index=False, date_format="%Y-%m-%d")
+    return {name: path for name, (_, path) in targets.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: generate a market and write its three CSV files (``stockcast-generate --help``)."""
+    defaults = MarketSpec()
+    parser = argparse.ArgumentParser(
+        prog="stockcast-generate",
+        description="Write a deterministic synthetic market: stock_price.csv, financial_info.csv and oracle.csv.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="directory to write the files into")
+    parser.add_argument("--tickers", type=int, default=defaults.n_tickers, help="number of tickers")
+    parser.add_argument("--start", default=defaults.start, help="first business day (YYYY-MM-DD)")
+    parser.add_argument("--end", default=defaults.end, help="last business day (YYYY-MM-DD), not in the future")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed: same seed, same files")
+    parser.add_argument("--listings", action="store_true", help="ragged histories: late listings, early delistings")
+    parser.add_argument("--splits", action="store_true", help="stock splits in raw prices, plus an adj_close column")
+    args = parser.parse_args(argv)
+    try:
+        spec = MarketSpec(
+            n_tickers=args.tickers,
+            start=args.start,
+            end=args.end,
+            seed=args.seed,
+            listings=args.listings,
+            splits=args.splits,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    data = generate_market(spec)
+    paths = write_market(data, args.out)
+    rows = {"prices": len(data.prices), "financials": len(data.financials), "oracle": len(data.oracle)}
+    for name, path in paths.items():
+        print(f"{path}: {rows[name]} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
