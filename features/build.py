@@ -1,0 +1,250 @@
+"""The one code path from price (and financial) tables to feature rows.
+
+``build_features`` computes the training matrix over a whole history. ``latest_feature_rows`` (batch prediction)
+and ``features_from_history`` (a history sent in an HTTP request) select the rows they need and call the very
+same computation, so the three cannot disagree: every feature at t depends only on the last ``min_history``
+rows of its ticker (and, for cross-sectional ranks, on the other tickers' rows on date t).
+
+Output layout: one row per (ticker, date), sorted by (ticker, date) like every table of the project, with a fresh
+RangeIndex; columns ``date``, ``ticker``, ``close``, then ``feature_set.feature_columns``, then ``is_warm``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.definitions import FeatureDefinition, Kind
+from features.errors import InsufficientHistory
+from features.sets import DEFAULT_FEATURE_SET, KEY_COLUMNS, WARM_COLUMN, FeatureSet
+from features.windows import PricePanel, ticker_positions, warm_up_mask
+from stockcast.data.contract import FINANCIALS, PRICES, FileContract
+
+AsOf = pd.Timestamp | str | None
+
+
+def build_features(
+    prices: pd.DataFrame,
+    financials: pd.DataFrame | None = None,
+    *,
+    feature_set: FeatureSet = DEFAULT_FEATURE_SET,
+    as_of: AsOf = None,
+) -> pd.DataFrame:
+    """Feature rows for every (ticker, date) of ``prices`` up to ``as_of``, using only data known at each date.
+
+    ``financials`` may be None or empty: fundamental features are then NaN (never invented). Rows whose windows
+    are not yet full, or whose look-back straddles a gap, have ``is_warm`` False; their unknown features are NaN.
+    The inputs are not modified.
+    """
+    cutoff = _as_timestamp(as_of)
+    return _compute(_prepare_prices(prices, cutoff), _prepare_financials(financials, cutoff), feature_set)
+
+
+def build_target(prices: pd.DataFrame) -> pd.DataFrame:
+    """What the model learns to predict: each ticker's next close and the return to it.
+
+    Kept apart from the features so the target can never leak into them. Columns ``date``, ``ticker``,
+    ``next_close``, ``next_return`` (next_close / close - 1), rows in the same (ticker, date) order as
+    ``build_features``; NaN on each ticker's last row, whose next close is not known yet.
+    """
+    table = _prepare_prices(prices, None)
+    position = ticker_positions(table["ticker"])
+    close = table["close"].to_numpy(dtype=float)
+    next_close = np.r_[close[1:], np.nan]
+    # The next row belongs to the same ticker unless it starts a new block (position 0).
+    next_close[np.r_[position[1:] == 0, True]] = np.nan
+    return pd.DataFrame(
+        {
+            "date": table["date"],
+            "ticker": table["ticker"],
+            "next_close": next_close,
+            "next_return": next_close / close - 1.0,
+        }
+    )
+
+
+def latest_feature_rows(
+    prices: pd.DataFrame,
+    financials: pd.DataFrame | None = None,
+    *,
+    feature_set: FeatureSet = DEFAULT_FEATURE_SET,
+    as_of: AsOf = None,
+) -> pd.DataFrame:
+    """The latest feature row of each ticker at or before ``as_of``, for batch prediction.
+
+    Only the rows those features can depend on are computed (see ``_rows_needed``), with ``build_features``'
+    own code, so the values equal the training matrix's for the same ticker and date.
+    """
+    cutoff = _as_timestamp(as_of)
+    table = _prepare_prices(prices, cutoff)
+    if table.empty:
+        return _compute(table, _prepare_financials(financials, cutoff), feature_set)
+    earliest_latest_date = table.groupby("ticker", sort=False)["date"].max().min()
+    needed = _rows_needed(table, earliest_latest_date, feature_set.min_history)
+    features = _compute(needed, _prepare_financials(financials, cutoff), feature_set)
+    return features.groupby("ticker", sort=False).tail(1).reset_index(drop=True)
+
+
+def features_from_history(
+    history: pd.DataFrame,
+    financials: pd.DataFrame | None = None,
+    *,
+    context_prices: pd.DataFrame | None = None,
+    context_financials: pd.DataFrame | None = None,
+    feature_set: FeatureSet = DEFAULT_FEATURE_SET,
+) -> pd.DataFrame:
+    """Feature rows for one ticker's supplied price history (an HTTP request), one per date that has
+    ``min_history`` days of history behind it, oldest first.
+
+    Cross-sectional features need the other tickers: ``context_prices`` (the panel the service packaged) is
+    combined with the history, which replaces that ticker's rows in it, and ranks are computed on the same dates
+    from the combined rows; where the context has no other ticker on a date they are NaN. ``financials`` (that
+    ticker's reports) likewise replace its reports in ``context_financials``; when None, the context's reports
+    of the ticker are used. Raises ``InsufficientHistory`` with fewer than ``feature_set.min_history`` rows.
+    """
+    own = _prepare_prices(history, None)
+    tickers = own["ticker"].unique()
+    if len(tickers) != 1:
+        raise ValueError(f"a history must hold exactly one ticker, got {len(tickers)}: {sorted(tickers)[:5]}")
+    ticker = str(tickers[0])
+    if len(own) < feature_set.min_history:
+        raise InsufficientHistory(
+            ticker=ticker, required=feature_set.min_history, supplied=len(own), feature_set_name=feature_set.name
+        )
+    prices = _replace_ticker(_prepare_prices(context_prices, None), own, ticker)
+    reports = _prepare_financials(context_financials, None)
+    if financials is not None:
+        own_reports = _prepare_financials(financials, None)
+        if not own_reports["ticker"].eq(ticker).all():
+            raise ValueError(f"financials sent with the history of {ticker} hold other tickers' reports")
+        reports = _replace_ticker(reports, own_reports, ticker)
+    first_wanted = own["date"].iloc[feature_set.min_history - 1]
+    # Context rows after the history's last day cannot affect its features.
+    prices = prices[prices["date"] <= own["date"].iloc[-1]]
+    features = _compute(_rows_needed(prices, first_wanted, feature_set.min_history), reports, feature_set)
+    own_rows = features[features["ticker"] == ticker]
+    return own_rows.iloc[feature_set.min_history - 1 :].reset_index(drop=True)
+
+
+def _compute(prices: pd.DataFrame, financials: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
+    """The feature computation proper, on prepared tables (prices sorted by (ticker, date))."""
+    position = ticker_positions(prices["ticker"])
+    panel = PricePanel(
+        **{name: prices[name].to_numpy(dtype=float) for name in ("open", "high", "low", "close", "volume")},
+        position=position,
+    )
+    computed: dict[str, np.ndarray] = {}
+    for definition in feature_set.definitions_of(Kind.PRICE):
+        computed |= _checked(definition, definition.family.compute(panel, **definition.kwargs))
+    keys = prices[list(KEY_COLUMNS)]
+    for definition in feature_set.definitions_of(Kind.FUNDAMENTAL):
+        computed |= _checked(definition, definition.family.compute(keys, financials, **definition.kwargs))
+    for definition in feature_set.definitions_of(Kind.CROSS_SECTIONAL):
+        inputs = sorted({name for spec in definition.column_specs() for name in spec.inputs})
+        frame = pd.DataFrame({"date": prices["date"], **{name: computed[name] for name in inputs}})
+        computed |= _checked(definition, definition.family.compute(frame, **definition.kwargs))
+    categorical = set(feature_set.categorical_columns)
+    columns: dict[str, object] = {name: prices[name] for name in KEY_COLUMNS}
+    for name in feature_set.feature_columns:
+        values = computed[name]
+        columns[name] = pd.Series(values, dtype="str") if name in categorical else np.asarray(values, dtype=float)
+    columns[WARM_COLUMN] = warm_up_mask(
+        prices["date"].to_numpy(), position, feature_set.min_history, feature_set.max_gap_days
+    )
+    # The arrays were made here and are referenced nowhere else: adopting them as they are saves a copy of the
+    # whole matrix (the frame then holds one block per column, which pandas handles transparently).
+    return pd.DataFrame(columns, copy=False)
+
+
+def _checked(definition: FeatureDefinition, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fail loudly if a family returned other columns than it documents (a bug in the family)."""
+    declared = sorted(spec.name for spec in definition.column_specs())
+    if sorted(values) != declared:
+        raise RuntimeError(f"feature family '{definition.name}' returned {sorted(values)}, documents {declared}")
+    return values
+
+
+def _rows_needed(prices: pd.DataFrame, first_wanted: pd.Timestamp, min_history: int) -> pd.DataFrame:
+    """The rows that features on dates >= ``first_wanted`` depend on: per ticker, the rows on those dates and
+    the ``min_history - 1`` rows before the first of them. Correct because every look-back is finite."""
+    position = ticker_positions(prices["ticker"])
+    wanted_position = np.where((prices["date"] >= first_wanted).to_numpy(), position, np.inf)
+    # A ticker without a wanted row gets infinity here, so none of its rows is kept.
+    first_wanted_position = (
+        pd.Series(wanted_position).groupby(pd.factorize(prices["ticker"])[0]).transform("min").to_numpy()
+    )
+    return prices[position >= first_wanted_position - (min_history - 1)].reset_index(drop=True)
+
+
+def _replace_ticker(table: pd.DataFrame, rows: pd.DataFrame, ticker: str) -> pd.DataFrame:
+    """``table`` with ``ticker``'s rows replaced by ``rows``, back in (ticker, date) order."""
+    combined = pd.concat([table[table["ticker"] != ticker], rows], ignore_index=True)
+    order = ["ticker", "date"] if "date" in combined.columns else ["ticker", "report_date", "period_end"]
+    return combined.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _as_timestamp(as_of: AsOf) -> pd.Timestamp | None:
+    return None if as_of is None else pd.Timestamp(as_of).as_unit("ns")
+
+
+def _prepare_prices(prices: pd.DataFrame | None, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    """A typed copy of the contract columns up to ``as_of``, sorted by (ticker, date), duplicates refused."""
+    table = _typed_copy(prices, PRICES)
+    if as_of is not None:
+        table = table[table["date"] <= as_of].reset_index(drop=True)
+    same_ticker, date_step = _steps(table)
+    if not ((date_step[same_ticker] > 0).all() and _tickers_ascend(table, same_ticker)):
+        table = table.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
+        same_ticker, date_step = _steps(table)
+    duplicated = same_ticker & (date_step == 0)
+    if duplicated.any():
+        first = table.iloc[int(np.argmax(duplicated)) + 1]
+        raise ValueError(
+            f"prices hold {int(duplicated.sum())} duplicate (ticker, date) rows, e.g. {first['ticker']} "
+            f"{first['date'].date()}; features need one row per ticker and trading day"
+        )
+    return table
+
+
+def _steps(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each row has the previous row's ticker, and the date step from it (row i+1 against row i)."""
+    tickers = table["ticker"].to_numpy(dtype=object)
+    dates = table["date"].to_numpy()
+    return tickers[1:] == tickers[:-1], dates[1:] - dates[:-1]
+
+
+def _tickers_ascend(table: pd.DataFrame, same_ticker: np.ndarray) -> bool:
+    tickers = table["ticker"].to_numpy(dtype=object)
+    return bool((tickers[1:][~same_ticker] > tickers[:-1][~same_ticker]).all())
+
+
+def _prepare_financials(financials: pd.DataFrame | None, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    """A typed copy of the contract columns with reports published up to ``as_of``."""
+    table = _typed_copy(financials, FINANCIALS)
+    if as_of is not None:
+        table = table[table["report_date"] <= as_of]
+    return table.reset_index(drop=True)
+
+
+def _typed_copy(table: pd.DataFrame | None, contract: FileContract) -> pd.DataFrame:
+    """The contract's required columns in memory types: naive datetime64[ns] dates, strings, float64 numbers."""
+    names = contract.required_names
+    if table is None:
+        table = pd.DataFrame({name: [] for name in names})
+    missing = [name for name in names if name not in table.columns]
+    if missing:
+        raise ValueError(f"{contract.file_name} data lack column(s) {missing}; the contract needs {names}")
+    columns = {}
+    for spec in contract.columns:
+        column = table[spec.name]
+        if spec.kind == "date":
+            column = pd.to_datetime(column)
+            if column.dt.tz is not None:
+                raise ValueError(f"{contract.file_name}: {spec.name} must hold naive dates (no time zone)")
+            column = column.astype("datetime64[ns]")
+        elif spec.kind == "text":
+            column = column.astype("str")
+        else:
+            column = column.astype(float)
+        columns[spec.name] = column.reset_index(drop=True)
+    return pd.DataFrame(columns)
