@@ -76,6 +76,34 @@ class QuantileClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return np.clip(values, np.nan_to_num(self.lower_, nan=-np.inf), np.nan_to_num(self.upper_, nan=np.inf))
 
 
+class ObservedColumns(TransformerMixin, BaseEstimator):
+    """Keep the columns that have at least one value in the rows it is fitted on.
+
+    With no financials at all, every fundamental column is empty in the training fold; histogram binning cannot
+    bin a column with no values, and a column with no values carries no information either. Which columns are
+    kept is learned on the training fold, like every other statistic.
+    """
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ObservedColumns:
+        """Remember the columns with at least one observed value."""
+        self.columns_ = [str(column) for column in X.columns[X.notna().any(axis=0).to_numpy()]]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The fitted columns only, in their order."""
+        return X[self.columns_]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the kept columns."""
+        return np.asarray(self.columns_, dtype=object)
+
+
+def _missing_category() -> SimpleImputer:
+    """Missing categories become their own value, "__missing__". The column is kept even when no training row
+    has a value (prices-only data has no sector at all), so the model's input shape never depends on the data."""
+    return SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY, keep_empty_features=True)
+
+
 # --- Factories: name -> function(**hyper_parameters, **context) -> unfitted estimator -----------------------
 
 
@@ -112,7 +140,7 @@ def ridge(
     ]
     if categorical_columns:
         categorical = make_pipeline(
-            SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
+            _missing_category(),
             # A sector first seen in the test fold gets all-zero indicators: the model's average sector.
             OneHotEncoder(handle_unknown="ignore", sparse_output=False),
         )
@@ -134,8 +162,17 @@ def hist_gradient_boosting(
     """scikit-learn's histogram gradient boosting; missing values are handled natively, sectors as categories."""
     categories = list(categorical_columns)
     encoder = ColumnTransformer(
-        # Missing and unseen sectors both become NaN, which the trees treat as their own "missing" branch.
-        [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan), categories)],
+        # Missing sectors become their own category; unseen ones become NaN, the trees' "missing" branch.
+        [
+            (
+                "categorical",
+                make_pipeline(
+                    _missing_category(),
+                    OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
+                ),
+                categories,
+            )
+        ],
         remainder="passthrough",
         verbose_feature_names_out=False,
     ).set_output(transform="pandas")
@@ -151,7 +188,7 @@ def hist_gradient_boosting(
         early_stopping=False,
         random_state=random_seed,
     )
-    return Pipeline([("features", encoder), ("model", model)])
+    return Pipeline([("features", encoder), ("observed", ObservedColumns()), ("model", model)])
 
 
 def catboost(
@@ -169,7 +206,7 @@ def catboost(
     categories = list(categorical_columns)
     filler = ColumnTransformer(
         # CatBoost refuses missing categorical values: give them an explicit category of their own.
-        [("categorical", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY), categories)],
+        [("categorical", _missing_category(), categories)],
         remainder="passthrough",
         verbose_feature_names_out=False,
     ).set_output(transform="pandas")

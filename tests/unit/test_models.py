@@ -226,3 +226,13 @@ def test_inconsistent_columns_and_empty_training_data_are_refused() -> None:
         fit_candidate(spec_for("ridge"), frame.drop(columns="noise"), FEATURES, CATEGORICAL)
     with pytest.raises(ValueError, match="no usable rows"):
         fit_candidate(spec_for("ridge"), frame.assign(is_warm=False), FEATURES, CATEGORICAL)
+
+
+@pytest.mark.parametrize("factory", sorted(FACTORIES))
+def test_every_factory_fits_when_a_column_has_no_value_at_all(factory: str) -> None:
+    # Prices-only data: every fundamental column, the sector included, is empty in every row.
+    frame = modelling_frame()
+    frame = frame.assign(noise=np.nan, sector=pd.Series(np.nan, index=frame.index, dtype="str"))
+    estimator = fit_candidate(spec_for(factory, **FAST_PARAMS.get(factory, {})), frame, FEATURES, CATEGORICAL)
+    predicted = predict_next_return(estimator, frame, FEATURES)
+    assert np.isfinite(predicted).all()
