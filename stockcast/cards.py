@@ -86,3 +86,81 @@ def snapshot_card(summary: dict, prices: pd.DataFrame, *, chart_tickers: int = 5
         *([table(violations)] if len(violations) else []),
         line_chart(recent, x="date", y="close", color="ticker", title=f"Close of {', '.join(shown)}"),
     ]
+
+
+def scatter_chart(frame: pd.DataFrame, *, x: str, y: str, title: str = "", width: int = 420):  # -> VegaChart
+    """A Vega-Lite scatter of ``y`` against ``x`` with the identity line, for predicted-vs-actual plots."""
+    from metaflow.cards import VegaChart
+
+    low = float(min(frame[x].min(), frame[y].min()))
+    high = float(max(frame[x].max(), frame[y].max()))
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": title,
+        "width": width,
+        "height": width,
+        "layer": [
+            {
+                "data": {"values": frame[[x, y]].to_dict(orient="records")},
+                "mark": {"type": "point", "opacity": 0.3, "size": 8},
+                "encoding": {"x": {"field": x, "type": "quantitative"}, "y": {"field": y, "type": "quantitative"}},
+            },
+            {
+                "data": {"values": [{x: low, y: low}, {x: high, y: high}]},
+                "mark": {"type": "line", "color": "grey"},
+                "encoding": {"x": {"field": x, "type": "quantitative"}, "y": {"field": y, "type": "quantitative"}},
+            },
+        ],
+    }
+    return VegaChart(spec)
+
+
+def _daily_rmse(predictions: pd.DataFrame, model: str) -> pd.DataFrame:
+    from stockcast.gate import daily_losses
+
+    losses = daily_losses(predictions)
+    return pd.DataFrame({"date": losses.index, "rmse": losses.to_numpy() ** 0.5, "model": model})
+
+
+def training_card(selection, folds, record, promoted: bool) -> Sequence:
+    """What TrainFlow's card shows: the gate's verdict, the leaderboard, and the challenger's errors in time."""
+    from metaflow.cards import Markdown
+
+    board = selection.leaderboard
+    shown = [c for c in ["rank", "candidate_id", "mean_fold_rmse", "rmse", "rmse_vs_naive", "rmse_vs_oracle",
+                         "mae", "mape", "hit_rate", "train_seconds"] if c in board.columns]  # fmt: skip
+    comparisons = pd.DataFrame(selection.decision.comparisons)
+    challenger = selection.challenger_predictions
+    sample = challenger.sample(n=min(len(challenger), 2000), random_state=0)
+    daily = pd.concat(
+        [
+            _daily_rmse(challenger, selection.challenger.candidate_id),
+            _daily_rmse(selection.naive_predictions, "naive"),
+        ]
+    )
+    fold_table = pd.DataFrame(
+        [{k: str(v) if "start" in k or "end" in k else v for k, v in vars(f).items()} for f in folds]
+    )
+    verdict = "PROMOTED to champion" if promoted else "NOT promoted"
+    return [
+        Markdown(f"# Model `{record.version}`: {verdict}"),
+        Markdown(f"**Gate.** {selection.decision.reason}"),
+        *([table(comparisons)] if len(comparisons) else []),
+        Markdown("## Leaderboard (walk-forward, mean fold RMSE on price)"),
+        table(board[shown]),
+        Markdown(
+            f"## Lineage\n\ndata snapshot `{record.data_version}` ({record.snapshot_run}) · feature set "
+            f"`{record.feature_set}` `{record.feature_fingerprint[:12]}` · code `{record.code_version}` · "
+            f"model artefact `{record.model_task}`"
+        ),
+        Markdown("## Folds"),
+        table(fold_table),
+        Markdown(f"## {selection.challenger.candidate_id}: predicted vs realised next-day return"),
+        scatter_chart(
+            sample.assign(realised_return=sample["next_return"])[["predicted_return", "realised_return"]],
+            x="realised_return",
+            y="predicted_return",
+        ),
+        Markdown("## Daily RMSE on price over the test folds, challenger vs naive"),
+        line_chart(daily, x="date", y="rmse", color="model"),
+    ]

@@ -146,7 +146,7 @@ def _hyper_parameter(factory: str, key: str, value: Any, *at: str | int) -> Any:
 class TrainConfig(_Section):
     """The whole training configuration: feature set, backtest, gate and the candidate models."""
 
-    feature_set: Identifier = "default"
+    feature_set: Identifier = "full"
     seed: NonNegativeInt = 0
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

@@ -9,8 +9,8 @@ Layout under the object store (``stockcast.storage``), per ``@project`` branch::
 
 Events are written create-only with consecutive sequence numbers, and a promotion states which champion it
 expects to replace: two concurrent promotions cannot both win, and the loser gets a clear error instead of
-silently overwriting the other. The fitted model itself stays a Metaflow artefact of the training run; a record
-points at it by run pathspec.
+silently overwriting the other. The fitted model itself stays a Metaflow artefact of the training task that refitted
+it; a record points at that task's pathspec.
 """
 
 from __future__ import annotations
@@ -46,9 +46,8 @@ class ModelRecord:
     version: str
     branch: str
     run_pathspec: str
-    model_artifact: str
-    candidate_id: str
-    params: dict[str, Any]
+    model_task: str
+    candidate: dict[str, Any]
     data_version: str
     snapshot_run: str
     feature_set: str
@@ -58,11 +57,16 @@ class ModelRecord:
     gate: dict[str, Any]
     registered_at: str = field(default_factory=_now)
 
-    def load_model(self) -> Any:
-        """The fitted estimator, read from the training run's artefacts."""
-        from stockcast.runs import run_by_pathspec
+    @property
+    def candidate_id(self) -> str:
+        """The readable id of the model spec, such as ``catboost[depth=4]``."""
+        return self.candidate["candidate_id"]
 
-        return getattr(run_by_pathspec(self.run_pathspec).data, self.model_artifact)
+    def load_model(self) -> Any:
+        """The fitted estimator: the ``model`` artefact of the training task that refitted it."""
+        from stockcast.runs import task_by_pathspec
+
+        return task_by_pathspec(self.model_task).data.model
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,14 @@ def run_by_pathspec(pathspec: str):  # -> metaflow.Run
         if not run.successful:
             raise NoRunError(f"run {pathspec} did not succeed; only successful runs can be used")
         return run
+
+
+def task_by_pathspec(pathspec: str):  # -> metaflow.Task
+    """A finished task by its pathspec (``Flow/run_id/step/task_id``), from any namespace."""
+    from metaflow import Task
+
+    with _global_namespace():
+        task = Task(pathspec)
+        if not task.finished or not task.successful:
+            raise NoRunError(f"task {pathspec} did not finish successfully")
+        return task

@@ -116,22 +116,49 @@ class FlowResult:
     output: str
 
 
-@pytest.fixture
-def run_flow(branch: str):
-    """Run ``flows/<flow>.py`` on the test's branch with ``metaflow.Runner`` and return a ``FlowResult``."""
-    from metaflow import Runner
+class FlowRunner:
+    """Runs ``flows/<flow>.py`` on one test branch with ``metaflow.Runner``: fresh runs and resumes."""
 
-    def run(flow: str, *, env: dict[str, str] | None = None, **params) -> FlowResult:
+    def __init__(self, branch: str) -> None:
+        self.branch = branch
+
+    def _runner(self, flow: str, env: dict[str, str] | None, config: str | None):
+        from metaflow import Runner
+
+        options = {"config": [("config", config)]} if config else {}
         flow_file = str(REPO_ROOT / "flows" / f"{flow}.py")
-        with Runner(flow_file, show_output=False, env=env, branch=branch) as runner:
-            executing = runner.run(**params)
-            return FlowResult(
-                run=executing.run,
-                successful=executing.status == "successful",
-                output=executing.stdout + executing.stderr,
-            )
+        return Runner(flow_file, show_output=False, env=env, branch=self.branch, **options)
 
-    return run
+    @staticmethod
+    def _result(executing) -> FlowResult:
+        return FlowResult(
+            run=executing.run,
+            successful=executing.status == "successful",
+            output=executing.stdout + executing.stderr,
+        )
+
+    def __call__(
+        self, flow: str, *, env: dict[str, str] | None = None, config: str | None = None, **params
+    ) -> FlowResult:
+        """A fresh run with the given parameters (and ``--config config PATH`` when ``config`` is given)."""
+        with self._runner(flow, env, config) as runner:
+            try:
+                return self._result(runner.run(**params))
+            # The command failed before a run existed: Metaflow raises RuntimeError with the command's output, and
+            # the Runner parses configs itself, so a config parser's ValueError surfaces here directly.
+            except (RuntimeError, ValueError) as exc:
+                return FlowResult(run=None, successful=False, output=str(exc))
+
+    def resume(self, flow: str, *, env: dict[str, str] | None = None) -> FlowResult:
+        """``resume`` of the branch's latest run of ``flow``: failed steps re-run, finished ones are cloned."""
+        with self._runner(flow, env, None) as runner:
+            return self._result(runner.resume())
+
+
+@pytest.fixture
+def run_flow(branch: str) -> FlowRunner:
+    """Run flows on the test's own branch; call it like ``run_flow("ingest", prices=...)``."""
+    return FlowRunner(branch)
 
 
 def card_text(task, card_id: str) -> str:

@@ -1,0 +1,248 @@
+"""TrainFlow run for real: selection, the gate, the registry, resume, and the S3 datastore."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO_ROOT, S3_DATASTORE_ENV, TEST_HOME, FlowRunner, card_text
+from stockcast.data.generator import MarketSpec, generate_market, write_market
+from stockcast.registry import Registry
+from stockcast.storage import LocalStore, S3Store
+
+pytestmark = pytest.mark.slow
+
+SMALL_CONFIG = """
+feature_set = "full"
+seed = 7
+
+[backtest]
+n_folds = 3
+test_days = 60
+gap_days = 1
+window = "expanding"
+min_train_days = 120
+
+[gate]
+alpha = 0.05
+min_days = 20
+
+[[candidates]]
+name = "naive"
+factory = "naive"
+
+[[candidates]]
+name = "drift"
+factory = "drift"
+
+[[candidates]]
+name = "ridge"
+factory = "ridge"
+grid = { alpha = [10.0] }
+
+[[candidates]]
+name = "hist_gbm"
+factory = "hist_gradient_boosting"
+params = { max_iter = 30, min_samples_leaf = 50 }
+grid = { learning_rate = [0.1] }
+
+[[candidates]]
+name = "catboost"
+factory = "catboost"
+params = { iterations = 40, thread_count = 1 }
+grid = { depth = [3] }
+"""
+
+# A market whose predictable part is strong enough that 40 tickers x 2.5 years settle the gate clearly.
+PLANTED = MarketSpec(
+    n_tickers=40,
+    start="2022-06-01",
+    end="2024-12-31",
+    seed=5,
+    reversal_speed=0.5,
+    overreaction_share=1.0,
+    earnings_drift_share=0.5,
+    valuation_pull=0.01,
+)
+
+
+def random_walk_prices(n_tickers: int, n_days: int, seed: int) -> pd.DataFrame:
+    """Prices that are a driftless random walk: nothing about tomorrow is predictable beyond today's close."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2022-06-01", periods=n_days)
+    log_close = np.log(50.0) + np.cumsum(rng.normal(0.0, 0.015, size=(n_days, n_tickers)), axis=0)
+    close = np.exp(log_close)
+    open_ = close * np.exp(rng.normal(0.0, 0.004, size=close.shape))
+    spread = np.abs(rng.normal(0.0, 0.006, size=close.shape))
+    frame = pd.DataFrame(
+        {
+            "date": np.repeat(dates, n_tickers),
+            "ticker": np.tile([f"RW{i:02d}" for i in range(n_tickers)], n_days),
+            "open": open_.ravel(),
+            "high": (np.maximum(open_, close) * (1 + spread)).ravel(),
+            "low": (np.minimum(open_, close) * (1 - spread)).ravel(),
+            "close": close.ravel(),
+            "volume": rng.integers(10_000, 100_000, size=close.size).astype(float),
+        }
+    )
+    return frame.sort_values(["ticker", "date"], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "train.toml"
+    path.write_text(SMALL_CONFIG)
+    return str(path)
+
+
+def _ingest(branch: str, folder: Path, env: dict[str, str] | None = None, **sources: str) -> str:
+    result = FlowRunner(branch)("ingest", env=env, **sources)
+    assert result.successful, result.output
+    return result.run.pathspec
+
+
+@pytest.fixture(scope="module")
+def planted_snapshot(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("planted")
+    files = write_market(generate_market(PLANTED), folder)
+    return _ingest("planted_data", folder, prices=str(files["prices"]), financials=str(files["financials"]))
+
+
+@pytest.fixture(scope="module")
+def random_walk_snapshot(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("random-walk")
+    random_walk_prices(40, 650, seed=3).to_csv(folder / "stock_price.csv", index=False, date_format="%Y-%m-%d")
+    return _ingest("random_walk_data", folder, prices=str(folder / "stock_price.csv"), financials="")
+
+
+def _mean_fold_rmse_by_candidate(run) -> dict[str, float]:
+    """Each candidate's mean fold RMSE, recomputed from its own backtest task's per-row predictions."""
+    scores = {}
+    for task in run["backtest"]:
+        predictions = task.data.result.evaluation.predictions
+        per_fold = predictions.groupby("fold").apply(
+            lambda rows: float(np.sqrt(((rows["predicted_close"] - rows["next_close"]) ** 2).mean()))
+        )
+        scores[task.data.result.item.spec.candidate_id] = float(per_fold.mean())
+    return scores
+
+
+def test_winner_is_the_argmin_and_is_registered_with_lineage(run_flow, branch, config_file, planted_snapshot):
+    result = run_flow("train", config=config_file, snapshot=planted_snapshot)
+    assert result.successful, result.output
+    run = result.run
+    scores = _mean_fold_rmse_by_candidate(run)
+    assert len(scores) == 5
+    assert run.data.selection.challenger.candidate_id == min(scores, key=scores.get)
+    assert run.data.promoted is True
+    assert run.data.decision["promote"] and "beats the naive baseline" in run.data.decision["reason"]
+
+    registry = Registry(f"test.{branch}")
+    champion = registry.champion()
+    assert champion.version == run.data.model_version == f"v{run.id}"
+    assert champion.snapshot_run == planted_snapshot
+    assert champion.run_pathspec == run.pathspec
+    assert champion.feature_set == "full" and len(champion.feature_fingerprint) >= 16
+    assert champion.metrics["candidate_id"] == champion.candidate_id
+    assert champion.gate["promote"] is True
+
+    model = champion.load_model()
+    frame = run.data.modelling["full"].frame
+    columns = run.data.modelling["full"].feature_columns
+    assert np.isfinite(model.predict(frame[columns].tail(5))).all()
+
+    shown = card_text(run["register"].task, "training")
+    assert "PROMOTED to champion" in shown and champion.candidate_id in shown and "Leaderboard" in shown
+    assert f"Model v{run.id} ({champion.candidate_id}): promoted to champion." in result.output
+    assert "Card: python flows/train.py card get" in result.output
+
+
+def test_an_equal_champion_is_kept_and_rollback_restores_the_previous(run_flow, branch, config_file, planted_snapshot):
+    first = run_flow("train", config=config_file, snapshot=planted_snapshot)
+    assert first.successful, first.output
+    second = run_flow("train", config=config_file, snapshot=planted_snapshot)
+    assert second.successful, second.output
+    assert second.run.data.promoted is False
+    reason = second.run.data.decision["reason"]
+    assert "does not beat" in reason and f"champion v{first.run.id}" in reason
+    registry = Registry(f"test.{branch}")
+    assert registry.champion_version() == f"v{first.run.id}"
+    assert registry.versions() == sorted([f"v{first.run.id}", f"v{second.run.id}"])
+
+    # An operator promotes the second model by hand, then rolls back with one call.
+    registry.promote(f"v{second.run.id}", reason="manual", expected_champion=f"v{first.run.id}")
+    event = registry.rollback(reason="smoke test failed")
+    assert event.version == f"v{first.run.id}"
+    assert registry.champion().load_model() is not None
+
+
+def test_a_random_walk_promotes_nothing_and_says_why(run_flow, branch, config_file, random_walk_snapshot):
+    result = run_flow("train", config=config_file, snapshot=random_walk_snapshot)
+    assert result.successful, result.output
+    decision = result.run.data.decision
+    assert decision["promote"] is False
+    assert decision["reason"].startswith("Do not promote") and "does not beat the naive baseline" in decision["reason"]
+    assert "registered, not promoted" in result.output
+    assert Registry(f"test.{branch}").champion() is None
+
+
+def test_resume_after_a_failed_step_reuses_the_finished_ones(run_flow, branch, config_file, planted_snapshot):
+    # Something in the way of the registry's folder makes the register step fail (after its retries).
+    blocker = TEST_HOME / ".metaflow" / "stockcast" / "registry" / f"test.{branch}"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    failed = run_flow("train", config=config_file, snapshot=planted_snapshot)
+    assert not failed.successful
+    assert "register" in failed.output
+
+    blocker.unlink()
+    resumed = run_flow.resume("train")  # a resumed run keeps the original run's configuration
+    assert resumed.successful, resumed.output
+    origin = resumed.run["backtest"].task.metadata_dict.get("origin-run-id")
+    assert origin == failed.run.id  # backtests were cloned, not re-run
+    assert Registry(f"test.{branch}").champion_version() == f"v{resumed.run.id}"
+
+
+def test_an_invalid_config_is_named(run_flow, tmp_path, planted_snapshot):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL_CONFIG.replace('factory = "catboost"', 'factory = "catbooster"'))
+    result = run_flow("train", config=str(bad), snapshot=planted_snapshot)
+    assert not result.successful
+    assert "candidates[4].factory" in result.output and "catbooster" in result.output
+
+
+@pytest.mark.s3
+def test_on_the_s3_datastore(run_flow, branch, config_file, s3_client, tmp_path):
+    files = write_market(generate_market(PLANTED), tmp_path)
+    snapshot = _ingest(
+        branch, tmp_path, env=S3_DATASTORE_ENV, prices=str(files["prices"]), financials=str(files["financials"])
+    )
+    result = run_flow("train", env=S3_DATASTORE_ENV, config=config_file, snapshot=snapshot)
+    assert result.successful, result.output
+    assert result.run["register"].task.metadata_dict["ds-type"] == "s3"
+    store = S3Store("s3://stockcast-test/metaflow/stockcast", endpoint_url=s3_client.meta.endpoint_url)
+    registry = Registry(f"test.{branch}", store)
+    assert registry.champion_version() == f"v{result.run.id}"
+    keys = s3_client.list_objects_v2(Bucket="stockcast-test", Prefix=f"metaflow/stockcast/registry/test.{branch}/")
+    assert {Path(item["Key"]).parent.name for item in keys["Contents"]} == {"models", "events"}
+    assert registry.champion().load_model() is not None
+    # Nothing of this run went to the local registry.
+    assert not LocalStore(TEST_HOME / ".metaflow" / "stockcast").list(f"registry/test.{branch}/")
+
+
+def test_the_code_package_carries_the_library_to_remote_runs():
+    listing = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "flows" / "train.py"), "package", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    listing = listing.stdout + listing.stderr  # Metaflow prints the listing on stderr
+    for module in ("flows/stockcast/registry.py", "flows/stockcast/data/snapshot.py", "flows/features/build.py"):
+        assert module in listing
