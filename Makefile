@@ -24,6 +24,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: install
 	$(BIN)/stockcast-generate --out $(DEMO_DIR)
 	$(BIN)/python flows/ingest.py run --prices $(DEMO_DIR)/stock_price.csv --financials $(DEMO_DIR)/financial_info.csv
+	$(BIN)/python flows/train.py run --max-workers 4
 
 ## test: lint, format check and the whole test suite (starts its own S3 server on 127.0.0.1).
 test: install lint

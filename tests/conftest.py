@@ -10,6 +10,7 @@ and the tests at it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -58,6 +59,13 @@ os.environ.update(
 # Cards, and anything else Metaflow or CatBoost put relative to the working directory, land in the test home too:
 # Metaflow finds the local card root by searching upwards from the working directory for `.metaflow`.
 os.chdir(TEST_HOME)
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Remove the session's Metaflow home, unless STOCKCAST_KEEP_TEST_HOME is set to look at it afterwards."""
+    if not os.environ.get("STOCKCAST_KEEP_TEST_HOME"):
+        os.chdir(REPO_ROOT)
+        shutil.rmtree(TEST_HOME, ignore_errors=True)
+
 
 S3_DATASTORE_ENV = {"METAFLOW_DEFAULT_DATASTORE": "s3"}
 """Extra environment for a flow run whose artefacts go to the S3 server (metadata stays local)."""
