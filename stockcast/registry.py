@@ -202,3 +202,41 @@ class Registry:
 
 def _dump(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``stockcast-registry``: show the champion and history of a branch, or roll back with one command."""
+    import argparse
+
+    from stockcast.runs import user_branch
+
+    parser = argparse.ArgumentParser(prog="stockcast-registry", description=main.__doc__)
+    parser.add_argument("--branch", default=None, help="@project branch (default: your user branch, user.<name>)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("show", help="the champion's lineage and metrics, as JSON")
+    commands.add_parser("history", help="every promotion and rollback, oldest first")
+    rollback = commands.add_parser("rollback", help="restore the champion the current one replaced")
+    rollback.add_argument("--reason", required=True, help="why; recorded in the history")
+    args = parser.parse_args(argv)
+
+    registry = Registry(args.branch or user_branch())
+    try:
+        if args.command == "show":
+            champion = registry.champion()
+            print(
+                json.dumps(asdict(champion), indent=2, default=str) if champion else f"no champion on {registry.branch}"
+            )
+        elif args.command == "history":
+            for e in registry.history():
+                print(f"{e.seq:>4} {e.at} {e.action:<8} {e.version} (was {e.previous}): {e.reason}")
+        else:
+            event = registry.rollback(reason=args.reason)
+            print(f"rolled back branch {registry.branch}: champion is now {event.version} (was {event.previous})")
+    except RegistryError as exc:
+        print(f"stockcast-registry: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from stockcast.registry import ChampionChangedError, ModelRecord, Registry, RegistryError, current_code_version
+from stockcast.registry import ChampionChangedError, ModelRecord, Registry, RegistryError, current_code_version, main
 from stockcast.storage import LocalStore, ObjectExistsError, S3Store
 
 
@@ -141,3 +141,21 @@ def test_code_version_is_a_commit_or_none(tmp_path):
     assert current_code_version(tmp_path) is None
     version = current_code_version()
     assert version is None or len(version.split("+")[0]) == 40
+
+
+def test_command_line_show_history_and_rollback(tmp_path, capsys, monkeypatch):
+    store = LocalStore(tmp_path)
+    monkeypatch.setattr("stockcast.registry.datastore_store", lambda: store)
+    registry = Registry("user.cli", store)
+    for version in ("v1", "v2"):
+        registry.register(_record(version, branch="user.cli"))
+    assert main(["--branch", "user.cli", "rollback", "--reason", "x"]) == 1
+    assert "no champion to roll back" in capsys.readouterr().out
+    registry.promote("v1", reason="first", expected_champion=None)
+    registry.promote("v2", reason="better", expected_champion="v1")
+    assert main(["--branch", "user.cli", "show"]) == 0
+    assert '"version": "v2"' in capsys.readouterr().out
+    assert main(["--branch", "user.cli", "rollback", "--reason", "smoke test failed"]) == 0
+    assert "champion is now v1 (was v2)" in capsys.readouterr().out
+    assert main(["--branch", "user.cli", "history"]) == 0
+    assert "rollback v1 (was v2): smoke test failed" in capsys.readouterr().out
