@@ -83,11 +83,11 @@ class IngestFlow(FlowSpec):
         """Say what was published and where to look."""
         summary = self.snapshot
         print(
-            f"Published snapshot {summary['version']} from run {current.pathspec.rsplit('/', 2)[0]}: "
+            f"Published snapshot {summary['version']} from run {current.flow_name}/{current.run_id}: "
             f"{summary['n_tickers']} tickers, {summary['rows']['prices']} price rows, "
             f"{summary['date_range'][0]} to {summary['date_range'][1]}."
         )
-        print(f"Card: python flows/ingest.py card view publish --id snapshot  (run {current.run_id})")
+        print(f"Card: python flows/ingest.py card get {current.run_id}/publish --id snapshot snapshot.html")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class TrainFlow(FlowSpec):
         help="IngestFlow run pathspec (IngestFlow/<run_id>) to train on; empty means the branch's latest snapshot.",
     )
 
+    @retry(times=2, minutes_between_retries=0)
     @step
     def start(self):
         """Pin the data snapshot, the champion to beat and the list of models to backtest."""
@@ -55,6 +56,7 @@ class TrainFlow(FlowSpec):
         feature_sets_needed(self.items)  # an unknown feature set in the configuration stops the run here
         self.next(self.features)
 
+    @retry(times=1, minutes_between_retries=0)
     @resources(memory=8000, cpu=2)
     @step
     def features(self):

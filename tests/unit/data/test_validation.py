@@ -215,6 +215,8 @@ def test_oracle_contract():
     assert not report.violations and oracle["expected_next_close"].tolist() == [10.1]
     _, report = validate_oracle(_raw("date,ticker\n2024-01-02,AAA\n"))
     assert report.rejected
+    _, report = validate_oracle(_raw("date,ticker,expected_next_close\n2024-01-02,AAA,-1\n"))
+    assert report.rejected and report.violations[0].rule == "positive_price"
 
 
 def test_contract_violation_error_lists_every_rejection():
