@@ -60,6 +60,7 @@ os.environ.update(
 # Metaflow finds the local card root by searching upwards from the working directory for `.metaflow`.
 os.chdir(TEST_HOME)
 
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Remove the session's Metaflow home, unless STOCKCAST_KEEP_TEST_HOME is set to look at it afterwards."""
     if not os.environ.get("STOCKCAST_KEEP_TEST_HOME"):
