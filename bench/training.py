@@ -35,6 +35,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-workers", type=int, default=4)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     home = Path(tempfile.mkdtemp(prefix="stockcast-bench-"))
     # Set before Metaflow is first imported (below): it reads its configuration at import.
@@ -73,7 +74,7 @@ def main() -> int:
 Target (issue 4): `python flows/train.py run` on the quickstart data in under 5 minutes on this 2-core machine.
 
 - Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()};
-  load average before the runs {os.getloadavg()[0]:.1f}.
+  one-minute load average before the benchmark started {load_before:.1f}.
 - Command: `python bench/training.py --runs {args.runs} --max-workers {args.max_workers}` (the demo's data:
   `stockcast-generate` defaults, ingested once; TrainFlow with `configs/train.toml`, each run on a fresh branch).
 - Wall time of each `python flows/train.py run` process: {", ".join(f"{s:.1f}" for s in seconds)} s;
