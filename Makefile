@@ -8,7 +8,7 @@ DEMO_DIR ?= data/demo
 export USERNAME ?= $(or $(USER),stockcast)
 export METAFLOW_CLIENT_CACHE_PATH ?= $(CURDIR)/.metaflow_client_cache
 
-.PHONY: install demo test lint format lock bench clean
+.PHONY: install demo test lint format lock bench bench-features bench-training clean
 
 install: $(VENV)/.installed
 
@@ -42,8 +42,14 @@ format: install
 lock:
 	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-bench: install
+## bench: every benchmark; copy their sections (also written to bench/results/) into BENCHMARKS.md.
+bench: bench-features bench-training
+
+bench-features: install
 	$(BIN)/python bench/features.py
+
+bench-training: install
+	$(BIN)/python bench/training.py --runs 3 --max-workers 4
 
 clean:
 	rm -rf $(VENV) .metaflow .metaflow_client_cache data/demo catboost_info .pytest_cache .ruff_cache
