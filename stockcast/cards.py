@@ -88,60 +88,62 @@ def snapshot_card(summary: dict, prices: pd.DataFrame, *, chart_tickers: int = 5
     ]
 
 
+def calibration(predictions: pd.DataFrame, *, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted and mean realised next-day return per decile of the prediction: a model with a real signal
+    shows realised returns rising with predicted ones; a flat line means its ranking carries nothing."""
+    decile = pd.qcut(predictions["predicted_return"].rank(method="first"), bins, labels=False)
+    grouped = predictions.groupby(decile)
+    return pd.DataFrame(
+        {"predicted_return": grouped["predicted_return"].mean(), "realised_return": grouped["next_return"].mean()}
+    ).reset_index(drop=True)
+
+
+def cumulative_advantage(challenger: pd.DataFrame, naive: pd.DataFrame) -> pd.DataFrame:
+    """Running sum over test days of (naive's daily squared error - the challenger's): rising while the
+    challenger beats naive. It is the series the gate's Diebold-Mariano test is computed on."""
+    from stockcast.gate import daily_losses
+
+    difference = daily_losses(naive) - daily_losses(challenger)
+    return pd.DataFrame({"date": difference.index, "cumulative_advantage": difference.cumsum().to_numpy()})
+
+
 def scatter_chart(frame: pd.DataFrame, *, x: str, y: str, title: str = "", width: int = 420):  # -> VegaChart
-    """A Vega-Lite scatter of ``y`` against ``x`` with the identity line, for predicted-vs-actual plots."""
+    """A Vega-Lite scatter of ``y`` against ``x`` with the identity line, for predicted-vs-realised plots."""
     from metaflow.cards import VegaChart
 
     low = float(min(frame[x].min(), frame[y].min()))
     high = float(max(frame[x].max(), frame[y].max()))
+    encoding = {"x": {"field": x, "type": "quantitative"}, "y": {"field": y, "type": "quantitative"}}
     spec = {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "title": title,
         "width": width,
         "height": width,
         "layer": [
-            {
-                "data": {"values": frame[[x, y]].to_dict(orient="records")},
-                "mark": {"type": "point", "opacity": 0.3, "size": 8},
-                "encoding": {"x": {"field": x, "type": "quantitative"}, "y": {"field": y, "type": "quantitative"}},
-            },
-            {
-                "data": {"values": [{x: low, y: low}, {x: high, y: high}]},
-                "mark": {"type": "line", "color": "grey"},
-                "encoding": {"x": {"field": x, "type": "quantitative"}, "y": {"field": y, "type": "quantitative"}},
-            },
+            {"data": {"values": frame[[x, y]].to_dict(orient="records")}, "mark": "point", "encoding": encoding},
+            {"data": {"values": [{x: low, y: low}, {x: high, y: high}]}, "mark": "line", "encoding": encoding},
         ],
     }
     return VegaChart(spec)
 
 
-def _daily_rmse(predictions: pd.DataFrame, model: str) -> pd.DataFrame:
-    from stockcast.gate import daily_losses
-
-    losses = daily_losses(predictions)
-    return pd.DataFrame({"date": losses.index, "rmse": losses.to_numpy() ** 0.5, "model": model})
-
-
 def training_card(selection, folds, record, promoted: bool) -> Sequence:
-    """What TrainFlow's card shows: the gate's verdict, the leaderboard, and the challenger's errors in time."""
+    """What TrainFlow's card shows: the gate's verdict, the leaderboard, lineage, folds, and whether the
+    challenger's edge over naive is real (calibration by decile, cumulative advantage over the test days)."""
     from metaflow.cards import Markdown
 
     board = selection.leaderboard
-    shown = [c for c in ["rank", "candidate_id", "mean_fold_rmse", "rmse", "rmse_vs_naive", "rmse_vs_oracle",
+    shown = [c for c in ["rank", "candidate_id", "mean_fold_rmse", "rmse_vs_naive", "rmse_vs_oracle",
                          "mae", "mape", "hit_rate", "train_seconds"] if c in board.columns]  # fmt: skip
     comparisons = pd.DataFrame(selection.decision.comparisons)
+    if len(comparisons):  # p-values span orders of magnitude: rounding to 4 places would show 1.7e-06 as 0
+        comparisons["p_value"] = comparisons["p_value"].map(lambda p: f"{p:.3g}")
     challenger = selection.challenger_predictions
-    sample = challenger.sample(n=min(len(challenger), 2000), random_state=0)
-    daily = pd.concat(
-        [
-            _daily_rmse(challenger, selection.challenger.candidate_id),
-            _daily_rmse(selection.naive_predictions, "naive"),
-        ]
-    )
     fold_table = pd.DataFrame(
-        [{k: str(v) if "start" in k or "end" in k else v for k, v in vars(f).items()} for f in folds]
+        [{k: v.strftime("%Y-%m-%d") if isinstance(v, pd.Timestamp) else v for k, v in vars(f).items()} for f in folds]
     )
     verdict = "PROMOTED to champion" if promoted else "NOT promoted"
+    name = selection.challenger.candidate_id
     return [
         Markdown(f"# Model `{record.version}`: {verdict}"),
         Markdown(f"**Gate.** {selection.decision.reason}"),
@@ -155,12 +157,8 @@ def training_card(selection, folds, record, promoted: bool) -> Sequence:
         ),
         Markdown("## Folds"),
         table(fold_table),
-        Markdown(f"## {selection.challenger.candidate_id}: predicted vs realised next-day return"),
-        scatter_chart(
-            sample.assign(realised_return=sample["next_return"])[["predicted_return", "realised_return"]],
-            x="realised_return",
-            y="predicted_return",
-        ),
-        Markdown("## Daily RMSE on price over the test folds, challenger vs naive"),
-        line_chart(daily, x="date", y="rmse", color="model"),
+        Markdown(f"## {name}: realised vs predicted next-day return, by decile of the prediction"),
+        scatter_chart(calibration(challenger), x="predicted_return", y="realised_return"),
+        Markdown(f"## {name} vs naive: cumulative daily squared-error advantage (rising = {name} is better)"),
+        line_chart(cumulative_advantage(challenger, selection.naive_predictions), x="date", y="cumulative_advantage"),
     ]
