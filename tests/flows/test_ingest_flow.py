@@ -146,3 +146,14 @@ def test_on_the_s3_datastore_with_s3_sources(run_flow, branch, files, s3_client)
     assert any(key.startswith(f"metaflow/IngestFlow/{run_id}/publish/") for key in keys)
     artefacts = s3_client.list_objects_v2(Bucket=S3_BUCKET, Prefix="metaflow/IngestFlow/data/")
     assert artefacts["KeyCount"] > 0
+
+
+@pytest.mark.s3
+def test_on_s3_a_bad_file_publishes_nothing(run_flow, branch, files, market, tmp_path: Path):
+    good = _ingest(run_flow, str(files["prices"]), env=S3_DATASTORE_ENV)
+    assert good.successful, good.output
+    broken = market.prices.assign(close=-1.0)  # every row breaks a rule: far over the quarantine limit
+    bad = _ingest(run_flow, _write(broken, tmp_path / "bad" / "stock_price.csv"), env=S3_DATASTORE_ENV)
+    assert not bad.successful
+    assert "rule 'max_quarantined_fraction' broken" in bad.output and "rule 'positive_price'" in bad.output
+    assert latest_snapshot(f"test.{branch}").version == good.run.data.snapshot["version"]
