@@ -1,0 +1,308 @@
+"""Deployment actions, one function per action, for TrainFlow's deploy step; and the targets a Bento runs on.
+
+1. ``save_bento_model``: the champion's ``ServingBundle`` into the BentoML model store (``BENTOML_HOME``), with its
+   lineage as labels and its metrics as metadata, under a version derived from the registry version;
+2. ``build_bento``: a Bento of ``bentos/`` (the service with the ``stockcast`` and ``features`` packages) serving
+   that model, built offline: requirements are pinned to this environment, never locked against the index;
+3. ``export_bento`` / ``import_bento``: the Bento archive to and from the object store beside the Metaflow datastore
+   (local folder or S3), so any deployment can be rebuilt or rolled back from the store alone;
+4. ``DeployTarget``: where a Bento runs. ``LocalServe`` runs ``bentoml serve`` on this machine; blue-green, canary
+   or Kubernetes targets implement the same three methods.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import chdir, contextmanager
+from hashlib import sha256
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import bentoml
+import httpx
+import yaml
+from bentoml.exceptions import NotFound
+
+from stockcast.serving import BENTO_MODEL_NAME, BUNDLE_FILE, MODEL_TAG_ENV, ServingBundle, write_bundle
+from stockcast.storage import ObjectStore
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The Bento's build context: ``bentos/`` and the packages the service imports."""
+BENTOFILE = REPO_ROOT / "bentos" / "bentofile.yaml"
+STORE_PREFIX = "bentos"
+"""Exported Bentos live at ``bentos/<name>/<version>.bento`` in the object store."""
+
+LINEAGE_LABELS = (
+    "version",
+    "branch",
+    "run_pathspec",
+    "model_task",
+    "data_version",
+    "snapshot_run",
+    "feature_set",
+    "feature_fingerprint",
+    "code_version",
+)
+"""Registry record fields copied into the BentoML model's (and the Bento's) labels."""
+
+_TAG_VERSION = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
+
+
+class DeployError(RuntimeError):
+    """A deployment action failed; the message says which and why."""
+
+
+def model_tag_for(model_version: str) -> str:
+    """The BentoML model tag of a registry version: ``stockcast-model:<version>``, the same for the same version.
+
+    Registry versions that BentoML would refuse as a tag version (upper case, ``/``, too long: some schedulers'
+    run ids) are lower-cased, cleaned and suffixed with a hash of the original, so distinct versions stay distinct.
+    """
+    if len(model_version) <= 63 and _TAG_VERSION.match(model_version):
+        return f"{BENTO_MODEL_NAME}:{model_version}"
+    cleaned = re.sub(r"[^-._a-z0-9]+", "-", model_version.lower()).strip("-._")[:54].rstrip("-._")
+    digest = sha256(model_version.encode()).hexdigest()[:8]
+    return f"{BENTO_MODEL_NAME}:{cleaned}-{digest}" if cleaned else f"{BENTO_MODEL_NAME}:{digest}"
+
+
+def save_bento_model(bundle: ServingBundle) -> str:
+    """Save the bundle as a BentoML model in the store under ``BENTOML_HOME``; return its tag.
+
+    Saving the same registry version again returns the stored model's tag without writing anything, so a retried
+    deploy step deploys exactly the same model. A stored model of that tag from another training run is an error.
+    """
+    tag = model_tag_for(bundle.model_version)
+    labels = _lineage_labels(bundle.record)
+    try:
+        existing = bentoml.models.get(tag)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        if existing.info.labels.get("run_pathspec") != labels["run_pathspec"]:
+            raise DeployError(
+                f"BentoML model {tag} already exists from run {existing.info.labels.get('run_pathspec')}, "
+                f"not from {labels['run_pathspec']}; delete it or use another BENTOML_HOME"
+            )
+        return str(existing.tag)
+    metadata = {"metrics": _without_none(bundle.record["metrics"]), "gate": _without_none(bundle.record["gate"])}
+    with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
+        write_bundle(bundle, model.path_of(BUNDLE_FILE))
+    return str(model.tag)
+
+
+def build_bento(model_tag: str) -> str:
+    """Build a Bento of ``bentos/`` that serves the BentoML model ``model_tag``; return the Bento's tag.
+
+    The options come from ``bentos/bentofile.yaml``, with its Python packages pinned to the versions installed here
+    and locking switched off (no index access). The model's lineage labels are copied onto the Bento.
+    """
+    model = bentoml.models.get(model_tag)
+    options: dict[str, Any] = yaml.safe_load(BENTOFILE.read_text())
+    python = dict(options.get("python") or {})
+    python["packages"] = [f"{name}=={installed_version(name)}" for name in python.get("packages", [])]
+    python["lock_packages"] = False
+    options.update(
+        python=python,
+        labels={**options.get("labels", {}), **model.info.labels, "model_tag": str(model.tag)},
+        models=[str(model.tag)],
+    )
+    service_module = options["service"].partition(":")[0]
+    # Built as `bentoml build` runs, from the root: BentoML reads files named in the options relative to it.
+    with chdir(REPO_ROOT), _environment(MODEL_TAG_ENV, str(model.tag)):
+        # The service reads its model tag when its module is imported, and BentoML reuses a module imported
+        # before: drop it so that this build's tag is the one the service refers to.
+        sys.modules.pop(service_module, None)
+        bento = bentoml.bentos.build(**options, build_ctx=str(REPO_ROOT))
+    packaged = sorted(str(info.tag) for info in bento.info.all_models)
+    if packaged != [str(model.tag)]:
+        raise DeployError(f"Bento {bento.tag} packages models {packaged}, expected only {model.tag}")
+    return str(bento.tag)
+
+
+def export_bento(bento_tag: str, store: ObjectStore) -> str:
+    """Export the Bento (with its model) as an archive into ``store``; return the archive's URL."""
+    bento = bentoml.bentos.get(bento_tag)
+    key = f"{STORE_PREFIX}/{bento.tag.name}/{bento.tag.version}.bento"
+    with tempfile.TemporaryDirectory(prefix="stockcast-export-") as folder:
+        archive = bentoml.bentos.export_bento(bento.tag, str(Path(folder) / "bento.bento"))
+        store.put(key, Path(archive).read_bytes())
+    return store.url(key)
+
+
+def import_bento(url: str, store: ObjectStore) -> str:
+    """Import a Bento archive that ``export_bento`` put in ``store``; return its tag (already there: unchanged)."""
+    prefix = store.url("")
+    if not url.startswith(prefix):
+        raise ValueError(f"{url} is not in the object store at {store.root}")
+    key = url[len(prefix) :]
+    name, _, file_name = key.removeprefix(f"{STORE_PREFIX}/").partition("/")
+    tag = f"{name}:{file_name.removesuffix('.bento')}"
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except NotFound:
+        pass
+    with tempfile.TemporaryDirectory(prefix="stockcast-import-") as folder:
+        archive = Path(folder) / "bento.bento"
+        archive.write_bytes(store.get(key))
+        return str(bentoml.bentos.import_bento(str(archive)).tag)
+
+
+class DeployTarget(ABC):
+    """Somewhere a Bento runs: deploy it, ask whether it is healthy, stop it. Usable as a context manager that
+    stops the deployment on exit."""
+
+    @abstractmethod
+    def deploy(self, bento_tag: str) -> str:
+        """Run the Bento; return its endpoint (base URL) once it is ready to answer."""
+
+    @abstractmethod
+    def health(self, endpoint: str) -> bool:
+        """Whether the deployment at ``endpoint`` is ready to answer requests."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop what ``deploy`` started; doing so twice, or before deploying, does nothing."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class LocalServe(DeployTarget):
+    """``bentoml serve <bento>`` in a subprocess on this machine, ready once ``/readyz`` answers 200.
+
+    The server gets ``STOCKCAST_MODEL_TAG`` set to the Bento's own model, so it serves that model even when the
+    local model store holds newer ones. Its output goes to ``log_path`` (a temporary file by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 60.0,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self.log_path = Path(log_path) if log_path is not None else None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def deploy(self, bento_tag: str) -> str:
+        """Start the server and wait until it is ready; on failure stop it and raise with its log's tail."""
+        if self._process is not None:
+            raise DeployError(f"already serving (pid {self._process.pid}); stop() it before deploying again")
+        bento = bentoml.bentos.get(bento_tag)
+        models = [str(info.tag) for info in bento.info.all_models if info.tag.name == BENTO_MODEL_NAME]
+        if len(models) != 1:
+            raise DeployError(f"Bento {bento.tag} should package one {BENTO_MODEL_NAME} model, found {models}")
+        port = self.port or _free_port(self.host)
+        endpoint = f"http://{self.host}:{port}"
+        command = [sys.executable, "-m", "bentoml", "serve", str(bento.tag), "--host", self.host, "--port", str(port)]
+        if self.log_path is None:
+            handle, name = tempfile.mkstemp(prefix="stockcast-serve-", suffix=".log")
+            os.close(handle)
+            self.log_path = Path(name)
+        with self.log_path.open("wb") as log:
+            # A session of its own, so stop() can end the server and the worker processes it spawns together.
+            self._process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, MODEL_TAG_ENV: models[0]},
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while not self.health(endpoint):
+            exited = self._process.poll() is not None
+            if exited or time.monotonic() > deadline:
+                reason = f"exited with code {self._process.returncode}" if exited else "did not become ready"
+                self.stop()
+                raise DeployError(
+                    f"bentoml serve {bento.tag} {reason} within {self.startup_timeout:.0f} s; "
+                    f"log {self.log_path}:\n{self._log_tail()}"
+                )
+            time.sleep(0.2)
+        return endpoint
+
+    def health(self, endpoint: str) -> bool:
+        """``GET /readyz`` answers 200."""
+        try:
+            return httpx.get(f"{endpoint}/readyz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """Terminate the server's process group, killing it if it has not exited within 10 s."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            # The whole group: worker processes may outlive a server process that has already exited.
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            process.wait()
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def _log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None:
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """Set one environment variable while inside, restoring its previous state after."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def _lineage_labels(record: dict[str, Any]) -> dict[str, str]:
+    """The record's lineage as BentoML labels (strings), ``version`` renamed ``model_version``; unknowns left out."""
+    labels = {key: str(record[key]) for key in LINEAGE_LABELS if record.get(key) is not None}
+    labels["model_version"] = labels.pop("version")
+    labels["candidate_id"] = str(record["candidate"]["candidate_id"])
+    return labels
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` without ``None`` entries, which BentoML metadata cannot hold (the registry writes NaN as None)."""
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(item) for item in value if item is not None]
+    return value

@@ -1,0 +1,98 @@
+"""Service-test fixtures: a small generated market, a quickly fitted model, its Bento built once per session.
+
+``tests/conftest.py`` points ``BENTOML_HOME`` into the session's temporary folder, so the models and Bentos made
+here never reach the developer's stores. Every server started here is stopped, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import bentoml
+import pytest
+import yaml
+
+from features import get_feature_set
+from stockcast.client import StockcastClient
+from stockcast.data.generator import MarketData, MarketSpec, generate_market
+from stockcast.deploy import BENTOFILE, REPO_ROOT, LocalServe, build_bento, save_bento_model
+from stockcast.models import CandidateSpec, fit_candidate
+from stockcast.registry import ModelRecord
+from stockcast.serving import MODEL_TAG_ENV, ServingBundle, build_bundle
+from stockcast.training import build_modelling_data
+
+with warnings.catch_warnings():
+    # Starlette asks for the `httpx2` fork, which this project does not depend on, and falls back to httpx.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage analytics from test runs (set before any server)
+
+FEATURE_SET = get_feature_set("full")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model every service test serves: its market, its serving bundle and its BentoML model tag."""
+
+    market: MarketData
+    bundle: ServingBundle
+    model_tag: str
+
+
+@pytest.fixture(scope="session")
+def served_model() -> ServedModel:
+    """Six tickers in two sectors over 2024 and a ridge model fitted on all of it, saved as a BentoML model."""
+    market = generate_market(MarketSpec(n_tickers=6, n_sectors=2, start="2024-01-01", end="2024-12-31", seed=5))
+    data = build_modelling_data(market.prices, market.financials, None, FEATURE_SET)
+    spec = CandidateSpec("ridge[alpha=1.0]", "ridge", "ridge", {"alpha": 1.0})
+    estimator = fit_candidate(spec, data.frame, data.feature_columns, data.categorical_columns)
+    record = ModelRecord(
+        version="v7",
+        branch="user.pytest",
+        run_pathspec="TrainFlow/7",
+        model_task="TrainFlow/7/refit/21",
+        candidate={"candidate_id": spec.candidate_id, "name": "ridge", "factory": "ridge", "params": {"alpha": 1.0}},
+        data_version="d4t4",
+        snapshot_run="IngestFlow/3",
+        feature_set=FEATURE_SET.name,
+        feature_fingerprint=FEATURE_SET.fingerprint,
+        code_version=None,
+        metrics={"mean_fold_rmse": 1.23, "rmse_vs_naive": 0.99, "hit_rate": None},
+        gate={"promote": True, "reason": "beats the naive baseline"},
+    )
+    bundle = build_bundle(record, market.prices, market.financials, estimator=estimator)
+    return ServedModel(market=market, bundle=bundle, model_tag=save_bento_model(bundle))
+
+
+@pytest.fixture(scope="session")
+def bento_tag(served_model: ServedModel) -> str:
+    """The Bento serving the session's model, built once."""
+    return build_bento(served_model.model_tag)
+
+
+@pytest.fixture(scope="session")
+def asgi_client(served_model: ServedModel) -> Iterator[TestClient]:
+    """The service in process, through ``to_asgi()``; entering the client runs its startup (loads the model)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MODEL_TAG_ENV, served_model.model_tag)
+        service = bentoml.load(yaml.safe_load(BENTOFILE.read_text())["service"], working_dir=str(REPO_ROOT))
+    with TestClient(service.to_asgi()) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def server(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The built Bento under a real ``bentoml serve`` on a free 127.0.0.1 port; yields its base URL."""
+    log_path = tmp_path_factory.mktemp("serve") / "bentoml-serve.log"
+    with LocalServe(startup_timeout=60, log_path=log_path) as target:
+        yield target.deploy(bento_tag)
+
+
+@pytest.fixture(scope="session")
+def client(server: str) -> Iterator[StockcastClient]:
+    with StockcastClient(server) as service_client:
+        yield service_client

@@ -1,0 +1,87 @@
+"""The service in process through ``to_asgi()`` (BentoML's documented way to test HTTP behaviour): its wiring of
+requests to ``stockcast.serving``, of refusals to 400s naming their field, of the size limit and of ``GET /model``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stockcast.client import ServiceRequestError, history_payload
+from stockcast.serving import predict_tickers
+
+
+@pytest.fixture(scope="module")
+def history(served_model):
+    prices = served_model.market.prices
+    return prices[prices["ticker"] == served_model.bundle.tickers[0]].tail(served_model.bundle.min_history)
+
+
+def test_predict_and_predict_from_history_answer_what_the_library_answers(asgi_client, served_model, history):
+    tickers = served_model.bundle.tickers[:2]
+    expected = predict_tickers(served_model.bundle, tickers)
+
+    response = asgi_client.post("/predict", json={"tickers": tickers})
+    from_history = asgi_client.post("/predict_from_history", json=history_payload(history))
+
+    assert response.status_code == 200 and from_history.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["ticker"] for p in predictions] == tickers
+    np.testing.assert_allclose([p["predicted_close"] for p in predictions], expected["predicted_close"], rtol=1e-12)
+    np.testing.assert_allclose(from_history.json()["predicted_close"], predictions[0]["predicted_close"], rtol=1e-10)
+
+
+def test_get_model_shows_version_lineage_and_minimum_history(asgi_client, served_model) -> None:
+    response = asgi_client.get("/model")
+
+    assert response.status_code == 200
+    info = response.json()
+    assert (info["model_tag"], info["model_version"]) == (served_model.model_tag, "v7")
+    assert info["lineage"]["run_pathspec"] == "TrainFlow/7" and info["gate"]["promote"] is True
+    assert info["min_history"] == 127 and len(info["feature_columns"]) == len(served_model.bundle.feature_columns)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "message"),
+    [
+        ("/predict", {"tickers": ["ZZZZ"]}, "tickers", "unknown ticker(s) ['ZZZZ']"),  # refused by serving
+        ("/predict", {"tickers": [], "as_of": None}, "tickers", "at least 1 item"),  # refused by the schema
+        ("/predict_from_history", {"prices": []}, "prices", "at least 1 item"),
+        ("/predict_from_history", {"prices": [{"date": "2024-12-31"}]}, "prices.0.ticker", "Field required"),
+    ],
+)
+def test_refusals_are_400s_naming_the_field(asgi_client, path, body, field, message) -> None:
+    response = asgi_client.post(path, json=body)
+
+    error = ServiceRequestError.from_response(response)
+    assert response.status_code == 400
+    assert f"{field}: " in str(error) and message in str(error)
+    assert response.json()["detail"][0]["loc"][0] == field.split(".")[0]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_parsed(asgi_client) -> None:
+    def chunks():
+        for _ in range(20):
+            yield b" " * 65536  # 1.25 MiB in all, without a Content-Length header
+
+    response = asgi_client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("media_type", ["multipart/form-data; boundary=x", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_json_is_a_415_not_a_server_error(asgi_client, media_type) -> None:
+    """BentoML would hand these to its form parser, which fails with a 500 on a JSON API."""
+    response = asgi_client.post("/predict", content=b'{"tickers": ["ABC"]}', headers={"content-type": media_type})
+
+    assert response.status_code == 415
+    assert media_type.split(";")[0] in response.json()["error"]
+
+
+def test_health_and_openapi(asgi_client) -> None:
+    assert asgi_client.get("/healthz").status_code == 200
+    assert asgi_client.get("/readyz").status_code == 200
+    docs = asgi_client.get("/docs.json").json()
+    request = docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert request["example"] == {"tickers": ["ABC", "XYZ"], "as_of": None}
+    assert request["properties"]["tickers"]["maxItems"] == 100
+    assert docs["components"]["schemas"]["PriceRow"]["properties"]["close"]["exclusiveMinimum"] == 0
