@@ -112,14 +112,14 @@ def backtest_items(
     """Every candidate, plus the champion when no candidate is exactly it (same spec and feature set): the
     champion must be judged on the new data and folds, never by the numbers it had when it was promoted."""
     items = [BacktestItem(spec, feature_set, "candidate") for spec in candidates]
-    if champion is not None and _matching_candidate(items, champion) is None:
+    if champion is not None and not any(_is_champion(item, champion) for item in items):
         items.append(BacktestItem(champion_spec(champion), champion.feature_set, "champion"))
     return items
 
 
-def _matching_candidate(items: Sequence[BacktestItem], champion: ModelRecord) -> BacktestItem | None:
-    spec = champion_spec(champion)
-    return next((i for i in items if i.spec == spec and i.feature_set == champion.feature_set), None)
+def _is_champion(item: BacktestItem, champion: ModelRecord) -> bool:
+    """True when the item trains exactly the champion: same spec, same feature set."""
+    return item.spec == champion_spec(champion) and item.feature_set == champion.feature_set
 
 
 def feature_sets_needed(items: Sequence[BacktestItem]) -> list[FeatureSet]:
@@ -139,16 +139,13 @@ def select_and_gate(
     by_id = {r.item.spec.candidate_id: r for r in candidates}
     challenger = by_id[board.loc[0, "candidate_id"]]
     naive = by_id[naive_spec([r.item.spec for r in candidates]).candidate_id]
-    champion_result = None
-    if champion is not None:
-        champion_items = [r.item for r in results]
-        match = _matching_candidate(champion_items, champion)
-        champion_result = next(r for r in results if r.item is match)
     champion_predictions = None
-    if champion is not None and champion_result is not None:
-        # Named by version in the gate's reason: "the champion v123 (catboost[depth=4])".
+    if champion is not None:
+        # backtest_items guarantees one item trains the champion; named by version in the gate's reason:
+        # "the champion v123 (catboost[depth=4])".
+        rescored = next(r for r in results if _is_champion(r.item, champion))
         label = f"{champion.version} ({champion.candidate_id})"
-        champion_predictions = champion_result.evaluation.predictions.assign(candidate_id=label)
+        champion_predictions = rescored.evaluation.predictions.assign(candidate_id=label)
     decision = decide(
         challenger.evaluation.predictions,
         naive.evaluation.predictions,
