@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= data/demo
 export USERNAME ?= $(or $(USER),stockcast)
 export METAFLOW_CLIENT_CACHE_PATH ?= $(CURDIR)/.metaflow_client_cache
+export BENTOML_DO_NOT_TRACK ?= True
 
 .PHONY: install demo test lint format lock bench bench-features bench-training clean
 

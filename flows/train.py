@@ -1,5 +1,5 @@
 """TrainFlow: backtest every candidate model walk-forward, gate the best against the naive baseline and the
-champion, refit it on all data and register it with its lineage.
+champion, refit it on all data and register it with its lineage; a promoted champion is packaged as a Bento.
 
     python flows/train.py run [--snapshot IngestFlow/<run_id>] [--max-workers N]
     python flows/train.py --config config my_train.toml run     # another model zoo / backtest / gate
@@ -16,6 +16,7 @@ from metaflow import Config, FlowSpec, Parameter, card, current, project, resour
 from stockcast.cards import training_card
 from stockcast.config import TrainConfig, parse_train_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
+from stockcast.deploy import package_champion
 from stockcast.evaluation import evaluate_candidate
 from stockcast.models import expand_candidates, fit_candidate
 from stockcast.registry import Registry, current_code_version
@@ -141,6 +142,26 @@ class TrainFlow(FlowSpec):
             registry.promote(record.version, reason=self.selection.decision.reason, expected_champion=expected)
         self.champion_version = registry.champion_version()
         current.card["training"].extend(training_card(self.selection, self.folds, record, self.promoted))
+        self.next(self.deploy)
+
+    @retry(times=1, minutes_between_retries=0)
+    @step
+    def deploy(self):
+        """Package a newly promoted champion as a smoke-tested Bento, exported beside the registry; else nothing."""
+        self.bento = None
+        if self.promoted:
+            registry = Registry(current.branch_name)
+            snapshot = load_snapshot(self.snapshot_pathspec)
+            self.bento = package_champion(
+                registry.get(self.model_version),
+                snapshot.prices,
+                snapshot.financials,
+                registry.store,
+                estimator=self.model,
+            )
+            registry.record_bento(self.model_version, self.bento)
+        else:
+            print(f"{self.model_version} was not promoted: no Bento built; the champion's Bento stays as it is.")
         self.next(self.end)
 
     @step
@@ -150,6 +171,9 @@ class TrainFlow(FlowSpec):
         print(f"Model {self.model_version} ({self.selection.challenger.candidate_id}): {verdict}.")
         print(self.selection.decision.reason)
         print(f"Champion of branch {current.branch_name}: {self.champion_version or 'none'}")
+        if self.bento:
+            print(f"Bento {self.bento['bento_tag']} (archive {self.bento['archive']})")
+            print("Serve it: python -m stockcast.deploy serve   (then: curl http://127.0.0.1:3000/model)")
         print(f"Registry: {Registry(current.branch_name).store.url(f'registry/{current.branch_name}')}")
         print(
             f"Card: python flows/train.py card get {current.run_id}/register --id training training.html"

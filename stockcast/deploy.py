@@ -6,7 +6,9 @@
    that model, built offline: requirements are pinned to this environment, never locked against the index;
 3. ``export_bento`` / ``import_bento``: the Bento archive to and from the object store beside the Metaflow datastore
    (local folder or S3), so any deployment can be rebuilt or rolled back from the store alone;
-4. ``DeployTarget``: where a Bento runs. ``LocalServe`` runs ``bentoml serve`` on this machine; blue-green, canary
+4. ``package_champion``: the three above for a promoted model, with a ``smoke_test`` of the built Bento on loopback
+   before its archive is exported: TrainFlow's deploy step is this one call;
+5. ``DeployTarget``: where a Bento runs. ``LocalServe`` runs ``bentoml serve`` on this machine; blue-green, canary
    or Kubernetes targets implement the same three methods.
 """
 
@@ -31,15 +33,32 @@ from typing import Any, Self
 
 import bentoml
 import httpx
+import numpy as np
+import pandas as pd
 import yaml
 from bentoml.exceptions import NotFound
 
-from stockcast.serving import BENTO_MODEL_NAME, BUNDLE_FILE, MODEL_TAG_ENV, ServingBundle, write_bundle
+from stockcast.client import StockcastClient
+from stockcast.models import Estimator
+from stockcast.registry import ModelRecord, Registry, RegistryError
+from stockcast.serving import (
+    BENTO_MODEL_NAME,
+    BUNDLE_FILE,
+    MODEL_TAG_ENV,
+    ServingBundle,
+    build_bundle,
+    predict_tickers,
+    write_bundle,
+)
 from stockcast.storage import ObjectStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The Bento's build context: ``bentos/`` and the packages the service imports."""
 BENTOFILE = REPO_ROOT / "bentos" / "bentofile.yaml"
+BENTO_NAME = "stockcast"
+"""Every Bento is ``stockcast:<model version>``: one Bento per champion."""
+SMOKE_TICKERS = 3
+"""Tickers a smoke test asks the served Bento for."""
 STORE_PREFIX = "bentos"
 """Exported Bentos live at ``bentos/<name>/<version>.bento`` in the object store."""
 
@@ -104,11 +123,16 @@ def save_bento_model(bundle: ServingBundle) -> str:
 def build_bento(model_tag: str) -> str:
     """Build a Bento of ``bentos/`` that serves the BentoML model ``model_tag``; return the Bento's tag.
 
-    The options come from ``bentos/bentofile.yaml``, with its Python packages pinned to the versions installed here
-    and locking switched off (no index access). The model's lineage labels are copied onto the Bento.
+    The Bento's version is the model's, so building for the same champion twice gives the same Bento: an existing
+    one is returned as it is (a rollback redeploys exactly what was deployed before). The options come from
+    ``bentos/bentofile.yaml``, with its Python packages pinned to the versions installed here and locking switched
+    off (no index access). The model's lineage labels are copied onto the Bento.
     """
     model = bentoml.models.get(model_tag)
     options: dict[str, Any] = yaml.safe_load(BENTOFILE.read_text())
+    existing = _existing_bento(model.tag)
+    if existing is not None:
+        return existing
     python = dict(options.get("python") or {})
     python["packages"] = [f"{name}=={installed_version(name)}" for name in python.get("packages", [])]
     python["lock_packages"] = False
@@ -123,11 +147,60 @@ def build_bento(model_tag: str) -> str:
         # The service reads its model tag when its module is imported, and BentoML reuses a module imported
         # before: drop it so that this build's tag is the one the service refers to.
         sys.modules.pop(service_module, None)
-        bento = bentoml.bentos.build(**options, build_ctx=str(REPO_ROOT))
+        bento = bentoml.bentos.build(**options, name=BENTO_NAME, version=model.tag.version, build_ctx=str(REPO_ROOT))
     packaged = sorted(str(info.tag) for info in bento.info.all_models)
     if packaged != [str(model.tag)]:
         raise DeployError(f"Bento {bento.tag} packages models {packaged}, expected only {model.tag}")
     return str(bento.tag)
+
+
+def package_champion(
+    record: ModelRecord,
+    prices: pd.DataFrame,
+    financials: pd.DataFrame | None,
+    store: ObjectStore,
+    *,
+    estimator: Estimator | None = None,
+) -> dict[str, str]:
+    """Package a promoted model for serving and return what the registry records of it.
+
+    The model's ``ServingBundle`` (from the snapshot it was trained on) goes into the BentoML model store, a Bento
+    is built around it and smoke-tested on loopback, and only then is its archive exported to ``store``: an archive
+    in the store is a Bento that served. Returns ``model_tag``, ``bento_tag`` and ``archive`` (the archive's URL).
+    """
+    bundle = build_bundle(record, prices, financials, estimator=estimator)
+    model_tag = save_bento_model(bundle)
+    bento_tag = build_bento(model_tag)
+    smoke_test(bento_tag, bundle)
+    return {"model_tag": model_tag, "bento_tag": bento_tag, "archive": export_bento(bento_tag, store)}
+
+
+def smoke_test(bento_tag: str, bundle: ServingBundle, target: DeployTarget | None = None) -> None:
+    """Deploy the Bento to ``target`` (``LocalServe`` on loopback by default), check that it serves ``bundle``'s
+    model and answers ``/predict`` exactly as the library does for a few tickers, then stop it.
+
+    Raises ``DeployError`` saying what differed; a Bento that fails here must not be rolled out.
+    """
+    warm = bundle.latest_rows.loc[bundle.latest_rows["is_warm"].eq(True), "ticker"].head(SMOKE_TICKERS).tolist()
+    if not warm:
+        raise DeployError(f"model {bundle.model_version} has no ticker with enough history to smoke-test a prediction")
+    expected = predict_tickers(bundle, warm)
+    with target or LocalServe() as serving:
+        endpoint = serving.deploy(bento_tag)
+        with StockcastClient(endpoint) as client:
+            served_version = client.model()["model_version"]
+            if served_version != bundle.model_version:
+                raise DeployError(
+                    f"{bento_tag} at {endpoint} serves model {served_version}, not {bundle.model_version}"
+                )
+            answer = pd.DataFrame(client.predict(warm))
+    if answer["ticker"].tolist() != warm or not np.array_equal(
+        answer["predicted_close"].to_numpy(dtype=float), expected["predicted_close"].to_numpy()
+    ):
+        raise DeployError(
+            f"{bento_tag} answered {answer[['ticker', 'predicted_close']].to_dict('records')}, the library "
+            f"{expected[['ticker', 'predicted_close']].to_dict('records')}"
+        )
 
 
 def export_bento(bento_tag: str, store: ObjectStore) -> str:
@@ -271,6 +344,18 @@ class LocalServe(DeployTarget):
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _existing_bento(model_tag: bentoml.Tag) -> str | None:
+    """The Bento already built for ``model_tag``, if any. One of that tag serving another model is an error, not
+    something to overwrite."""
+    try:
+        bento = bentoml.bentos.get(f"{BENTO_NAME}:{model_tag.version}")
+    except NotFound:
+        return None
+    if bento.info.labels.get("model_tag") != str(model_tag):
+        raise DeployError(f"Bento {bento.tag} serves {bento.info.labels.get('model_tag')}, not {model_tag}")
+    return str(bento.tag)
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -306,3 +391,48 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_without_none(item) for item in value if item is not None]
     return value
+
+
+def serve_command(registry: Registry, version: str | None, *, host: str, port: int) -> tuple[list[str], str]:
+    """The ``bentoml serve`` command for the Bento of ``version`` (default: the champion) and the model tag it
+    serves; the Bento is imported from the registry's archive when this machine's BentoML store lacks it.
+    ``DeployError`` says what is missing."""
+    version = version or registry.champion_version()
+    if version is None:
+        raise DeployError(f"no champion on branch {registry.branch}: run `python flows/train.py run` first")
+    bento = registry.bento(version)
+    if bento is None:
+        raise DeployError(f"model {version} on branch {registry.branch} has no Bento: only promoted models get one")
+    bento_tag = import_bento(bento["archive"], registry.store)
+    return [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)], bento[
+        "model_tag"
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stockcast.deploy serve``: serve a branch's champion (or another version) on this machine."""
+    import argparse
+
+    from stockcast.runs import user_branch
+
+    parser = argparse.ArgumentParser(prog="python -m stockcast.deploy", description=main.__doc__)
+    parser.add_argument("--branch", default=None, help="@project branch (default: your user branch, user.<name>)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run `bentoml serve` on a model's Bento until interrupted")
+    serve.add_argument("--version", default=None, help="registry version to serve (default: the champion)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+
+    registry = Registry(args.branch or user_branch())
+    try:
+        command, model_tag = serve_command(registry, args.version, host=args.host, port=args.port)
+    except (DeployError, RegistryError) as exc:
+        print(f"stockcast.deploy: {exc}", file=sys.stderr)
+        return 1
+    print(f"Serving {command[4]} ({model_tag}) at http://{args.host}:{args.port}", flush=True)
+    os.execve(sys.executable, command, {**os.environ, MODEL_TAG_ENV: model_tag})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

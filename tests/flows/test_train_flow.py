@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, S3_DATASTORE_ENV, TEST_HOME, FlowRunner, card_text
+from conftest import REPO_ROOT, S3_DATASTORE_ENV, TEST_HOME, FlowResult, FlowRunner, card_text
+from stockcast.client import StockcastClient
 from stockcast.data.generator import MarketSpec, generate_market, write_market
+from stockcast.deploy import build_bento, model_tag_for
 from stockcast.registry import Registry
 from stockcast.storage import LocalStore, S3Store
 
@@ -120,6 +128,25 @@ def random_walk_snapshot(tmp_path_factory) -> str:
     return _ingest("random_walk_data", folder, prices=str(folder / "stock_price.csv"), financials="")
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_ready(endpoint: str, server: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{endpoint}/readyz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{endpoint} not ready after {timeout} s:\n{log.read_text()}")
+
+
 def _mean_fold_rmse_by_candidate(run) -> dict[str, float]:
     """Each candidate's mean fold RMSE, recomputed from its own backtest task's per-row predictions."""
     scores = {}
@@ -132,9 +159,17 @@ def _mean_fold_rmse_by_candidate(run) -> dict[str, float]:
     return scores
 
 
-def test_winner_is_the_argmin_and_is_registered_with_lineage(run_flow, branch, config_file, planted_snapshot):
-    result = run_flow("train", config=config_file, snapshot=planted_snapshot)
+@pytest.fixture(scope="module")
+def promoted(config_file, planted_snapshot) -> tuple[str, FlowResult]:
+    """A TrainFlow run on the planted market, on a branch of its own: it promotes its winner and deploys it."""
+    branch = f"t{uuid.uuid4().hex[:10]}"
+    result = FlowRunner(branch)("train", config=config_file, snapshot=planted_snapshot)
     assert result.successful, result.output
+    return branch, result
+
+
+def test_winner_is_the_argmin_and_is_registered_with_lineage(promoted, planted_snapshot):
+    branch, result = promoted
     run = result.run
     scores = _mean_fold_rmse_by_candidate(run)
     assert len(scores) == 5
@@ -160,6 +195,48 @@ def test_winner_is_the_argmin_and_is_registered_with_lineage(run_flow, branch, c
     assert "PROMOTED to champion" in shown and champion.candidate_id in shown and "Leaderboard" in shown
     assert f"Model v{run.id} ({champion.candidate_id}): promoted to champion." in result.output
     assert "Card: python flows/train.py card get" in result.output
+
+
+def test_the_promoted_champion_is_packaged_and_served_with_its_lineage(promoted, tmp_path):
+    branch, result = promoted
+    run, registry = result.run, Registry(f"test.{branch}")
+    version = run.data.model_version
+    bento = registry.bento(version)
+    assert bento == run.data.bento
+    assert bento["model_tag"] == model_tag_for(version) and bento["bento_tag"] == f"stockcast:{version}"
+    assert bento["archive"] == registry.store.url(f"bentos/stockcast/{version}.bento")
+    assert Path(bento["archive"]).stat().st_size > 10_000
+    assert build_bento(bento["model_tag"]) == bento["bento_tag"]  # the same champion gives the same Bento
+    assert f"Bento stockcast:{version}" in result.output
+
+    # On a machine whose BentoML store is empty, the serve command brings the Bento back from the archive alone.
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stockcast.deploy", "--branch", f"test.{branch}", "serve", "--port", str(port)],
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")},
+        stdout=(tmp_path / "serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_until_ready(endpoint, server, tmp_path / "serve.log")
+        with StockcastClient(endpoint) as client:
+            served = client.model()
+            answer = client.predict(served["tickers"][:2])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    assert served["model_version"] == version and served["model_tag"] == bento["model_tag"]
+    assert served["lineage"]["run_pathspec"] == run.pathspec
+    assert served["lineage"]["model_task"] == run["refit"].task.pathspec
+    assert served["lineage"]["snapshot_run"] == run.data.snapshot_pathspec
+    assert served["lineage"]["data_version"] == run.data.data_version
+    assert served["feature_fingerprint"] == run.data.modelling["full"].fingerprint
+    assert served["candidate_id"] == run.data.selection.challenger.candidate_id
+    assert served["metrics"]["mean_fold_rmse"] == pytest.approx(run.data.leaderboard.iloc[0]["mean_fold_rmse"])
+    assert [row["model_version"] for row in answer] == [version, version]
 
 
 def test_an_equal_champion_is_kept_and_rollback_restores_the_previous(run_flow, branch, config_file, planted_snapshot):
@@ -188,7 +265,9 @@ def test_a_random_walk_promotes_nothing_and_says_why(run_flow, branch, config_fi
     assert decision["promote"] is False
     assert decision["reason"].startswith("Do not promote") and "does not beat the naive baseline" in decision["reason"]
     assert "registered, not promoted" in result.output
-    assert Registry(f"test.{branch}").champion() is None
+    assert "no Bento built" in result.output and result.run.data.bento is None
+    registry = Registry(f"test.{branch}")
+    assert registry.champion() is None and registry.bento(result.run.data.model_version) is None
 
 
 def test_resume_after_a_failed_step_reuses_the_finished_ones(run_flow, branch, config_file, planted_snapshot):
@@ -229,7 +308,10 @@ def test_on_the_s3_datastore(run_flow, branch, config_file, s3_client, tmp_path)
     registry = Registry(f"test.{branch}", store)
     assert registry.champion_version() == f"v{result.run.id}"
     keys = s3_client.list_objects_v2(Bucket="stockcast-test", Prefix=f"metaflow/stockcast/registry/test.{branch}/")
-    assert {Path(item["Key"]).parent.name for item in keys["Contents"]} == {"models", "events"}
+    assert {Path(item["Key"]).parent.name for item in keys["Contents"]} == {"models", "events", "bentos"}
+    archive = f"metaflow/stockcast/bentos/stockcast/v{result.run.id}.bento"
+    assert registry.bento(f"v{result.run.id}")["archive"] == f"s3://stockcast-test/{archive}"
+    assert s3_client.head_object(Bucket="stockcast-test", Key=archive)["ContentLength"] > 10_000
     assert registry.champion().load_model() is not None
     # Nothing of this run went to the local registry.
     assert not LocalStore(TEST_HOME / ".metaflow" / "stockcast").list(f"registry/test.{branch}/")

@@ -19,6 +19,7 @@ from stockcast.deploy import (
     import_bento,
     model_tag_for,
     save_bento_model,
+    smoke_test,
 )
 from stockcast.storage import LocalStore, S3Store
 
@@ -72,9 +73,24 @@ def test_the_bento_holds_the_service_the_packages_the_model_and_pinned_requireme
         assert f"{package}=={installed_version(package)}" in requirements
 
 
+def test_building_for_the_same_model_again_gives_the_same_bento(served_model, bento_tag) -> None:
+    assert bento_tag == "stockcast:v7"
+    assert build_bento(served_model.model_tag) == bento_tag
+    assert [str(bento.tag) for bento in bentoml.bentos.list("stockcast")] == [bento_tag]
+
+
+@pytest.mark.slow
+def test_a_smoke_test_passes_the_right_bento_and_names_the_wrong_one(served_model, bento_tag) -> None:
+    smoke_test(bento_tag, served_model.bundle)
+
+    newer = replace(served_model.bundle, record={**served_model.bundle.record, "version": "v8"})
+    with pytest.raises(DeployError, match=r"stockcast:v7 at http://127\.0\.0\.1:\d+ serves model v7, not v8"):
+        smoke_test(bento_tag, newer)
+
+
 @pytest.fixture(scope="module")
 def spare_bento(served_model) -> str:
-    """A second Bento of the same model, which these tests may delete and re-import."""
+    """The model's Bento, asked for again: these tests may delete it and re-import it from an archive."""
     return build_bento(served_model.model_tag)
 
 
