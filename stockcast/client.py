@@ -56,6 +56,17 @@ class StockcastClient:
         as_of_text = as_of.isoformat() if isinstance(as_of, dt.date) else as_of
         return self.request("POST", "/predict", {"tickers": list(tickers), "as_of": as_of_text})["predictions"]
 
+    def predict_table(self, tickers: Sequence[str], *, per_request: int = 100) -> pd.DataFrame:
+        """``predict`` for any number of tickers, ``per_request`` at a time (the service's limit), as a table with
+        the columns of a batch prediction table's answer part (``as_of`` parsed as a date)."""
+        rows = [
+            row
+            for start in range(0, len(tickers), per_request)
+            for row in self.predict(tickers[start : start + per_request])
+        ]
+        table = pd.DataFrame(rows)
+        return table.assign(as_of=pd.to_datetime(table["as_of"])) if rows else table
+
     def predict_from_history(self, rows: Rows, financials: Rows | None = None) -> dict[str, Any]:
         """Tomorrow's close for one ticker from its recent daily rows (``POST /predict_from_history``)."""
         return self.request("POST", "/predict_from_history", history_payload(rows, financials))

@@ -775,6 +775,50 @@ def write_market(data: MarketData, out_dir: str | Path) -> dict[str, Path]:
     return {name: path for name, (_, path) in targets.items()}
 
 
+def split_days(data: MarketData, n_days: int) -> tuple[MarketData, list[tuple[pd.Timestamp, MarketData]]]:
+    """The market as history plus its last ``n_days`` trading days, each as what arrives on that day: the day's
+    price and oracle rows and the reports published (``report_date``) on it. What the daily loop ingests."""
+    dates = pd.Index(sorted(data.prices["date"].unique()))
+    if not 0 < n_days < len(dates):
+        raise ValueError(f"n_days must be between 1 and {len(dates) - 1} (the market has {len(dates)} days)")
+    cut = dates[-n_days - 1]
+
+    def between(frame: pd.DataFrame, column: str, low: pd.Timestamp | None, high: pd.Timestamp) -> pd.DataFrame:
+        mask = frame[column] <= high if low is None else frame[column].gt(low) & frame[column].le(high)
+        return frame[mask].reset_index(drop=True)
+
+    history = MarketData(
+        prices=between(data.prices, "date", None, cut),
+        financials=between(data.financials, "report_date", None, cut),
+        oracle=between(data.oracle, "date", None, cut),
+    )
+    days = [
+        (
+            day,
+            MarketData(
+                prices=between(data.prices, "date", previous, day),
+                financials=between(data.financials, "report_date", previous, day),
+                oracle=between(data.oracle, "date", previous, day),
+            ),
+        )
+        for previous, day in zip(dates[-n_days - 1 : -1], dates[-n_days:], strict=True)
+    ]
+    return history, days
+
+
+def write_days(days: list[tuple[pd.Timestamp, MarketData]], out_dir: str | Path) -> list[Path]:
+    """Write each day into ``out_dir/<YYYY-MM-DD>/``: stock_price.csv, oracle.csv, and financial_info.csv only when
+    reports were published that day. Returns the day folders in date order."""
+    folders = []
+    for day, data in days:
+        folder = Path(out_dir) / f"{day:%Y-%m-%d}"
+        paths = write_market(data, folder)
+        if data.financials.empty:
+            paths["financials"].unlink()
+        folders.append(folder)
+    return folders
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: generate a market and write its three CSV files (``stockcast-generate --help``)."""
     defaults = MarketSpec()
@@ -789,6 +833,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed: same seed, same files")
     parser.add_argument("--listings", action="store_true", help="ragged histories: late listings, early delistings")
     parser.add_argument("--splits", action="store_true", help="stock splits in raw prices, plus an adj_close column")
+    parser.add_argument("--regime-shift-date", default=None, help="from this day on, shocks are scaled (YYYY-MM-DD)")
+    parser.add_argument(
+        "--regime-vol-multiplier", type=float, default=defaults.regime_vol_multiplier, help="by this factor"
+    )
+    parser.add_argument(
+        "--daily",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hold the last N trading days out of the files: write each as OUT/days/<date>/ for stockcast-day",
+    )
     args = parser.parse_args(argv)
     try:
         spec = MarketSpec(
@@ -798,14 +853,18 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             listings=args.listings,
             splits=args.splits,
+            regime_shift_date=args.regime_shift_date,
+            regime_vol_multiplier=args.regime_vol_multiplier,
         )
+        data, days = split_days(generate_market(spec), args.daily) if args.daily else (generate_market(spec), [])
     except ValueError as exc:
         parser.error(str(exc))
-    data = generate_market(spec)
     paths = write_market(data, args.out)
     rows = {"prices": len(data.prices), "financials": len(data.financials), "oracle": len(data.oracle)}
     for name, path in paths.items():
         print(f"{path}: {rows[name]} rows")
+    for folder in write_days(days, Path(args.out) / "days"):
+        print(f"{folder}/: one day's files")
     return 0
 
 

@@ -27,6 +27,8 @@ from stockcast.data.generator import (
     _ticker_symbols,
     generate_market,
     main,
+    split_days,
+    write_days,
     write_market,
 )
 from stockcast.data.validation import read_csv_text, validate_financials, validate_oracle, validate_prices
@@ -540,3 +542,32 @@ def test_a_minimal_market_is_generated() -> None:
     assert len(data.prices) == 2
     assert len(data.oracle) == 2
     assert data.prices.ticker.nunique() == 1
+
+
+def test_held_out_days_are_what_arrives_each_day_and_add_up_to_the_market(tmp_path) -> None:
+    market = generate_market(MarketSpec(n_tickers=6, n_sectors=2, start="2024-01-01", end="2024-06-28", seed=9))
+    history, days = split_days(market, 40)
+
+    dates = sorted(market.prices["date"].unique())
+    assert [day for day, _ in days] == dates[-40:]
+    assert history.prices["date"].max() == dates[-41]
+    assert (history.financials["report_date"] <= dates[-41]).all()
+    for day, arriving in days:
+        assert (arriving.prices["date"] == day).all() and (arriving.oracle["date"] == day).all()
+    for name, key in (
+        ("prices", ["ticker", "date"]),
+        ("financials", ["ticker", "period_end"]),
+        ("oracle", ["ticker", "date"]),
+    ):
+        pieces = [getattr(history, name)] + [getattr(arriving, name) for _, arriving in days]
+        rebuilt = pd.concat(pieces).sort_values(key, ignore_index=True)
+        pd.testing.assert_frame_equal(rebuilt, getattr(market, name).sort_values(key, ignore_index=True))
+    assert any(not arriving.financials.empty for _, arriving in days)  # some reports arrive during 40 days
+
+    folders = write_days(days, tmp_path)
+    assert [folder.name for folder in folders] == [f"{day:%Y-%m-%d}" for day, _ in days]
+    for folder, (_, arriving) in zip(folders, days, strict=True):
+        assert (folder / "stock_price.csv").is_file()
+        assert (folder / "financial_info.csv").is_file() == (not arriving.financials.empty)
+    with pytest.raises(ValueError, match="n_days must be between 1 and"):
+        split_days(market, len(dates))
