@@ -8,6 +8,9 @@ filled in), which Metaflow stores with the run; a step gets the typed object bac
 Validation is strict: unknown keys, unknown factories, unknown or ill-typed hyper-parameters, empty grids and
 out-of-range settings are all errors, and each error names its field path (`candidates[2].grid.depth[1]: ...`),
 because a configuration mistake found after an hour of training is an hour lost.
+
+The operations configuration (`configs/operate.toml`: the decision rule and the monitoring thresholds) is parsed
+the same way by `parse_operate_config` into an `OperateConfig`.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from stockcast.decisions import DecisionRule
 from stockcast.models import FACTORIES, NAIVE_FACTORY, hyper_parameter_types
+from stockcast.monitoring import MonitorThresholds
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 """Lower-case snake_case: safe in candidate ids, Metaflow artefact names and file names."""
 
 
 class ConfigError(ValueError):
-    """The training configuration is invalid; the message lists every problem with its field path."""
+    """A configuration is invalid; the message lists every problem with its field path."""
 
 
 def _invalid(message: str, *at: str | int) -> PydanticCustomError:
@@ -189,12 +194,38 @@ def load_train_config(path: str | Path) -> TrainConfig:
     return TrainConfig.model_validate(parse_train_config(Path(path).read_text(encoding="utf-8")))
 
 
-def _describe(error: ValidationError) -> str:
+class OperateConfig(_Section):
+    """The operations configuration (`configs/operate.toml`): the decision rule and the monitoring thresholds."""
+
+    decisions: DecisionRule = Field(default_factory=DecisionRule)
+    monitor: MonitorThresholds = Field(default_factory=MonitorThresholds)
+
+
+def parse_operate_config(text: str) -> dict[str, Any]:
+    """Parse and validate the operations TOML into a normalised plain dict: the parser for Metaflow's `Config`
+    in BatchPredictFlow and MonitorFlow. Raises `ConfigError` listing every problem with its field path."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"the operations configuration is not valid TOML: {error}") from None
+    try:
+        config = OperateConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, "operations")) from None
+    return config.model_dump(mode="json")
+
+
+def load_operate_config(path: str | Path) -> OperateConfig:
+    """Read, validate and return the typed operations configuration from a TOML file."""
+    return OperateConfig.model_validate(parse_operate_config(Path(path).read_text(encoding="utf-8")))
+
+
+def _describe(error: ValidationError, configuration: str = "training") -> str:
     problems = [
         f"{_field_path(tuple(item['loc']) + tuple(item.get('ctx', {}).get('at', ())))}: {item['msg']}"
         for item in error.errors()
     ]
-    return "invalid training configuration:\n  " + "\n  ".join(problems)
+    return f"invalid {configuration} configuration:\n  " + "\n  ".join(problems)
 
 
 def _field_path(loc: tuple[str | int, ...]) -> str:
