@@ -11,7 +11,7 @@ latest IngestFlow run of this project branch unless ``--snapshot`` names one.
 import time
 from pathlib import Path
 
-from metaflow import Config, FlowSpec, Parameter, card, current, project, resources, retry, step, timeout
+from metaflow import Config, FlowSpec, Parameter, card, current, project, resources, retry, step, timeout, trigger
 
 from stockcast.cards import training_card
 from stockcast.config import TrainConfig, parse_train_config
@@ -19,6 +19,7 @@ from stockcast.data.snapshot import latest_snapshot, load_snapshot
 from stockcast.deploy import package_champion
 from stockcast.evaluation import evaluate_candidate
 from stockcast.models import expand_candidates, fit_candidate
+from stockcast.monitor_inputs import RETRAIN_EVENT
 from stockcast.registry import Registry, current_code_version
 from stockcast.training import (
     BacktestResult,
@@ -33,6 +34,7 @@ from stockcast.training import (
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "train.toml")
 
 
+@trigger(event=RETRAIN_EVENT)  # published by MonitorFlow when the champion decays (deployed on Argo Workflows)
 @project(name="stockcast")
 class TrainFlow(FlowSpec):
     """Walk-forward model selection with a champion/challenger gate and a model registry."""

@@ -18,9 +18,11 @@ import pandas as pd
 
 from features import check_fingerprint, get_feature_set
 from stockcast.registry import ModelRecord
+from stockcast.runs import successful_runs
 from stockcast.serving import PREDICTION_COLUMNS, ServingBundle, predict_tickers
 from stockcast.storage import ObjectExistsError, ObjectStore
 
+BATCH_PREDICT_FLOW = "BatchPredictFlow"
 PREDICTIONS_PREFIX = "predictions"
 TABLE_COLUMNS = [*PREDICTION_COLUMNS, "feature_fingerprint", "data_version"]
 """Columns of a published prediction table: the serving answer plus the feature-set and data versions behind it."""
@@ -65,6 +67,18 @@ def predict_batch(bundle: ServingBundle) -> pd.DataFrame:
     return answer.assign(
         feature_fingerprint=bundle.feature_fingerprint, data_version=bundle.record["data_version"]
     ).sort_values("ticker", ignore_index=True)[TABLE_COLUMNS]
+
+
+def previous_positions(branch: str, as_of: pd.Timestamp) -> dict[str, float]:
+    """The positions the latest earlier BatchPredictFlow run of ``branch`` decided on (ticker → signed weight), for
+    predictions made before ``as_of``: what is held going into today's decisions. Empty before the first."""
+    for run in successful_runs(BATCH_PREDICT_FLOW, branch):
+        decisions = run.data.decisions
+        if decisions.empty or pd.Timestamp(decisions["as_of"].max()) >= as_of:
+            continue
+        held = decisions[decisions["target_weight"] != 0]
+        return dict(zip(held["ticker"], held["target_weight"].astype(float), strict=True))
+    return {}
 
 
 def prediction_key(branch: str, as_of: pd.Timestamp, model_version: str) -> str:

@@ -37,8 +37,8 @@ def _global_namespace() -> Iterator[None]:
         namespace(previous)
 
 
-def latest_successful_run(flow_name: str, branch: str | None = None):  # -> metaflow.Run
-    """The newest successful run of ``flow_name`` on ``branch`` (default: the current user's branch)."""
+def successful_runs(flow_name: str, branch: str | None = None) -> list:  # -> list[metaflow.Run]
+    """Every successful run of ``flow_name`` on ``branch`` (default: the current user's branch), newest first."""
     from metaflow import Flow
     from metaflow.exception import MetaflowNotFound
 
@@ -49,9 +49,15 @@ def latest_successful_run(flow_name: str, branch: str | None = None):  # -> meta
         except MetaflowNotFound:
             runs = []
         successful = [run for run in runs if run.successful]
-    if not successful:
-        raise NoRunError(f"no successful {flow_name} run on project branch '{branch}'")
-    return max(successful, key=lambda run: run.created_at)
+    return sorted(successful, key=lambda run: run.created_at, reverse=True)
+
+
+def latest_successful_run(flow_name: str, branch: str | None = None):  # -> metaflow.Run
+    """The newest successful run of ``flow_name`` on ``branch`` (default: the current user's branch)."""
+    runs = successful_runs(flow_name, branch)
+    if not runs:
+        raise NoRunError(f"no successful {flow_name} run on project branch '{branch or user_branch()}'")
+    return runs[0]
 
 
 def run_by_pathspec(pathspec: str):  # -> metaflow.Run

@@ -1,0 +1,144 @@
+"""MonitorFlow: is the champion still trustworthy? Realised accuracy against the naive baseline and the backtest's
+promise, input drift against the training window, data freshness and model age; alerts and a retraining trigger.
+
+    python flows/monitor.py run [--snapshot IngestFlow/<run_id>] [--today YYYY-MM-DD]
+
+Thresholds are in ``configs/operate.toml``. When retraining is called for, the run records an alert, sets its
+``retrain`` artefact and publishes the ``stockcast.retrain`` event: on Argo Workflows that event starts TrainFlow;
+on a laptop the daily loop (``stockcast-day``) reads the artefact and runs TrainFlow itself. Deployed, the flow
+starts whenever BatchPredictFlow finishes on the same project branch.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+from metaflow import (
+    Config,
+    FlowSpec,
+    Parameter,
+    card,
+    current,
+    project,
+    resources,
+    retry,
+    schedule,
+    step,
+    trigger_on_finish,
+)
+from metaflow.integrations import ArgoEvent
+
+from features import get_feature_set
+from stockcast.batch import load_predictions
+from stockcast.cards import monitoring_card
+from stockcast.config import OperateConfig, parse_operate_config
+from stockcast.data.snapshot import latest_snapshot, load_snapshot
+from stockcast.monitor_inputs import (
+    RETRAIN_EVENT,
+    calibrated_drift,
+    days_between,
+    drift_windows,
+    realised_predictions,
+    record_alerts,
+)
+from stockcast.monitoring import assess, daily_performance
+from stockcast.params import parse_optional_date
+from stockcast.registry import Registry
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "operate.toml")
+
+
+# Deployed: after every batch prediction, and every weekday evening even when no data came (freshness is watched).
+@schedule(cron="0 23 * * 1-5", timezone="Etc/UTC")
+@trigger_on_finish(flow="BatchPredictFlow")
+@project(name="stockcast")
+class MonitorFlow(FlowSpec):
+    """Realised performance, drift, freshness and age of the champion; alerts and the retraining trigger."""
+
+    config = Config("config", default=lambda _ctx: DEFAULT_CONFIG, parser=parse_operate_config, help="operations TOML")
+    snapshot_run = Parameter(
+        "snapshot", default="", help="IngestFlow run pathspec to monitor with; empty means the branch's latest."
+    )
+    today = Parameter(
+        "today", default="", help="The date treated as today for freshness and age (YYYY-MM-DD); empty: the real date."
+    )
+
+    @step
+    def start(self):
+        """Pin today, the snapshot and the champion being watched."""
+        self.as_of_today = parse_optional_date("today", self.today) or pd.Timestamp.today().normalize()
+        snapshot = load_snapshot(self.snapshot_run) if self.snapshot_run else latest_snapshot(current.branch_name)
+        self.snapshot_pathspec = snapshot.run_pathspec
+        self.data_end = snapshot.summary["date_range"][1]
+        self.champion = Registry(current.branch_name).champion()
+        if self.champion is None:
+            raise ValueError(f"no champion on branch {current.branch_name}: run `python flows/train.py run` first")
+        self.training_end = load_snapshot(self.champion.snapshot_run).summary["date_range"][1]
+        self.next(self.measure)
+
+    @resources(memory=8000, cpu=2)
+    @step
+    def measure(self):
+        """Score the champion's past predictions on the closes that followed, and measure input drift."""
+        settings = OperateConfig.model_validate(self.config).monitor
+        snapshot = load_snapshot(self.snapshot_pathspec)
+        published = load_predictions(Registry(current.branch_name).store, current.branch_name)
+        self.realised = realised_predictions(published, snapshot.prices, self.champion.version)
+        self.performance = daily_performance(self.realised, window=settings.window_days)
+        feature_set = get_feature_set(self.champion.feature_set)
+        windows = drift_windows(
+            snapshot.prices,
+            snapshot.financials,
+            feature_set,
+            training_end=pd.Timestamp(self.training_end),
+            reference_days=settings.reference_window_days,
+            current_days=settings.drift_window_days,
+            calibration_windows=settings.calibration_windows,
+        )
+        self.drift = calibrated_drift(windows, feature_set.feature_columns, psi_threshold=settings.psi_threshold)
+        self.next(self.assess)
+
+    @card(type="blank", id="monitoring")
+    @retry(times=2, minutes_between_retries=0)
+    @step
+    def assess(self):
+        """Compare with the thresholds; record alerts and call for retraining when the champion has decayed."""
+        settings = OperateConfig.model_validate(self.config).monitor
+        self.backtest_rmse_vs_naive = self.champion.metrics.get("rmse_vs_naive")
+        self.report = assess(
+            self.performance,
+            self.drift,
+            data_age_days=days_between(self.data_end, self.as_of_today),
+            model_age_days=days_between(self.training_end, self.as_of_today),
+            backtest_rmse_vs_naive=self.backtest_rmse_vs_naive,
+            thresholds=settings,
+        )
+        self.retrain = self.report.retrain
+        self.alerts_url = record_alerts(
+            Registry(current.branch_name).store,
+            current.branch_name,
+            self.as_of_today,
+            f"{current.flow_name}/{current.run_id}",
+            self.report,
+        )
+        if self.retrain:
+            # Starts TrainFlow when deployed on Argo Workflows; a no-op elsewhere (the daily loop takes over).
+            ArgoEvent(RETRAIN_EVENT).safe_publish(payload={"reason": "; ".join(a.message for a in self.report.alerts)})
+        current.card["monitoring"].extend(
+            monitoring_card(
+                self.performance, self.drift, self.report, backtest_rmse_vs_naive=self.backtest_rmse_vs_naive
+            )
+        )
+        self.next(self.end)
+
+    @step
+    def end(self):
+        """Say whether the champion is trusted, and why not."""
+        for alert in self.report.alerts:
+            print(f"ALERT [{alert.kind}] {alert.message}")
+        verdict = "retrain the champion" if self.retrain else "keep the champion"
+        print(f"Monitoring {self.champion.version} on {self.as_of_today.date()}: {verdict}.")
+        print(f"Card: python flows/monitor.py card view {current.run_id}/assess --id monitoring")
+
+
+if __name__ == "__main__":
+    MonitorFlow()

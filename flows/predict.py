@@ -1,0 +1,103 @@
+"""BatchPredictFlow: tomorrow's close for every ticker from the champion, published as a versioned table, and the
+buy / sell / hold decisions taken on it.
+
+    python flows/predict.py run [--snapshot IngestFlow/<run_id>] [--model v<run_id>] [--service http://...]
+
+The snapshot defaults to the branch's latest, the model to the branch's champion. The table goes to
+``<datastore root>/stockcast/predictions/<branch>/<as_of>/<model version>.csv``, once per as-of date and model.
+Deployed on Argo Workflows, the flow starts whenever IngestFlow finishes on the same project branch.
+"""
+
+from pathlib import Path
+
+from metaflow import Config, FlowSpec, Parameter, card, current, project, resources, retry, step, trigger_on_finish
+
+from stockcast.batch import check_compatible, predict_batch, previous_positions, publish_predictions
+from stockcast.cards import decisions_card
+from stockcast.client import StockcastClient
+from stockcast.config import OperateConfig, parse_operate_config
+from stockcast.data.snapshot import latest_snapshot, load_snapshot
+from stockcast.decisions import compare_strategies, decide
+from stockcast.registry import Registry
+from stockcast.runs import run_by_pathspec
+from stockcast.serving import build_bundle
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "operate.toml")
+
+
+@trigger_on_finish(flow="IngestFlow")
+@project(name="stockcast")
+class BatchPredictFlow(FlowSpec):
+    """Daily batch prediction with the champion, and the decisions taken on it."""
+
+    config = Config("config", default=lambda _ctx: DEFAULT_CONFIG, parser=parse_operate_config, help="operations TOML")
+    snapshot_run = Parameter(
+        "snapshot", default="", help="IngestFlow run pathspec to predict from; empty means the branch's latest."
+    )
+    model_version = Parameter("model", default="", help="Registry version to predict with; empty means the champion.")
+    service_url = Parameter(
+        "service",
+        default="",
+        help="Base URL of a deployed stockcast service; when set, decisions use its /predict answers, not the table.",
+    )
+
+    @step
+    def start(self):
+        """Pin the snapshot and the model, and refuse a pair that does not go together."""
+        registry = Registry(current.branch_name)
+        snapshot = load_snapshot(self.snapshot_run) if self.snapshot_run else latest_snapshot(current.branch_name)
+        self.model_record = registry.get(self.model_version) if self.model_version else registry.champion()
+        if self.model_record is None:
+            raise ValueError(f"no champion on branch {current.branch_name}: run `python flows/train.py run` first")
+        training = load_snapshot(self.model_record.snapshot_run)
+        check_compatible(self.model_record, snapshot.summary["date_range"][1], training.summary["date_range"][1])
+        self.snapshot_pathspec, self.data_version = snapshot.run_pathspec, snapshot.version
+        self.next(self.predict)
+
+    @resources(memory=8000, cpu=2)
+    @step
+    def predict(self):
+        """Every ticker's next close, by the code path the HTTP service answers with."""
+        snapshot = load_snapshot(self.snapshot_pathspec)
+        bundle = build_bundle(self.model_record, snapshot.prices, snapshot.financials)
+        self.predictions = predict_batch(bundle)
+        self.next(self.publish)
+
+    @retry(times=2, minutes_between_retries=0)
+    @step
+    def publish(self):
+        """Write the table once per (as-of date, model); a table already published is kept as it was."""
+        publication = publish_predictions(self.predictions, Registry(current.branch_name).store, current.branch_name)
+        self.predictions_url, self.published = publication.url, publication.written
+        print(f"{'Published' if publication.written else 'Already published, kept'}: {publication.url}")
+        self.next(self.decide)
+
+    @card(type="blank", id="decisions")
+    @step
+    def decide(self):
+        """Buy / sell / hold on today's predictions, given the positions the previous day's run decided on; and the
+        same rule backtested on the champion's walk-forward predictions against buy-and-hold and the naive baseline."""
+        rule = OperateConfig.model_validate(self.config).decisions
+        predictions = self.predictions
+        if self.service_url:
+            with StockcastClient(self.service_url) as client:
+                predictions = client.predict_table(self.predictions["ticker"].tolist())
+        held = previous_positions(current.branch_name, self.predictions["as_of"].max())
+        self.decisions = decide(predictions, rule, held)
+        selection = run_by_pathspec(self.model_record.run_pathspec).data.selection
+        self.strategies = compare_strategies(selection.challenger_predictions, selection.naive_predictions, rule)
+        current.card["decisions"].extend(decisions_card(self.strategies, self.decisions, rule))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        """Say what was predicted and decided, and where to look."""
+        as_of = self.predictions["as_of"].max().date()
+        counts = self.decisions["action"].value_counts().to_dict()
+        print(f"{len(self.predictions)} tickers predicted as of {as_of} by {self.model_record.version}")
+        print(f"Decisions: {counts}. Table: {self.predictions_url}")
+        print(f"Card: python flows/predict.py card view {current.run_id}/decide --id decisions")
+
+
+if __name__ == "__main__":
+    BatchPredictFlow()

@@ -1,0 +1,135 @@
+"""What MonitorFlow compares, gathered from the datastore: the champion's realised predictions, the feature windows
+drift is measured between, and how old the data and the model are. The statistics themselves are in
+``stockcast.monitoring``; this module decides which rows they see, and records alerts.
+
+Drift compares the feature rows of the *current* window (the snapshot's last days) with those of the *reference*
+window (the last days of the data the champion was trained on). Both come from one ``build_features`` call on the
+current snapshot: snapshots only ever grow or correct rows, so the training window's rows are in it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from features import FeatureSet, build_features
+from stockcast.monitoring import MonitorReport, feature_drift, join_realised, population_stability_index
+from stockcast.storage import ObjectStore
+
+ALERTS_PREFIX = "alerts"
+RETRAIN_EVENT = "stockcast.retrain"
+"""The Metaflow event MonitorFlow publishes when the champion should be retrained; TrainFlow is ``@trigger``-ed by it
+on Argo Workflows. Outside a deployment the daily loop (``stockcast.operate``) starts TrainFlow itself."""
+
+
+def realised_predictions(predictions: pd.DataFrame, prices: pd.DataFrame, model_version: str) -> pd.DataFrame:
+    """The published predictions of ``model_version`` whose next close is known, joined with it."""
+    return join_realised(predictions[predictions["model_version"] == model_version], prices)
+
+
+@dataclass(frozen=True)
+class DriftWindows:
+    """Warm feature rows of the windows drift is measured between.
+
+    ``reference`` is the last days of the training data, ``current`` the snapshot's last days, and ``calibration``
+    the windows of the current window's length that came before the reference window: how far a window of that
+    length usually sits from the reference when nothing has changed.
+    """
+
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    calibration: list[pd.DataFrame]
+
+
+def drift_windows(
+    prices: pd.DataFrame,
+    financials: pd.DataFrame,
+    feature_set: FeatureSet,
+    *,
+    training_end: pd.Timestamp,
+    reference_days: int,
+    current_days: int,
+    calibration_windows: int,
+) -> DriftWindows:
+    """The reference window (the last ``reference_days`` trading days up to ``training_end``), the current window
+    (the snapshot's last ``current_days`` trading days) and up to ``calibration_windows`` consecutive windows of
+    ``current_days`` just before the reference window."""
+    features = build_features(prices, financials, feature_set=feature_set)
+    features = features[features["is_warm"].eq(True)]
+    dates = pd.Index(sorted(features["date"].unique()))
+    trained_on = dates[dates <= training_end]
+    earlier = trained_on[:-reference_days]
+    starts = range(len(earlier) - current_days, -1, -current_days)
+    calibration = [
+        features[features["date"].isin(earlier[start : start + current_days])]
+        for start in list(starts)[:calibration_windows]
+    ]
+    return DriftWindows(
+        reference=features[features["date"].isin(trained_on[-reference_days:])],
+        current=features[features["date"].isin(dates[-current_days:])],
+        calibration=calibration,
+    )
+
+
+def calibrated_drift(windows: DriftWindows, feature_columns: Sequence[str], *, psi_threshold: float) -> pd.DataFrame:
+    """``feature_drift`` of the current window, where a feature counts as drifted only when its PSI reaches
+    ``psi_threshold`` and exceeds the highest PSI any calibration window reached (``usual_psi``): its usual distance.
+
+    Why: a few days of a slow feature (days since the last report, a 21-day trend) are always far from half a
+    year of it, so a fixed PSI threshold flags them every day; what signals a new regime is a window further from
+    the reference than windows of the same length ever were while the model was being trained.
+    """
+    drift = feature_drift(windows.reference, windows.current, feature_columns, psi_threshold=psi_threshold)
+    usual = {feature: _usual_psi(windows, feature) for feature in drift.loc[drift["psi"].notna(), "feature"]}
+    usual_psi = drift["feature"].map(usual).to_numpy(dtype=float)
+    psi = drift["psi"].to_numpy(dtype=float)
+    beyond_usual = np.isnan(usual_psi) | (psi > usual_psi)  # no calibration window: the fixed threshold alone
+    return drift.assign(usual_psi=usual_psi, drifted=(psi >= psi_threshold) & beyond_usual)
+
+
+def _usual_psi(windows: DriftWindows, feature: str) -> float:
+    """The largest PSI of ``feature`` among the calibration windows that have enough values (NaN if none has)."""
+    reference = windows.reference[feature].to_numpy(dtype=float, na_value=np.nan)
+    largest = float("nan")
+    for window in windows.calibration:
+        try:
+            psi = population_stability_index(reference, window[feature].to_numpy(dtype=float, na_value=np.nan))
+        except ValueError:  # too few values to bin, as feature_drift treats it
+            continue
+        largest = psi if np.isnan(largest) else max(largest, psi)
+    return largest
+
+
+def days_between(earlier: str | pd.Timestamp, later: str | pd.Timestamp) -> int:
+    """Calendar days from ``earlier`` to ``later`` (dates, time of day ignored).
+
+    Ages are measured on the data's calendar: the data's age from the snapshot's last day, the model's from the last
+    day of its training data (not its registration time), so replaying past days ages a model as it would have aged.
+    """
+    return int((pd.Timestamp(later).normalize() - pd.Timestamp(earlier).normalize()).days)
+
+
+def record_alerts(
+    store: ObjectStore, branch: str, today: pd.Timestamp, run_pathspec: str, report: MonitorReport
+) -> str | None:
+    """Write the report's alerts, once per monitoring run, under ``alerts/<branch>/``; return where (None if none)."""
+    if not report.alerts:
+        return None
+    key = f"{ALERTS_PREFIX}/{branch}/{today:%Y-%m-%d}/{run_pathspec.replace('/', '-')}.json"
+    payload = {
+        "run": run_pathspec,
+        "today": f"{today:%Y-%m-%d}",
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "retrain": report.retrain,
+        "alerts": [
+            {"kind": alert.kind, "message": alert.message, "value": alert.value, "threshold": alert.threshold}
+            for alert in report.alerts
+        ],
+    }
+    store.put(key, json.dumps(payload, indent=2, default=str).encode())
+    return store.url(key)

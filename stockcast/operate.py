@@ -1,0 +1,156 @@
+"""The daily loop on one machine: each day's files go through ingest → batch prediction → monitoring, and TrainFlow
+(with its deploy step) runs when monitoring calls for it.
+
+    stockcast-day data/demo/days/2025-12-24 data/demo/days/2025-12-29 ...
+
+Each argument is a folder named after its day (``YYYY-MM-DD``, the date treated as today) holding that day's
+``stock_price.csv`` and, when reports were published that day, ``financial_info.csv``; ``stockcast-generate
+--daily N`` writes such folders. Days run in date order; the first flow that fails stops the loop, naming it.
+
+This is the laptop equivalent of the deployed chain, where IngestFlow runs on a ``@schedule``, BatchPredictFlow and
+MonitorFlow follow with ``@trigger_on_finish``, and MonitorFlow's ``stockcast.retrain`` event triggers TrainFlow.
+Here the same flows are started one after the other with ``metaflow.Runner``, on the same project branch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stockcast.data.contract import FINANCIALS, PRICES
+
+FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
+
+
+class FlowFailedError(RuntimeError):
+    """A flow of the daily loop did not succeed; the message names it and ends with its output."""
+
+
+@dataclass(frozen=True)
+class DayReport:
+    """What one day of operation did: the runs it made and what monitoring decided."""
+
+    today: str
+    snapshot: str
+    predictions: str
+    monitor: str
+    alerts: list[str]
+    retrain: bool
+    training: str | None = None
+    promoted: bool | None = None
+
+    def lines(self) -> list[str]:
+        """The report for people, one line per fact."""
+        lines = [f"{self.today}: ingested {self.snapshot}, predicted {self.predictions}, monitored {self.monitor}"]
+        lines += [f"  alert: {alert}" for alert in self.alerts]
+        if self.training:
+            verdict = "promoted and deployed" if self.promoted else "not promoted"
+            lines.append(f"  retrained: {self.training} ({verdict})")
+        return lines
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Options shared by every flow the loop runs: the project branch and the configuration files."""
+
+    branch: str | None = None
+    production: bool = False
+    train_config: str | None = None
+    operate_config: str | None = None
+    max_workers: int = 4
+    show_output: bool = True
+    env: dict[str, str] | None = None
+
+
+def day_folder(folder: str | Path) -> tuple[str, str, str]:
+    """The day (``YYYY-MM-DD``), prices file and financials file (``""`` when absent) of a day folder."""
+    path = Path(folder)
+    try:
+        day = pd.Timestamp(pd.to_datetime(path.name, format="%Y-%m-%d"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: a day folder is named after its day as YYYY-MM-DD") from exc
+    prices = path / PRICES.file_name
+    if not prices.is_file():
+        raise ValueError(f"{path}: no {PRICES.file_name} in the day folder")
+    financials = path / FINANCIALS.file_name
+    return f"{day:%Y-%m-%d}", str(prices), str(financials) if financials.is_file() else ""
+
+
+def run_day(folder: str | Path, settings: LoopSettings) -> DayReport:
+    """One day of operation for the files in ``folder``; retrains (and so redeploys) when monitoring says so, then
+    predicts again so that the table for the next day comes from the new champion."""
+    today, prices, financials = day_folder(folder)
+    ingest = _run("ingest", settings, prices=prices, financials=financials, today=today)
+    predict = _run("predict", settings, config=settings.operate_config, snapshot=ingest.pathspec)
+    monitor = _run("monitor", settings, config=settings.operate_config, snapshot=ingest.pathspec, today=today)
+    report = monitor.data.report
+    day = DayReport(
+        today=today,
+        snapshot=ingest.pathspec,
+        predictions=predict.pathspec,
+        monitor=monitor.pathspec,
+        alerts=[f"[{alert.kind}] {alert.message}" for alert in report.alerts],
+        retrain=report.retrain,
+    )
+    if not report.retrain:
+        return day
+    training = _run(
+        "train", settings, config=settings.train_config, snapshot=ingest.pathspec, max_workers=settings.max_workers
+    )
+    if training.data.promoted:
+        _run("predict", settings, config=settings.operate_config, snapshot=ingest.pathspec)
+    return DayReport(**{**day.__dict__, "training": training.pathspec, "promoted": training.data.promoted})
+
+
+def _run(flow: str, settings: LoopSettings, *, config: str | None = None, **params: Any):  # -> metaflow.Run
+    """Run ``flows/<flow>.py`` to the end; its Client ``Run``, or ``FlowFailedError`` with its output."""
+    from metaflow import Runner
+
+    options: dict[str, Any] = {"production": True} if settings.production else {}
+    if settings.branch:
+        options["branch"] = settings.branch
+    if config:
+        options["config"] = [("config", config)]
+    with Runner(str(FLOWS_DIR / f"{flow}.py"), show_output=settings.show_output, env=settings.env, **options) as runner:
+        result = runner.run(**params)
+        if result.status != "successful":
+            raise FlowFailedError(
+                f"{flow} failed ({result.run.pathspec if result.run else 'no run'}):\n{result.stderr}"
+            )
+        return result.run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``stockcast-day``: run the daily loop over one or more day folders, in order."""
+    parser = argparse.ArgumentParser(prog="stockcast-day", description=__doc__.split("\n\n")[0])
+    parser.add_argument("days", nargs="+", help="day folders named YYYY-MM-DD (see stockcast-generate --daily)")
+    parser.add_argument("--branch", default=None, help="@project branch (default: your user branch)")
+    parser.add_argument("--production", action="store_true", help="run on the project's production branch")
+    parser.add_argument("--train-config", default=None, help="TrainFlow configuration (default configs/train.toml)")
+    parser.add_argument("--operate-config", default=None, help="prediction and monitoring configuration")
+    parser.add_argument("--max-workers", type=int, default=4, help="parallel tasks of a retraining run")
+    args = parser.parse_args(argv)
+    settings = LoopSettings(
+        branch=args.branch,
+        production=args.production,
+        train_config=args.train_config,
+        operate_config=args.operate_config,
+        max_workers=args.max_workers,
+    )
+    try:
+        for folder in sorted(args.days, key=lambda folder: day_folder(folder)[0]):
+            print("\n".join(run_day(folder, settings).lines()), flush=True)
+    except (ValueError, FlowFailedError) as exc:
+        print(f"stockcast-day: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
