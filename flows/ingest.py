@@ -7,18 +7,23 @@ published and the latest snapshot stays what it was. Downstream flows read the r
 ``stockcast.data.snapshot.latest_snapshot()``.
 """
 
-from metaflow import FlowSpec, Parameter, card, current, project, retry, step, trigger
+from metaflow import FlowSpec, Parameter, card, current, namespaced_event_name, project, retry, step, trigger
 
 from stockcast.cards import snapshot_card
 from stockcast.data.ingest import build_snapshot, load_sources, validate_batch
 from stockcast.data.snapshot import latest_snapshot_or_none, load_snapshot
+from stockcast.monitor_inputs import DATA_EVENT
 from stockcast.params import parse_fraction, parse_optional_date
 
 
-# Deployed on Argo Workflows, a `stockcast.data` event starts ingestion; its payload names the day's files, e.g.
+# Deployed on Argo Workflows, a `data_arrived` event of this project branch (`mfns.stockcast.<branch>.data_arrived`)
+# starts ingestion; its payload names the day's files, e.g.
 # {"prices": "s3://bucket/in/2025-12-31/stock_price.csv", "financials": "...", "today": "2025-12-31"}.
 @trigger(
-    event={"name": "stockcast.data", "parameters": {"prices": "prices", "financials": "financials", "today": "today"}}
+    event={
+        "name": namespaced_event_name(DATA_EVENT),
+        "parameters": {"prices": "prices", "financials": "financials", "today": "today"},
+    }
 )
 @project(name="stockcast")
 class IngestFlow(FlowSpec):

@@ -3,13 +3,12 @@ promise, input drift against the training window, data freshness and model age; 
 
     python flows/monitor.py run [--snapshot IngestFlow/<run_id>] [--today YYYY-MM-DD]
 
-Thresholds are in ``configs/operate.toml``. When retraining is called for, the run records an alert, sets its
-``retrain`` artefact and publishes the ``stockcast.retrain`` event: on Argo Workflows that event starts TrainFlow;
-on a laptop the daily loop (``stockcast-day``) reads the artefact and runs TrainFlow itself. Deployed, the flow
-starts whenever BatchPredictFlow finishes on the same project branch.
+Thresholds are in ``configs/operate.toml``. Alerts are recorded beside the registry. When they call for
+retraining (and the last training run is not too recent), the run sets its ``retrain`` artefact and publishes the
+``retrain`` event of its project branch: on Argo Workflows that starts TrainFlow; on a laptop the daily loop
+(``stockcast-day``) reads the artefact and runs TrainFlow itself. Deployed, the flow runs after every
+BatchPredictFlow of its branch, and on a weekday schedule so that stale data is noticed even when none arrives.
 """
-
-from pathlib import Path
 
 import pandas as pd
 from metaflow import (
@@ -18,6 +17,7 @@ from metaflow import (
     Parameter,
     card,
     current,
+    namespaced_event_name,
     project,
     resources,
     retry,
@@ -30,21 +30,21 @@ from metaflow.integrations import ArgoEvent
 from features import get_feature_set
 from stockcast.batch import load_predictions
 from stockcast.cards import monitoring_card
-from stockcast.config import OperateConfig, parse_operate_config
+from stockcast.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
 from stockcast.monitor_inputs import (
     RETRAIN_EVENT,
     calibrated_drift,
     days_between,
     drift_windows,
+    last_training_data_end,
     realised_predictions,
     record_alerts,
+    retrain_call,
 )
 from stockcast.monitoring import assess, daily_performance
 from stockcast.params import parse_optional_date
 from stockcast.registry import Registry
-
-DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "operate.toml")
 
 
 # Deployed: after every batch prediction, and every weekday evening even when no data came (freshness is watched).
@@ -54,7 +54,9 @@ DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "opera
 class MonitorFlow(FlowSpec):
     """Realised performance, drift, freshness and age of the champion; alerts and the retraining trigger."""
 
-    config = Config("config", default=lambda _ctx: DEFAULT_CONFIG, parser=parse_operate_config, help="operations TOML")
+    config = Config(
+        "config", default=lambda _ctx: str(OPERATE_CONFIG_FILE), parser=parse_operate_config, help="operations TOML"
+    )
     snapshot_run = Parameter(
         "snapshot", default="", help="IngestFlow run pathspec to monitor with; empty means the branch's latest."
     )
@@ -69,9 +71,7 @@ class MonitorFlow(FlowSpec):
         snapshot = load_snapshot(self.snapshot_run) if self.snapshot_run else latest_snapshot(current.branch_name)
         self.snapshot_pathspec = snapshot.run_pathspec
         self.data_end = snapshot.summary["date_range"][1]
-        self.champion = Registry(current.branch_name).champion()
-        if self.champion is None:
-            raise ValueError(f"no champion on branch {current.branch_name}: run `python flows/train.py run` first")
+        self.champion = Registry(current.branch_name).require_champion()
         self.training_end = load_snapshot(self.champion.snapshot_run).summary["date_range"][1]
         self.next(self.measure)
 
@@ -112,7 +112,12 @@ class MonitorFlow(FlowSpec):
             backtest_rmse_vs_naive=self.backtest_rmse_vs_naive,
             thresholds=settings,
         )
-        self.retrain = self.report.retrain
+        self.retrain, self.retrain_reason = retrain_call(
+            self.report,
+            data_end=self.data_end,
+            last_trained_on=last_training_data_end(current.branch_name),
+            cooldown_days=settings.retrain_cooldown_days,
+        )
         self.alerts_url = record_alerts(
             Registry(current.branch_name).store,
             current.branch_name,
@@ -120,9 +125,6 @@ class MonitorFlow(FlowSpec):
             f"{current.flow_name}/{current.run_id}",
             self.report,
         )
-        if self.retrain:
-            # Starts TrainFlow when deployed on Argo Workflows; a no-op elsewhere (the daily loop takes over).
-            ArgoEvent(RETRAIN_EVENT).safe_publish(payload={"reason": "; ".join(a.message for a in self.report.alerts)})
         current.card["monitoring"].extend(
             monitoring_card(
                 self.performance, self.drift, self.report, backtest_rmse_vs_naive=self.backtest_rmse_vs_naive
@@ -132,11 +134,14 @@ class MonitorFlow(FlowSpec):
 
     @step
     def end(self):
-        """Say whether the champion is trusted, and why not."""
+        """Say whether the champion is trusted; call for retraining (published once, here, after every retry)."""
         for alert in self.report.alerts:
             print(f"ALERT [{alert.kind}] {alert.message}")
+        if self.retrain:
+            # Starts TrainFlow when deployed on Argo Workflows; a no-op elsewhere (the daily loop takes over).
+            ArgoEvent(namespaced_event_name(RETRAIN_EVENT)).safe_publish(payload={"reason": self.retrain_reason})
         verdict = "retrain the champion" if self.retrain else "keep the champion"
-        print(f"Monitoring {self.champion.version} on {self.as_of_today.date()}: {verdict}.")
+        print(f"Monitoring {self.champion.version} on {self.as_of_today.date()}: {verdict} ({self.retrain_reason}).")
         print(f"Card: python flows/monitor.py card view {current.run_id}/assess --id monitoring")
 
 

@@ -8,21 +8,17 @@ The snapshot defaults to the branch's latest, the model to the branch's champion
 Deployed on Argo Workflows, the flow starts whenever IngestFlow finishes on the same project branch.
 """
 
-from pathlib import Path
-
 from metaflow import Config, FlowSpec, Parameter, card, current, project, resources, retry, step, trigger_on_finish
 
-from stockcast.batch import check_compatible, predict_batch, previous_positions, publish_predictions
+from stockcast.batch import check_snapshot_not_older, predict_batch, previous_positions, publish_predictions
 from stockcast.cards import decisions_card
 from stockcast.client import StockcastClient
-from stockcast.config import OperateConfig, parse_operate_config
+from stockcast.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
 from stockcast.decisions import compare_strategies, decide
 from stockcast.registry import Registry
 from stockcast.runs import run_by_pathspec
 from stockcast.serving import build_bundle
-
-DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "operate.toml")
 
 
 @trigger_on_finish(flow="IngestFlow")
@@ -30,7 +26,9 @@ DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "opera
 class BatchPredictFlow(FlowSpec):
     """Daily batch prediction with the champion, and the decisions taken on it."""
 
-    config = Config("config", default=lambda _ctx: DEFAULT_CONFIG, parser=parse_operate_config, help="operations TOML")
+    config = Config(
+        "config", default=lambda _ctx: str(OPERATE_CONFIG_FILE), parser=parse_operate_config, help="operations TOML"
+    )
     snapshot_run = Parameter(
         "snapshot", default="", help="IngestFlow run pathspec to predict from; empty means the branch's latest."
     )
@@ -46,21 +44,22 @@ class BatchPredictFlow(FlowSpec):
         """Pin the snapshot and the model, and refuse a pair that does not go together."""
         registry = Registry(current.branch_name)
         snapshot = load_snapshot(self.snapshot_run) if self.snapshot_run else latest_snapshot(current.branch_name)
-        self.model_record = registry.get(self.model_version) if self.model_version else registry.champion()
-        if self.model_record is None:
-            raise ValueError(f"no champion on branch {current.branch_name}: run `python flows/train.py run` first")
+        self.model_record = registry.get(self.model_version) if self.model_version else registry.require_champion()
         training = load_snapshot(self.model_record.snapshot_run)
-        check_compatible(self.model_record, snapshot.summary["date_range"][1], training.summary["date_range"][1])
+        check_snapshot_not_older(
+            self.model_record, snapshot.summary["date_range"][1], training.summary["date_range"][1]
+        )
         self.snapshot_pathspec, self.data_version = snapshot.run_pathspec, snapshot.version
         self.next(self.predict)
 
     @resources(memory=8000, cpu=2)
     @step
     def predict(self):
-        """Every ticker's next close, by the code path the HTTP service answers with."""
+        """Every ticker's next close, by the code path the HTTP service answers with; a model trained on another
+        feature-set version than this code computes is refused here, naming both."""
         snapshot = load_snapshot(self.snapshot_pathspec)
         bundle = build_bundle(self.model_record, snapshot.prices, snapshot.financials)
-        self.predictions = predict_batch(bundle)
+        self.predictions = predict_batch(bundle, self.data_version)
         self.next(self.publish)
 
     @retry(times=2, minutes_between_retries=0)
@@ -68,7 +67,8 @@ class BatchPredictFlow(FlowSpec):
     def publish(self):
         """Write the table once per (as-of date, model); a table already published is kept as it was."""
         publication = publish_predictions(self.predictions, Registry(current.branch_name).store, current.branch_name)
-        self.predictions_url, self.published = publication.url, publication.written
+        # Decisions and monitoring both use the table of record: the one published first for this day and model.
+        self.predictions, self.predictions_url, self.published = publication.table, publication.url, publication.written
         print(f"{'Published' if publication.written else 'Already published, kept'}: {publication.url}")
         self.next(self.decide)
 
@@ -80,8 +80,15 @@ class BatchPredictFlow(FlowSpec):
         rule = OperateConfig.model_validate(self.config).decisions
         predictions = self.predictions
         if self.service_url:
-            with StockcastClient(self.service_url) as client:
-                predictions = client.predict_table(self.predictions["ticker"].tolist())
+            as_of = self.predictions["as_of"].max()
+            with StockcastClient(self.service_url) as client:  # refused (400, naming as_of) if it serves another day
+                predictions = client.predict_table(self.predictions["ticker"].tolist(), as_of=as_of.date())
+            served = set(predictions["model_version"])
+            if served != {self.model_record.version}:
+                raise ValueError(
+                    f"the service at {self.service_url} answers with model {sorted(served)}, "
+                    f"not {self.model_record.version}: deploy the champion or drop --service"
+                )
         held = previous_positions(current.branch_name, self.predictions["as_of"].max())
         self.decisions = decide(predictions, rule, held)
         selection = run_by_pathspec(self.model_record.run_pathspec).data.selection

@@ -9,12 +9,24 @@ latest IngestFlow run of this project branch unless ``--snapshot`` names one.
 """
 
 import time
-from pathlib import Path
 
-from metaflow import Config, FlowSpec, Parameter, card, current, project, resources, retry, step, timeout, trigger
+from metaflow import (
+    Config,
+    FlowSpec,
+    Parameter,
+    card,
+    current,
+    namespaced_event_name,
+    project,
+    resources,
+    retry,
+    step,
+    timeout,
+    trigger,
+)
 
 from stockcast.cards import training_card
-from stockcast.config import TrainConfig, parse_train_config
+from stockcast.config import TRAIN_CONFIG_FILE, TrainConfig, parse_train_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
 from stockcast.deploy import package_champion
 from stockcast.evaluation import evaluate_candidate
@@ -31,15 +43,16 @@ from stockcast.training import (
     select_and_gate,
 )
 
-DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "train.toml")
 
-
-@trigger(event=RETRAIN_EVENT)  # published by MonitorFlow when the champion decays (deployed on Argo Workflows)
+# Deployed on Argo Workflows: MonitorFlow of the same project branch publishes this when the champion decays.
+@trigger(event=namespaced_event_name(RETRAIN_EVENT))
 @project(name="stockcast")
 class TrainFlow(FlowSpec):
     """Walk-forward model selection with a champion/challenger gate and a model registry."""
 
-    config = Config("config", default=lambda _ctx: DEFAULT_CONFIG, parser=parse_train_config, help="training TOML")
+    config = Config(
+        "config", default=lambda _ctx: str(TRAIN_CONFIG_FILE), parser=parse_train_config, help="training TOML"
+    )
     snapshot_run = Parameter(
         "snapshot",
         default="",
@@ -115,13 +128,12 @@ class TrainFlow(FlowSpec):
         self.model_task = current.pathspec
         self.next(self.register)
 
-    @card(type="blank", id="training")
     @retry(times=2, minutes_between_retries=0)
     @step
     def register(self):
-        """Register the challenger with its lineage; promote it to champion if the gate said so."""
+        """Register the challenger with its lineage (promotion waits until its Bento has served)."""
         registry = Registry(current.branch_name)
-        record = model_record(
+        self.record = model_record(
             version=f"v{current.run_id}",
             branch=current.branch_name,
             run_pathspec=f"{current.flow_name}/{current.run_id}",
@@ -134,36 +146,33 @@ class TrainFlow(FlowSpec):
             metrics=self.leaderboard.iloc[0].to_dict(),
             decision=self.selection.decision,
         )
-        if record.version not in registry.versions():  # a retried step must not register twice
-            registry.register(record)
-        self.model_version = record.version
-        self.promoted = self.selection.decision.promote
-        if self.promoted and registry.champion_version() != record.version:
-            # Fails, naming both, if the champion changed since start: the gate judged against the old one.
-            expected = self.champion.version if self.champion else None
-            registry.promote(record.version, reason=self.selection.decision.reason, expected_champion=expected)
-        self.champion_version = registry.champion_version()
-        current.card["training"].extend(training_card(self.selection, self.folds, record, self.promoted))
+        if self.record.version not in registry.versions():  # a retried step must not register twice
+            registry.register(self.record)
+        self.model_version = self.record.version
         self.next(self.deploy)
 
+    @card(type="blank", id="training")
     @retry(times=1, minutes_between_retries=0)
     @step
     def deploy(self):
-        """Package a newly promoted champion as a smoke-tested Bento, exported beside the registry; else nothing."""
-        self.bento = None
+        """If the gate said so: package the model as a Bento that must serve on loopback, export it beside the
+        registry, and only then promote it; a champion always has a Bento. Otherwise build nothing."""
+        registry = Registry(current.branch_name)
+        self.promoted, self.bento = self.selection.decision.promote, None
         if self.promoted:
-            registry = Registry(current.branch_name)
             snapshot = load_snapshot(self.snapshot_pathspec)
             self.bento = package_champion(
-                registry.get(self.model_version),
-                snapshot.prices,
-                snapshot.financials,
-                registry.store,
-                estimator=self.model,
+                self.record, snapshot.prices, snapshot.financials, registry.store, estimator=self.model
             )
             registry.record_bento(self.model_version, self.bento)
+            if registry.champion_version() != self.model_version:
+                # Fails, naming both, if the champion changed since start: the gate judged against the old one.
+                expected = self.champion.version if self.champion else None
+                registry.promote(self.model_version, reason=self.selection.decision.reason, expected_champion=expected)
         else:
             print(f"{self.model_version} was not promoted: no Bento built; the champion's Bento stays as it is.")
+        self.champion_version = registry.champion_version()
+        current.card["training"].extend(training_card(self.selection, self.folds, self.record, self.promoted))
         self.next(self.end)
 
     @step
@@ -178,8 +187,8 @@ class TrainFlow(FlowSpec):
             print("Serve it: python -m stockcast.deploy serve   (then: curl http://127.0.0.1:3000/model)")
         print(f"Registry: {Registry(current.branch_name).store.url(f'registry/{current.branch_name}')}")
         print(
-            f"Card: python flows/train.py card get {current.run_id}/register --id training training.html"
-            f"  (or: python flows/train.py card view {current.run_id}/register --id training)"
+            f"Card: python flows/train.py card get {current.run_id}/deploy --id training training.html"
+            f"  (or: python flows/train.py card view {current.run_id}/deploy --id training)"
         )
 
 

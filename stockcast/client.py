@@ -56,13 +56,15 @@ class StockcastClient:
         as_of_text = as_of.isoformat() if isinstance(as_of, dt.date) else as_of
         return self.request("POST", "/predict", {"tickers": list(tickers), "as_of": as_of_text})["predictions"]
 
-    def predict_table(self, tickers: Sequence[str], *, per_request: int = 100) -> pd.DataFrame:
+    def predict_table(
+        self, tickers: Sequence[str], as_of: dt.date | str | None = None, *, per_request: int = 100
+    ) -> pd.DataFrame:
         """``predict`` for any number of tickers, ``per_request`` at a time (the service's limit), as a table with
-        the columns of a batch prediction table's answer part (``as_of`` parsed as a date)."""
+        the columns of the answer (``as_of`` parsed as a date)."""
         rows = [
             row
             for start in range(0, len(tickers), per_request)
-            for row in self.predict(tickers[start : start + per_request])
+            for row in self.predict(tickers[start : start + per_request], as_of)
         ]
         table = pd.DataFrame(rows)
         return table.assign(as_of=pd.to_datetime(table["as_of"])) if rows else table

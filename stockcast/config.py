@@ -38,6 +38,12 @@ from stockcast.decisions import DecisionRule
 from stockcast.models import FACTORIES, NAIVE_FACTORY, hyper_parameter_types
 from stockcast.monitoring import MonitorThresholds
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+TRAIN_CONFIG_FILE = CONFIG_DIR / "train.toml"
+"""TrainFlow's default configuration."""
+OPERATE_CONFIG_FILE = CONFIG_DIR / "operate.toml"
+"""BatchPredictFlow's and MonitorFlow's default configuration."""
+
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 """Lower-case snake_case: safe in candidate ids, Metaflow artefact names and file names."""
 

@@ -99,9 +99,10 @@ def decide(
 
     `predictions` needs `ticker` and `predicted_return` (the batch table, or rows of the HTTP API's answer; other
     columns are passed through), one row per ticker. `held` lists the tickers held long, or maps tickers to their
-    signed weights (negative = short, refused unless the rule allows shorts; only the sign matters). Held tickers
-    without a prediction are not in the output. Returns the input columns plus `net_return`, `action` and
-    `target_weight` (signed), sorted by ticker.
+    signed weights (negative = short, refused unless the rule allows shorts; only the sign matters). A held ticker
+    without a prediction today (it stopped trading, or lacks history) is closed: there is nothing to hold it on,
+    and a position dropped silently would neither be sold nor count against `max_positions`; its row has no
+    prediction. Returns the input columns plus `net_return`, `action` and `target_weight` (signed), sorted by ticker.
     """
     require_frame_columns(predictions, ["ticker", "predicted_return"], "predictions")
     duplicated = predictions["ticker"][predictions["ticker"].duplicated()]
@@ -121,11 +122,22 @@ def decide(
     direction = _target_directions(net, held_direction, rule)
     n_positions = int(np.count_nonzero(direction))
     weight = min(1.0 / n_positions, rule.max_weight) if n_positions else 0.0
-    return decided.assign(
+    decided = decided.assign(
         net_return=net,
         action=np.select([direction > held_direction, direction < held_direction], ["buy", "sell"], "hold"),
         target_weight=direction * weight,
     )
+    unpredicted = sorted(set(directions) - set(decided["ticker"].astype(str)))
+    if not unpredicted:
+        return decided
+    closed = pd.DataFrame(
+        {
+            "ticker": unpredicted,
+            "action": ["sell" if directions[ticker] > 0 else "buy" for ticker in unpredicted],
+            "target_weight": 0.0,
+        }
+    )
+    return pd.concat([decided, closed], ignore_index=True).sort_values("ticker", ignore_index=True)
 
 
 def _held_directions(held: Collection[str] | Mapping[str, float]) -> dict[str, float]:
@@ -206,7 +218,8 @@ def _simulate(
         trades += sum(np.sign(after) != np.sign(before) for before, after in changes)
         weight = decided["target_weight"].to_numpy(dtype=float)
         realised = (decided["next_close"] / decided["close"] - 1.0).to_numpy(dtype=float)
-        gross = float(weight @ realised)
+        active = weight != 0  # a closed position's row may have no prices (decide adds it when its ticker is gone)
+        gross = float(weight[active] @ realised[active])
         daily.append(
             {
                 "date": date,
@@ -217,7 +230,7 @@ def _simulate(
                 "n_positions": int(np.count_nonzero(weight)),
             }
         )
-        position_returns.append(np.sign(weight[weight != 0]) * realised[weight != 0])
+        position_returns.append(np.sign(weight[active]) * realised[active])
         held = {ticker: w for ticker, w in target.items() if w != 0}
     frame = pd.DataFrame(daily, columns=[c for c in DAILY_COLUMNS if c != "equity"])
     frame.insert(4, "equity", (1.0 + frame["net_return"]).cumprod())

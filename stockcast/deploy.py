@@ -397,13 +397,14 @@ def serve_command(registry: Registry, version: str | None, *, host: str, port: i
     """The ``bentoml serve`` command for the Bento of ``version`` (default: the champion) and the model tag it
     serves; the Bento is imported from the registry's archive when this machine's BentoML store lacks it.
     ``DeployError`` says what is missing."""
-    version = version or registry.champion_version()
-    if version is None:
-        raise DeployError(f"no champion on branch {registry.branch}: run `python flows/train.py run` first")
+    version = registry.get(version).version if version else registry.require_champion().version
     bento = registry.bento(version)
     if bento is None:
         raise DeployError(f"model {version} on branch {registry.branch} has no Bento: only promoted models get one")
-    bento_tag = import_bento(bento["archive"], registry.store)
+    try:
+        bento_tag = import_bento(bento["archive"], registry.store)
+    except (KeyError, ValueError) as exc:
+        raise DeployError(f"the Bento archive of {version} cannot be read from {bento['archive']}: {exc}") from exc
     return [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)], bento[
         "model_tag"
     ]
@@ -430,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DeployError, RegistryError) as exc:
         print(f"stockcast.deploy: {exc}", file=sys.stderr)
         return 1
-    print(f"Serving {command[4]} ({model_tag}) at http://{args.host}:{args.port}", flush=True)
+    bento_tag = command[command.index("serve") + 1]
+    print(f"Serving {bento_tag} ({model_tag}) at http://{args.host}:{args.port}", flush=True)
     os.execve(sys.executable, command, {**os.environ, MODEL_TAG_ENV: model_tag})
 
 

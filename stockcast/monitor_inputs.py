@@ -18,13 +18,22 @@ import numpy as np
 import pandas as pd
 
 from features import FeatureSet, build_features
+from stockcast.data.snapshot import load_snapshot
 from stockcast.monitoring import MonitorReport, feature_drift, join_realised, population_stability_index
+from stockcast.runs import successful_runs
 from stockcast.storage import ObjectStore
 
+TRAIN_FLOW = "TrainFlow"
+
 ALERTS_PREFIX = "alerts"
-RETRAIN_EVENT = "stockcast.retrain"
-"""The Metaflow event MonitorFlow publishes when the champion should be retrained; TrainFlow is ``@trigger``-ed by it
-on Argo Workflows. Outside a deployment the daily loop (``stockcast.operate``) starts TrainFlow itself."""
+RETRAIN_EVENT = "retrain"
+"""The event MonitorFlow publishes when the champion should be retrained, namespaced by Metaflow to the project and
+branch (``mfns.stockcast.<branch>.retrain``, ``namespaced_event_name``) so a test branch never retrains production;
+TrainFlow is ``@trigger``-ed by it on Argo Workflows. Outside a deployment the daily loop (``stockcast.operate``)
+starts TrainFlow itself."""
+DATA_EVENT = "data_arrived"
+"""The event a data producer publishes (namespaced the same way) to start IngestFlow on a deployment; its payload
+names the files: ``{"prices": "s3://...", "financials": "s3://...", "today": "YYYY-MM-DD"}``."""
 
 
 def realised_predictions(predictions: pd.DataFrame, prices: pd.DataFrame, model_version: str) -> pd.DataFrame:
@@ -112,6 +121,27 @@ def days_between(earlier: str | pd.Timestamp, later: str | pd.Timestamp) -> int:
     day of its training data (not its registration time), so replaying past days ages a model as it would have aged.
     """
     return int((pd.Timestamp(later).normalize() - pd.Timestamp(earlier).normalize()).days)
+
+
+def last_training_data_end(branch: str) -> str | None:
+    """The last day of the data the branch's latest successful TrainFlow run trained on (None before the first)."""
+    runs = successful_runs(TRAIN_FLOW, branch)
+    return load_snapshot(runs[0].data.snapshot_pathspec).summary["date_range"][1] if runs else None
+
+
+def retrain_call(
+    report: MonitorReport, *, data_end: str, last_trained_on: str | None, cooldown_days: int
+) -> tuple[bool, str]:
+    """Whether to call for a retrain now, and why: when the alerts say so, unless the latest training run trained on
+    data ending fewer than ``cooldown_days`` calendar days before the current data's end."""
+    if not report.retrain:
+        return False, "no alert calls for retraining"
+    if last_trained_on is not None and days_between(last_trained_on, data_end) < cooldown_days:
+        return False, (
+            f"alerts call for retraining, but the latest training run trained on data up to {last_trained_on}, "
+            f"fewer than {cooldown_days} days before {data_end}: not retraining again yet"
+        )
+    return True, "; ".join(alert.message for alert in report.alerts if alert.kind != "freshness")
 
 
 def record_alerts(

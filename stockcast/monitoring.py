@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
 from scipy import stats
 
 from stockcast.decisions import require_frame_columns
@@ -257,6 +257,9 @@ class MonitorThresholds(BaseModel):
     max_data_age_days: PositiveInt = 4
     # About a quarter: by then every company has reported new figures since the model was trained.
     max_model_age_days: PositiveInt = 90
+    # Calendar days of data after the latest training run before monitoring calls for another: a retrain that did
+    # not produce a better model is not repeated every day on nearly the same data (0: call whenever alerts say so).
+    retrain_cooldown_days: NonNegativeInt = 5
 
     @field_validator("min_days")
     @classmethod

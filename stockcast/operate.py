@@ -7,8 +7,9 @@ Each argument is a folder named after its day (``YYYY-MM-DD``, the date treated 
 ``stock_price.csv`` and, when reports were published that day, ``financial_info.csv``; ``stockcast-generate
 --daily N`` writes such folders. Days run in date order; the first flow that fails stops the loop, naming it.
 
-This is the laptop equivalent of the deployed chain, where IngestFlow runs on a ``@schedule``, BatchPredictFlow and
-MonitorFlow follow with ``@trigger_on_finish``, and MonitorFlow's ``stockcast.retrain`` event triggers TrainFlow.
+This is the laptop equivalent of the deployed chain, where a ``data_arrived`` event starts IngestFlow,
+BatchPredictFlow and MonitorFlow follow with ``@trigger_on_finish``, and MonitorFlow's ``retrain`` event starts
+TrainFlow.
 Here the same flows are started one after the other with ``metaflow.Runner``, on the same project branch.
 """
 
@@ -17,12 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from stockcast.config import OPERATE_CONFIG_FILE, TRAIN_CONFIG_FILE, load_operate_config, load_train_config
 from stockcast.data.contract import FINANCIALS, PRICES
 
 FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
@@ -44,13 +46,15 @@ class DayReport:
     retrain: bool
     training: str | None = None
     promoted: bool | None = None
+    repredicted: str | None = None
+    """The BatchPredictFlow run that predicted again with the new champion, when one was promoted."""
 
     def lines(self) -> list[str]:
         """The report for people, one line per fact."""
         lines = [f"{self.today}: ingested {self.snapshot}, predicted {self.predictions}, monitored {self.monitor}"]
         lines += [f"  alert: {alert}" for alert in self.alerts]
         if self.training:
-            verdict = "promoted and deployed" if self.promoted else "not promoted"
+            verdict = f"promoted; predicted again: {self.repredicted}" if self.promoted else "not promoted"
             lines.append(f"  retrained: {self.training} ({verdict})")
         return lines
 
@@ -89,23 +93,23 @@ def run_day(folder: str | Path, settings: LoopSettings) -> DayReport:
     ingest = _run("ingest", settings, prices=prices, financials=financials, today=today)
     predict = _run("predict", settings, config=settings.operate_config, snapshot=ingest.pathspec)
     monitor = _run("monitor", settings, config=settings.operate_config, snapshot=ingest.pathspec, today=today)
-    report = monitor.data.report
     day = DayReport(
         today=today,
         snapshot=ingest.pathspec,
         predictions=predict.pathspec,
         monitor=monitor.pathspec,
-        alerts=[f"[{alert.kind}] {alert.message}" for alert in report.alerts],
-        retrain=report.retrain,
+        alerts=[f"[{alert.kind}] {alert.message}" for alert in monitor.data.report.alerts],
+        retrain=monitor.data.retrain,
     )
-    if not report.retrain:
+    if not day.retrain:
         return day
     training = _run(
         "train", settings, config=settings.train_config, snapshot=ingest.pathspec, max_workers=settings.max_workers
     )
+    repredicted = None
     if training.data.promoted:
-        _run("predict", settings, config=settings.operate_config, snapshot=ingest.pathspec)
-    return DayReport(**{**day.__dict__, "training": training.pathspec, "promoted": training.data.promoted})
+        repredicted = _run("predict", settings, config=settings.operate_config, snapshot=ingest.pathspec).pathspec
+    return replace(day, training=training.pathspec, promoted=training.data.promoted, repredicted=repredicted)
 
 
 def _run(flow: str, settings: LoopSettings, *, config: str | None = None, **params: Any):  # -> metaflow.Run
@@ -118,7 +122,10 @@ def _run(flow: str, settings: LoopSettings, *, config: str | None = None, **para
     if config:
         options["config"] = [("config", config)]
     with Runner(str(FLOWS_DIR / f"{flow}.py"), show_output=settings.show_output, env=settings.env, **options) as runner:
-        result = runner.run(**params)
+        try:
+            result = runner.run(**params)
+        except RuntimeError as exc:  # the command failed before a run existed (a bad parameter, say)
+            raise FlowFailedError(f"{flow} did not start: {exc}") from exc
         if result.status != "successful":
             raise FlowFailedError(
                 f"{flow} failed ({result.run.pathspec if result.run else 'no run'}):\n{result.stderr}"
@@ -144,9 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_workers=args.max_workers,
     )
     try:
-        for folder in sorted(args.days, key=lambda folder: day_folder(folder)[0]):
+        # Every input is checked before the first flow runs: a bad file found on day 3 would leave two days done.
+        folders = sorted(args.days, key=lambda folder: day_folder(folder)[0])
+        load_train_config(settings.train_config or TRAIN_CONFIG_FILE)
+        load_operate_config(settings.operate_config or OPERATE_CONFIG_FILE)
+        for folder in folders:
             print("\n".join(run_day(folder, settings).lines()), flush=True)
-    except (ValueError, FlowFailedError) as exc:
+    except (ValueError, OSError, FlowFailedError) as exc:
         print(f"stockcast-day: {exc}", file=sys.stderr)
         return 1
     return 0

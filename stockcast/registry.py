@@ -170,6 +170,13 @@ class Registry:
         version = self.champion_version()
         return self.get(version) if version else None
 
+    def require_champion(self) -> ModelRecord:
+        """The current champion; ``RegistryError`` saying how to get one if the branch has none yet."""
+        champion = self.champion()
+        if champion is None:
+            raise RegistryError(f"no champion on branch '{self.branch}': run `python flows/train.py run` first")
+        return champion
+
     def bento(self, version: str) -> dict[str, Any] | None:
         """The Bento recorded for ``version``, if one was built."""
         try:

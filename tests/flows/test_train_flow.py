@@ -139,7 +139,7 @@ def test_winner_is_the_argmin_and_is_registered_with_lineage(promoted, planted_s
     columns = run.data.modelling["full"].feature_columns
     assert np.isfinite(model.predict(frame[columns].tail(5))).all()
 
-    shown = card_text(run["register"].task, "training")
+    shown = card_text(run["deploy"].task, "training")
     assert "PROMOTED to champion" in shown and champion.candidate_id in shown and "Leaderboard" in shown
     assert f"Model v{run.id} ({champion.candidate_id}): promoted to champion." in result.output
     assert "Card: python flows/train.py card get" in result.output

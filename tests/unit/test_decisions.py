@@ -296,3 +296,31 @@ def test_rule_settings_are_validated() -> None:
         DecisionRule(max_positions=0)
     with pytest.raises(ValueError, match="cost_bps"):
         DecisionRule(cost_bps=-1.0)
+
+
+def test_a_held_ticker_without_a_prediction_today_is_closed() -> None:
+    predictions = pd.DataFrame({"ticker": ["A", "B"], "predicted_return": [0.01, 0.0]})
+    decided = decide(predictions, DecisionRule(cost_bps=10.0), held={"A": 0.1, "GONE": 0.1})
+
+    assert decided["ticker"].tolist() == ["A", "B", "GONE"]
+    gone = decided.set_index("ticker").loc["GONE"]
+    assert gone["action"] == "sell" and gone["target_weight"] == 0.0 and np.isnan(gone["predicted_return"])
+    assert decided.set_index("ticker").loc["A", "action"] == "hold"
+
+
+def test_a_held_ticker_that_stops_trading_is_closed_in_the_backtest() -> None:
+    dates = pd.to_datetime(["2025-01-02", "2025-01-02", "2025-01-03"])
+    rows = pd.DataFrame(
+        {
+            "date": dates,
+            "ticker": ["A", "GONE", "A"],
+            "close": [10.0, 20.0, 11.0],
+            "next_close": [11.0, 22.0, 11.0],
+            "predicted_return": [0.05, 0.05, 0.05],
+        }
+    )
+    daily = backtest_rule(rows, DecisionRule(cost_bps=0.0, max_weight=0.5)).daily
+
+    assert np.isfinite(daily["net_return"]).all()
+    assert daily["gross_return"].tolist() == pytest.approx([0.5 * 0.1 + 0.5 * 0.1, 0.5 * 0.0])
+    assert daily["turnover"].tolist() == pytest.approx([1.0, 0.5])  # day 2: GONE closed (0.5), A unchanged
