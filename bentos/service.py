@@ -43,6 +43,7 @@ from stockcast.serving import (
     bundle_feature_set,
     predict_from_history,
     predict_tickers,
+    prediction_records,
     read_bundle,
 )
 
@@ -290,7 +291,21 @@ async def model_endpoint(_: Request) -> JSONResponse:
 
 
 @bentoml.asgi_app(Starlette(routes=[Route("/model", model_endpoint, methods=["GET"])]), path="/")
-@bentoml.service(name="stockcast", traffic={"timeout": 10})
+# Serving settings, measured with `bench/serving.py` (figures in BENCHMARKS.md, "Serving"):
+# - two worker processes: the reference machine's two cores (a larger deployment raises `workers` in its BentoML
+#   configuration under `services.stockcast`);
+# - no access log: a log line per request, written through the supervisor, costs more than the prediction; /metrics
+#   still counts every request and its latency;
+# - /predict is left out of tracing: BentoML builds OpenTelemetry spans for every request even when none is
+#   sampled or exported (its default): about 0.5 ms of CPU per request. A deployment that exports traces sets
+#   `tracing` (exporter, sample_rate, excluded_urls) under `services.stockcast`.
+@bentoml.service(
+    name="stockcast",
+    workers=2,
+    traffic={"timeout": 10},
+    logging={"access": {"enabled": False}},
+    tracing={"excluded_urls": ["/predict"]},
+)
 class StockcastService:
     """Predict tomorrow's close with the model of one ``ServingBundle``."""
 
@@ -305,8 +320,11 @@ class StockcastService:
         bundle_feature_set(self.bundle)
 
     @bentoml.api(route="/predict")
-    def predict(self, request: PredictRequest, /) -> PredictResponse:
+    async def predict(self, request: PredictRequest, /) -> PredictResponse:
         """Predicted next-day close of each requested ticker, from the latest data the model was deployed with."""
+        # A coroutine, so it runs on the event loop: the answer takes a fraction of a millisecond of CPU, less than
+        # handing it to BentoML's thread pool and back. /predict_from_history computes features (about 80 ms) and
+        # stays a plain function, run in that pool, so it never holds up /predict.
         try:
             answer = predict_tickers(self.bundle, request.tickers, request.as_of)
         except ServingInputError as error:
@@ -374,5 +392,4 @@ def client_error(error: ServingInputError, request_model: type[BaseModel]) -> Va
 
 def to_predictions(answer: pd.DataFrame) -> list[Prediction]:
     """The rows of a ``stockcast.serving`` answer as response models."""
-    records = answer.assign(as_of=answer["as_of"].dt.date).to_dict(orient="records")
-    return [Prediction.model_validate(record) for record in records]
+    return [Prediction.model_validate(record) for record in prediction_records(answer)]

@@ -7,6 +7,7 @@ here never reach the developer's stores. Every server started here is stopped, a
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,9 +78,13 @@ def bento_tag(served_model: ServedModel) -> str:
 @pytest.fixture(scope="session")
 def asgi_client(served_model: ServedModel) -> Iterator[TestClient]:
     """The service in process, through ``to_asgi()``; entering the client runs its startup (loads the model)."""
+    service_path = yaml.safe_load(BENTOFILE.read_text())["service"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(MODEL_TAG_ENV, served_model.model_tag)
-        service = bentoml.load(yaml.safe_load(BENTOFILE.read_text())["service"], working_dir=str(REPO_ROOT))
+        # The service module reads its model tag when imported; a Bento built earlier in the session for another
+        # model left its import behind, which bentoml.load would reuse.
+        patch.delitem(sys.modules, service_path.partition(":")[0], raising=False)
+        service = bentoml.load(service_path, working_dir=str(REPO_ROOT))
     with TestClient(service.to_asgi()) as client:
         yield client
 

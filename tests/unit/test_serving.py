@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 from features import FeatureSetMismatch, get_feature_set, latest_feature_rows
 from stockcast.data.contract import PRICES
 from stockcast.data.generator import MarketSpec, generate_market
-from stockcast.models import CandidateSpec, fit_candidate, predict_next_close
+from stockcast.models import FACTORIES, CandidateSpec, fit_candidate, predict_next_close, predict_next_return
 from stockcast.registry import ModelRecord
 from stockcast.serving import (
     CONTEXT_MARGIN_DAYS,
@@ -134,6 +134,29 @@ def test_predict_tickers_names_tickers_without_a_recent_or_warm_row(market, esti
     with pytest.raises(ServingInputError, match=rf"not enough recent history to predict \['{young}'\]"):
         predict_tickers(ragged, [young])
     assert predict_tickers(ragged, [stale])["as_of"].iloc[0] < last_day  # without as_of: its own last day
+
+
+FAST_PARAMS = {"catboost": {"iterations": 20}, "hist_gradient_boosting": {"max_iter": 20}}
+
+
+@pytest.mark.parametrize("factory", sorted(FACTORIES))
+def test_predict_tickers_answers_exactly_what_the_estimator_predicts_on_those_rows(market, factory) -> None:
+    """The bundle runs each model's fitted preprocessing over its latest rows once, when it is made; the answers
+    must still be bit for bit the estimator's own, asked one ticker at a time or for all of them."""
+    data = build_modelling_data(market.prices, market.financials, None, FEATURE_SET)
+    spec = CandidateSpec(factory, factory, factory, FAST_PARAMS.get(factory, {}))
+    estimator = fit_candidate(spec, data.frame, data.feature_columns, data.categorical_columns)
+    bundle = build_bundle(_record(), market.prices, market.financials, estimator=estimator)
+    rows = bundle.latest_rows.set_index("ticker")
+
+    one_at_a_time = [predict_tickers(bundle, [ticker])["predicted_return"].iloc[0] for ticker in bundle.tickers]
+    all_at_once = predict_tickers(bundle, bundle.tickers)["predicted_return"]
+
+    expected_alone = [
+        predict_next_return(estimator, rows.loc[[ticker]], FEATURE_SET.feature_columns)[0] for ticker in bundle.tickers
+    ]
+    np.testing.assert_array_equal(one_at_a_time, expected_alone)
+    np.testing.assert_array_equal(all_at_once, predict_next_return(estimator, rows, FEATURE_SET.feature_columns))
 
 
 def test_a_non_finite_model_output_is_an_error_not_an_answer(bundle) -> None:
@@ -273,6 +296,10 @@ def test_a_bundle_survives_the_round_trip_through_its_file(tmp_path, bundle) -> 
     pd.testing.assert_frame_equal(
         predict_tickers(read_bundle(path), bundle.tickers), predict_tickers(bundle, bundle.tickers)
     )
+
+    # The file holds the bundle's fields only, not what it prepares for answering from them: bundles written before
+    # and after that preparation existed load alike, and it is rebuilt when read.
+    assert set(bundle.__getstate__()) == {field.name for field in fields(ServingBundle) if field.init}
 
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"not": "a bundle"}))
     with pytest.raises(TypeError, match="holds a dict, not a ServingBundle"):
