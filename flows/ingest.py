@@ -12,7 +12,7 @@ from metaflow import FlowSpec, Parameter, card, current, namespaced_event_name, 
 from stockcast.cards import snapshot_card
 from stockcast.data.ingest import build_snapshot, load_sources, validate_batch
 from stockcast.data.snapshot import latest_snapshot_or_none, load_snapshot
-from stockcast.monitor_inputs import DATA_EVENT
+from stockcast.events import DATA_EVENT
 from stockcast.params import parse_fraction, parse_optional_date
 
 

@@ -32,8 +32,8 @@ from stockcast.batch import load_predictions
 from stockcast.cards import monitoring_card
 from stockcast.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
+from stockcast.events import RETRAIN_EVENT
 from stockcast.monitor_inputs import (
-    RETRAIN_EVENT,
     calibrated_drift,
     days_between,
     drift_windows,

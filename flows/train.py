@@ -28,10 +28,9 @@ from metaflow import (
 from stockcast.cards import training_card
 from stockcast.config import TRAIN_CONFIG_FILE, TrainConfig, parse_train_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
-from stockcast.deploy import package_champion
 from stockcast.evaluation import evaluate_candidate
+from stockcast.events import RETRAIN_EVENT
 from stockcast.models import expand_candidates, fit_candidate
-from stockcast.monitor_inputs import RETRAIN_EVENT
 from stockcast.registry import Registry, current_code_version
 from stockcast.training import (
     BacktestResult,
@@ -160,6 +159,8 @@ class TrainFlow(FlowSpec):
         registry = Registry(current.branch_name)
         self.promoted, self.bento = self.selection.decision.promote, None
         if self.promoted:
+            from stockcast.deploy import package_champion  # BentoML: only this step needs it
+
             snapshot = load_snapshot(self.snapshot_pathspec)
             self.bento = package_champion(
                 self.record, snapshot.prices, snapshot.financials, registry.store, estimator=self.model

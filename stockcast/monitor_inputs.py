@@ -26,14 +26,6 @@ from stockcast.storage import ObjectStore
 TRAIN_FLOW = "TrainFlow"
 
 ALERTS_PREFIX = "alerts"
-RETRAIN_EVENT = "retrain"
-"""The event MonitorFlow publishes when the champion should be retrained, namespaced by Metaflow to the project and
-branch (``mfns.stockcast.<branch>.retrain``, ``namespaced_event_name``) so a test branch never retrains production;
-TrainFlow is ``@trigger``-ed by it on Argo Workflows. Outside a deployment the daily loop (``stockcast.operate``)
-starts TrainFlow itself."""
-DATA_EVENT = "data_arrived"
-"""The event a data producer publishes (namespaced the same way) to start IngestFlow on a deployment; its payload
-names the files: ``{"prices": "s3://...", "financials": "s3://...", "today": "YYYY-MM-DD"}``."""
 
 
 def realised_predictions(predictions: pd.DataFrame, prices: pd.DataFrame, model_version: str) -> pd.DataFrame:

@@ -83,11 +83,15 @@ def configs(tmp_path_factory) -> dict[str, str]:
     return {"train": str(folder / "train.toml"), "operate": str(folder / "operate.toml")}
 
 
-def _trained(branch: str, market: Market, configs: dict[str, str], env: dict[str, str] | None = None) -> dict:
-    """Ingest an earlier cut of the history, then all of it, and train on that: the branch has a champion."""
+def _trained(
+    branch: str, market: Market, configs: dict[str, str], env: dict[str, str] | None = None, *, earlier: bool = True
+) -> dict:
+    """Ingest an earlier cut of the history (unless not ``earlier``), then all of it, and train on that: the branch
+    has a champion."""
     runner = FlowRunner(branch)
     snapshots = {}
-    for name, files in (("earlier", market.earlier), ("history", market.history)):
+    cuts = (("earlier", market.earlier), ("history", market.history)) if earlier else (("history", market.history),)
+    for name, files in cuts:
         result = runner("ingest", env=env, prices=str(files["prices"]), financials=str(files["financials"]))
         assert result.successful, result.output
         snapshots[name] = result.run.pathspec
@@ -180,16 +184,19 @@ def test_the_daily_loop_notices_the_regime_change_and_retrains(trained, market, 
 
 
 @pytest.mark.s3
-def test_a_day_of_operation_on_the_s3_datastore(market, configs, s3_client):
+def test_prediction_and_monitoring_on_the_s3_datastore(market, configs, s3_client):
     branch = f"s3op{pd.Timestamp.now():%H%M%S%f}"
-    _trained(branch, market, configs, env=S3_DATASTORE_ENV)
-    settings = LoopSettings(
-        branch=branch, operate_config=configs["operate"], train_config=configs["train"], env=S3_DATASTORE_ENV
-    )
-    report = run_day(market.days[0], replace(settings, show_output=False))
+    runs = _trained(branch, market, configs, env=S3_DATASTORE_ENV, earlier=False)
+    runner = FlowRunner(branch)
+    predicted = runner("predict", env=S3_DATASTORE_ENV, config=configs["operate"])
+    assert predicted.successful, predicted.output
+    monitored = runner("monitor", env=S3_DATASTORE_ENV, config=configs["operate"], today=market.shift_date)
+    assert monitored.successful, monitored.output
 
-    assert not report.retrain
     prefix = f"metaflow/stockcast/predictions/test.{branch}/"
     keys = [item["Key"] for item in s3_client.list_objects_v2(Bucket="stockcast-test", Prefix=prefix)["Contents"]]
-    assert len(keys) == 1 and keys[0].endswith(".csv")
-    assert Run(report.monitor)["assess"].task.metadata_dict["ds-type"] == "s3"
+    assert keys == [
+        f"{prefix}{predicted.run.data.predictions['as_of'].max():%Y-%m-%d}/{runs['training'].data.model_version}.csv"
+    ]
+    assert monitored.run["assess"].task.metadata_dict["ds-type"] == "s3"
+    assert monitored.run.data.retrain is False and len(monitored.run.data.drift) > 0
