@@ -184,15 +184,7 @@ def parse_train_config(text: str) -> dict[str, Any]:
 
     Raises `ConfigError` listing every problem with its field path.
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"the training configuration is not valid TOML: {error}") from None
-    try:
-        config = TrainConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
-    return config.model_dump(mode="json")
+    return _parse(text, TrainConfig, "training")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -210,15 +202,7 @@ class OperateConfig(_Section):
 def parse_operate_config(text: str) -> dict[str, Any]:
     """Parse and validate the operations TOML into a normalised plain dict: the parser for Metaflow's `Config`
     in BatchPredictFlow and MonitorFlow. Raises `ConfigError` listing every problem with its field path."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"the operations configuration is not valid TOML: {error}") from None
-    try:
-        config = OperateConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(_describe(error, "operations")) from None
-    return config.model_dump(mode="json")
+    return _parse(text, OperateConfig, "operations")
 
 
 def load_operate_config(path: str | Path) -> OperateConfig:
@@ -226,7 +210,20 @@ def load_operate_config(path: str | Path) -> OperateConfig:
     return OperateConfig.model_validate(parse_operate_config(Path(path).read_text(encoding="utf-8")))
 
 
-def _describe(error: ValidationError, configuration: str = "training") -> str:
+def _parse(text: str, schema: type[BaseModel], configuration: str) -> dict[str, Any]:
+    """TOML text validated against ``schema``, as the normalised plain dict Metaflow stores with a run."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"the {configuration} configuration is not valid TOML: {error}") from None
+    try:
+        config = schema.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, configuration)) from None
+    return config.model_dump(mode="json")
+
+
+def _describe(error: ValidationError, configuration: str) -> str:
     problems = [
         f"{_field_path(tuple(item['loc']) + tuple(item.get('ctx', {}).get('at', ())))}: {item['msg']}"
         for item in error.errors()
