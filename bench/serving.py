@@ -5,9 +5,11 @@
 
 What is measured, side by side in one run, for single-ticker ``POST /predict`` requests:
 
-- **in process**: ``stockcast.serving.predict_tickers`` called directly: the floor any server adds to;
+- **in process**: ``stockcast.serving.answer_queries`` called for one request at a time: the floor any server adds
+  to;
 - **plain app**: a minimal Starlette app under uvicorn (``plain_app`` below) serving the same ``ServingBundle``
-  file with the same ``predict_tickers``, its answer encoded as the same JSON (checked value for value);
+  file with the same ``answer_queries``, one request per call, its answer encoded as the same JSON (checked value
+  for value);
 - **Bento**: the Bento built by ``stockcast.deploy.build_bento`` from ``bentos/``, started by ``LocalServe``
   (``bentoml serve`` on 127.0.0.1), with the workers and settings its service declares.
 
@@ -64,26 +66,27 @@ sys.path[:] = [str(REPO_ROOT), *(entry for entry in sys.path if Path(entry or ".
 def plain_app() -> Any:
     """The reference: ``POST /predict`` as a bare Starlette route, nothing between uvicorn and the prediction.
 
-    No schema validation, middleware, metrics or access log: the JSON body is parsed, ``predict_tickers`` answers
-    from the same bundle file the Bento loads (``$STOCKCAST_BENCH_BUNDLE``), and the answer is encoded as the
-    service encodes it. A refused request gets a 400 naming the field.
+    No schema validation, middleware, metrics, batching or access log: the JSON body is parsed, ``answer_queries``
+    answers it alone from the same bundle file the Bento loads (``$STOCKCAST_BENCH_BUNDLE``), and the answer is
+    encoded as the service encodes it. A refused request gets a 400 naming the field.
     """
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from stockcast.serving import ServingInputError, predict_tickers, prediction_records, read_bundle
+    from stockcast.serving import ServingInputError, TickerQuery, answer_queries, read_bundle
 
     bundle = read_bundle(os.environ[PLAIN_BUNDLE_ENV])
 
     async def predict(request: Request) -> Response:
         body = json.loads(await request.body())
-        try:
-            answer = predict_tickers(bundle, body["tickers"], body.get("as_of"))
-        except ServingInputError as error:
-            return JSONResponse({"error": str(error), "field": error.field}, status_code=400)
-        return Response(encode({"predictions": prediction_records(answer)}), media_type="application/json")
+        (answer,) = answer_queries(bundle, [TickerQuery(body["tickers"], body.get("as_of"))])
+        if isinstance(answer, ServingInputError):
+            return JSONResponse({"error": str(answer), "field": answer.field}, status_code=400)
+        if isinstance(answer, Exception):
+            raise answer
+        return Response(encode({"predictions": answer}), media_type="application/json")
 
     return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
 
@@ -362,14 +365,14 @@ def make_bundle() -> Any:
 
 
 def in_process(bundle: Any, tickers: Sequence[str], count: int) -> Phase:
-    """``predict_tickers`` for one ticker at a time, ``count`` calls in a row."""
-    from stockcast.serving import predict_tickers
+    """``answer_queries`` for one single-ticker request at a time, ``count`` calls in a row."""
+    from stockcast.serving import TickerQuery, answer_queries
 
     phase = Phase()
     cpu_started, started = time.process_time(), time.perf_counter()
     for number in range(count):
         call_started = time.perf_counter()
-        predict_tickers(bundle, [tickers[number % len(tickers)]])
+        answer_queries(bundle, [TickerQuery([tickers[number % len(tickers)]])])
         phase.latencies.append(time.perf_counter() - call_started)
     phase.seconds = time.perf_counter() - started
     phase.cpu_seconds = time.process_time() - cpu_started
@@ -403,6 +406,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     import bentoml
 
+    from stockcast.client import StockcastClient
     from stockcast.deploy import LocalServe, build_bento, save_bento_model
     from stockcast.serving import BUNDLE_FILE
 
@@ -423,11 +427,14 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         floor.sequential.append(in_process(bundle, tickers, args.requests))
 
     sides = {"plain app": Measured(), "Bento": Measured()}
+    batch_sizes: list[float] = []
     with (
         serve_plain(bundle_path, plain_workers, workdir / "plain.log") as plain_port,
         LocalServe(startup_timeout=120, log_path=workdir / "bento.log") as bento,
     ):
-        bento_port = int(bento.deploy(bento_tag).rsplit(":", 1)[1])
+        bento_url = bento.deploy(bento_tag)
+        bento_port = int(bento_url.rsplit(":", 1)[1])
+        bento_client = StockcastClient(bento_url)
         ports = {"plain app": plain_port, "Bento": bento_port}
         check_same_answers(ports, bundle, tickers)
         requests = {
@@ -441,6 +448,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 sequential = load(
                     port, requests[name], concurrency=1, max_requests=args.requests, time_limit=args.time_limit
                 )
+                batching_before = bento_client.batching() if name == "Bento" else None
                 concurrent = load(
                     port,
                     requests[name],
@@ -448,6 +456,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     max_requests=args.concurrent_requests,
                     time_limit=args.time_limit,
                 )
+                if batching_before is not None:
+                    batching = bento_client.batching()
+                    batch_sizes.append(
+                        (batching.requests - batching_before.requests)
+                        / (batching.model_calls - batching_before.model_calls)
+                    )
                 sides[name].sequential.append(sequential)
                 sides[name].concurrent.append(concurrent)
                 print(
@@ -457,10 +471,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     f"{sequential.errors + concurrent.errors} errors",
                     file=sys.stderr,
                 )
+        bento_client.close()
     return {
         "floor": floor,
         "sides": sides,
         "workers": {"plain app": plain_workers, "Bento": bento_workers},
+        "batch_sizes": batch_sizes,
         "model_tag": model_tag,
         "tickers": len(tickers),
     }
@@ -526,9 +542,10 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, load
         f'one ticker each (`{{"tickers": ["…"]}}`), cycling through the {results["tickers"]} tickers in one '
         "shuffled order, the same for every side. Both servers' answers were first checked equal to the library's "
         "for every ticker.",
-        f"- Sides: **in process**, `predict_tickers` called in a loop (the floor); the **plain app**, a bare Starlette "
-        f"route calling the same `predict_tickers` on the same bundle file, in **{workers['plain app']} uvicorn "
-        "worker(s)** sharing one socket, no validation, middleware or access log; the **Bento**, built by "
+        f"- Sides: **in process**, `answer_queries` called for one request at a time (the floor); the **plain app**, a "
+        f"bare Starlette route calling the same `answer_queries` for each request on the same bundle file, in "
+        f"**{workers['plain app']} uvicorn worker(s)** sharing one socket, no validation, middleware, batching or "
+        "access log; the **Bento**, built by "
         f"`stockcast.deploy.build_bento` and started by `LocalServe` (`bentoml serve`) with **{workers['Bento']} "
         "worker(s)** and the settings in `bentos/service.py`. Both servers on 127.0.0.1.",
         f"- Load: an asyncio HTTP/1.1 client in the benchmark's process (keep-alive, pre-encoded requests) on the same "
@@ -558,6 +575,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, load
         f"{TARGET_P50_MS:.0f} ms target (**{met[bento_p50 < TARGET_P50_MS]}**); {bento_p50 / floor_p50:.1f}× the "
         f"in-process floor ({floor_p50:.2f} ms). HTTP and framework add {bento_p50 - floor_p50:.2f} ms to a request "
         f"in the Bento, {p(plain, 0.5) - floor_p50:.2f} ms in the plain app.",
+        f"- Micro-batching in the Bento: in the concurrent phases one model call answered "
+        f"{statistics.median(results['batch_sizes']):.1f} requests (median of the runs; `stockcast_predict_batch_size` "
+        "on `/metrics`); sequential requests are answered one by one.",
         f"- CPU in the concurrent phases: the load generator used {generator['Bento']:.0%} of one core against the "
         f"Bento and {generator['plain app']:.0%} against the plain app; the machine's two cores were "
         f"{busy['Bento']:.0%} and {busy['plain app']:.0%} busy (everything on the machine included).",

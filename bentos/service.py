@@ -20,6 +20,7 @@ shape, ``{"error": ..., "detail": [{"loc": [field, ...], "msg": ..., "type": ...
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from itertools import pairwise
 from typing import Annotated, Any, Self
@@ -34,15 +35,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stockcast.coalescing import PerTurnBatcher
 from stockcast.serving import (
     BUNDLE_FILE,
     DEFAULT_MODEL_TAG,
     MODEL_TAG_ENV,
     ServingBundle,
     ServingInputError,
+    TickerQuery,
+    answer_queries,
     bundle_feature_set,
     predict_from_history,
-    predict_tickers,
     prediction_records,
     read_bundle,
 )
@@ -318,18 +321,26 @@ class StockcastService:
         # Refuse to start, rather than fail every history request, if this code computes other features than
         # those the model was trained on.
         bundle_feature_set(self.bundle)
+        self.predictions = PerTurnBatcher(self._answer_queries)
+        self.batch_sizes = batch_size_histogram()
+
+    def _answer_queries(self, queries: list[TickerQuery]) -> list[list[dict[str, Any]] | Exception]:
+        self.batch_sizes.observe(len(queries))
+        return answer_queries(self.bundle, queries)
 
     @bentoml.api(route="/predict")
     async def predict(self, request: PredictRequest, /) -> PredictResponse:
         """Predicted next-day close of each requested ticker, from the latest data the model was deployed with."""
-        # A coroutine, so it runs on the event loop: the answer takes a fraction of a millisecond of CPU, less than
-        # handing it to BentoML's thread pool and back. /predict_from_history computes features (about 80 ms) and
-        # stays a plain function, run in that pool, so it never holds up /predict.
+        # A coroutine on the event loop, and micro-batched: the /predict requests that arrive together are answered
+        # by one model call (`stockcast.coalescing`), each with its own answer or error. A model call costs about
+        # as much for one row as for a dozen, so under load this halves the CPU a request costs (BENCHMARKS.md,
+        # "Serving"). /predict_from_history computes features (about 80 ms) and stays a plain function, run in
+        # BentoML's thread pool, so it never holds up /predict.
         try:
-            answer = predict_tickers(self.bundle, request.tickers, request.as_of)
+            records = await self.predictions.ask(TickerQuery(request.tickers, request.as_of))
         except ServingInputError as error:
             raise client_error(error, PredictRequest) from error
-        return PredictResponse(predictions=to_predictions(answer))
+        return PredictResponse(predictions=[Prediction.model_validate(record) for record in records])
 
     @bentoml.api(route="/predict_from_history")
     def predict_from_history(self, request: HistoryRequest, /) -> Prediction:
@@ -377,6 +388,23 @@ class StockcastService:
 
 
 StockcastService.add_asgi_middleware(RequestGuard, max_bytes=MAX_REQUEST_BYTES)
+
+
+@functools.cache
+def batch_size_histogram() -> Any:
+    """``stockcast_predict_batch_size`` on ``/metrics``: how many /predict requests each model call answered.
+
+    Made when the service starts, in the worker: BentoML sets up Prometheus' multiprocess mode after importing this
+    module, and only metrics made after that reach ``/metrics``. Made once per process, however many times the
+    service starts in it (as in tests through ``to_asgi()``).
+    """
+    import prometheus_client
+
+    return prometheus_client.Histogram(
+        "stockcast_predict_batch_size",
+        "Number of /predict requests answered by one model call.",
+        buckets=(1, 2, 4, 8, 16, 32, 64),
+    )
 
 
 def client_error(error: ServingInputError, request_model: type[BaseModel]) -> ValidationError:

@@ -8,7 +8,9 @@ APIs (not ``GET /model``) and reports a refused request without the fields the s
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -45,6 +47,14 @@ class ServiceRequestError(RuntimeError):
         return cls(response.status_code, "; ".join(fields) or str(body.get("error", response.text)), detail)
 
 
+@dataclass(frozen=True)
+class Batching:
+    """``/predict`` requests answered so far, and the model calls that answered them."""
+
+    model_calls: int
+    requests: int
+
+
 class StockcastClient:
     """Calls one deployment of the service at ``base_url`` (such as ``http://127.0.0.1:3000``)."""
 
@@ -76,6 +86,17 @@ class StockcastClient:
     def model(self) -> dict[str, Any]:
         """The served model's version, lineage, metrics, features and minimum history (``GET /model``)."""
         return self.request("GET", "/model")
+
+    def batching(self) -> Batching:
+        """How many model calls have answered how many ``/predict`` requests since the service started, from its
+        ``stockcast_predict_batch_size`` metric (``GET /metrics``): the service answers requests arriving together
+        with one call."""
+        response = self._http.get("/metrics")
+        response.raise_for_status()
+        figures = dict(
+            re.findall(r"^stockcast_predict_batch_size_(count|sum) (\S+)$", response.text, flags=re.MULTILINE)
+        )
+        return Batching(model_calls=int(float(figures["count"])), requests=int(float(figures["sum"])))
 
     def close(self) -> None:
         """Release the connection pool."""

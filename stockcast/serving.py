@@ -218,26 +218,69 @@ def predict_tickers(
     for another day). Unknown or repeated tickers, another ``as_of``, a ticker whose last row is older than the
     ``as_of`` asked for, and a ticker without enough gap-free history (not warm) are ``ServingInputError``s.
     """
-    requested = [str(ticker) for ticker in tickers]
-    if not requested:
-        raise ServingInputError("no tickers requested; list at least one", field="tickers")
-    repeated = sorted(ticker for ticker, count in Counter(requested).items() if count > 1)
-    if repeated:
-        raise ServingInputError(f"tickers listed more than once: {repeated}", field="tickers")
+    positions = _positions(bundle, tickers, as_of)
     latest = bundle._latest
-    unknown = [ticker for ticker in requested if ticker not in latest.positions]
-    if unknown:
-        raise ServingInputError(
-            f"unknown ticker(s) {sorted(unknown)}: model {bundle.model_version} knows {len(latest.positions)} tickers "
-            "(GET /model lists them); for another ticker send its history to /predict_from_history",
-            field="tickers",
-        )
-    positions = [latest.positions[ticker] for ticker in requested]
-    dates = latest.dates[positions]
-    if as_of is not None:
-        _check_as_of(bundle, requested, dates, pd.Timestamp(as_of))
-    _require_warm(bundle, requested, latest.warm[positions], field="tickers")
-    return _answer(bundle, latest.tickers[positions], dates, latest.close[positions], latest.predict_return(positions))
+    return _answer(
+        bundle,
+        latest.tickers[positions],
+        latest.dates[positions],
+        latest.close[positions],
+        latest.predict_return(positions),
+    )
+
+
+@dataclass(frozen=True)
+class TickerQuery:
+    """One ``predict_tickers`` question: the tickers and the as-of date asked for (None: the snapshot's last day)."""
+
+    tickers: Sequence[str]
+    as_of: date | str | pd.Timestamp | None = None
+
+
+def answer_queries(bundle: ServingBundle, queries: Sequence[TickerQuery]) -> list[list[dict[str, Any]] | Exception]:
+    """Answer several queries with one model call: for each, ``prediction_records(predict_tickers(...))`` of that
+    query alone, or the exception it would raise instead (a ``ServingInputError`` for a query the bundle cannot
+    answer, a ``RuntimeError`` when the model gives a non-finite prediction for one of its tickers).
+
+    Why one call: a model call costs about as much for one row as for a dozen, so the HTTP service answers the
+    requests that arrive together with one call (``stockcast.coalescing``). Every model predicts each row on its own
+    (``tests/unit/test_models.py`` checks it for every factory), so a query's answer does not depend on the others:
+    bit for bit for tree models, to the last bits of a BLAS product for linear ones (as for ``predict_tickers``
+    asked for one ticker or several). One query's error never reaches the others.
+    """
+    latest = bundle._latest
+    checked: list[list[int] | Exception] = []
+    for query in queries:
+        try:
+            checked.append(_positions(bundle, query.tickers, query.as_of))
+        except ServingInputError as error:
+            checked.append(error)
+    wanted = sorted({position for positions in checked if isinstance(positions, list) for position in positions})
+    predicted_return = latest.predict_return(wanted) if wanted else np.empty(0)
+    close = latest.close[wanted]
+    columns = {
+        "ticker": latest.tickers[wanted].tolist(),
+        "as_of": np.datetime_as_string(latest.dates[wanted], unit="D").tolist(),
+        "last_close": close.tolist(),
+        "predicted_return": predicted_return.tolist(),
+        "predicted_close": next_close_from_return(close, predicted_return).tolist(),
+        "model_version": [bundle.model_version] * len(wanted),
+    }
+    records = {
+        position: dict(zip(PREDICTION_COLUMNS, row, strict=True))
+        for position, row in zip(wanted, zip(*(columns[name] for name in PREDICTION_COLUMNS), strict=True), strict=True)
+    }
+    finite = dict(zip(wanted, np.isfinite(predicted_return).tolist(), strict=True))
+    answers: list[list[dict[str, Any]] | Exception] = []
+    for positions in checked:
+        if isinstance(positions, Exception):
+            answers.append(positions)
+        elif not all(finite[position] for position in positions):
+            broken = sorted(str(latest.tickers[position]) for position in positions if not finite[position])
+            answers.append(_non_finite(bundle, broken))
+        else:
+            answers.append([dict(records[position]) for position in positions])
+    return answers
 
 
 def predict_from_history(
@@ -348,13 +391,41 @@ def _require_warm(bundle: ServingBundle, tickers: list[str], warm: np.ndarray, *
         )
 
 
+def _positions(bundle: ServingBundle, tickers: Iterable[str], as_of: date | str | pd.Timestamp | None) -> list[int]:
+    """Where the requested tickers' latest rows are, in request order, after every check ``predict_tickers``
+    documents."""
+    requested = [str(ticker) for ticker in tickers]
+    if not requested:
+        raise ServingInputError("no tickers requested; list at least one", field="tickers")
+    repeated = sorted(ticker for ticker, count in Counter(requested).items() if count > 1)
+    if repeated:
+        raise ServingInputError(f"tickers listed more than once: {repeated}", field="tickers")
+    latest = bundle._latest
+    unknown = [ticker for ticker in requested if ticker not in latest.positions]
+    if unknown:
+        raise ServingInputError(
+            f"unknown ticker(s) {sorted(unknown)}: model {bundle.model_version} knows {len(latest.positions)} tickers "
+            "(GET /model lists them); for another ticker send its history to /predict_from_history",
+            field="tickers",
+        )
+    positions = [latest.positions[ticker] for ticker in requested]
+    if as_of is not None:
+        _check_as_of(bundle, requested, latest.dates[positions], pd.Timestamp(as_of))
+    _require_warm(bundle, requested, latest.warm[positions], field="tickers")
+    return positions
+
+
+def _non_finite(bundle: ServingBundle, tickers: list[str]) -> RuntimeError:
+    """The error for a model that predicted NaN or infinity: the model's fault, never an answer."""
+    return RuntimeError(f"model {bundle.model_version} returned a non-finite prediction for {tickers}")
+
+
 def _answer(
     bundle: ServingBundle, tickers: np.ndarray, dates: np.ndarray, close: np.ndarray, predicted_return: np.ndarray
 ) -> pd.DataFrame:
     """The answer for feature rows: predicted return and close, with the close and date they start from."""
     if not np.isfinite(predicted_return).all():
-        broken = sorted(tickers[~np.isfinite(predicted_return)].tolist())
-        raise RuntimeError(f"model {bundle.model_version} returned a non-finite prediction for {broken}")
+        raise _non_finite(bundle, sorted(tickers[~np.isfinite(predicted_return)].tolist()))
     return pd.DataFrame(
         {
             "ticker": tickers,

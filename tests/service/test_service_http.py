@@ -3,6 +3,7 @@ library's, every bad request is a 4xx naming its field (never a 500), and BentoM
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 from stockcast.client import ServiceRequestError, StockcastClient, history_payload
-from stockcast.serving import predict_from_history, predict_tickers
+from stockcast.serving import predict_from_history, predict_tickers, prediction_records
 
 pytestmark = pytest.mark.slow
 
@@ -241,3 +242,36 @@ def test_health_readiness_metrics_and_openapi(server: str, client: StockcastClie
     assert schemas["PredictRequestIODescriptor"]["example"]["tickers"]
     assert schemas["HistoryRequestIODescriptor"]["example"]["prices"][0]["close"] > 0
     assert schemas["PriceRow"]["properties"]["date"]["examples"] == ["2025-12-31"]
+
+
+def test_concurrent_requests_each_get_their_own_answer_or_error(
+    server: str, client: StockcastClient, served_model, known
+) -> None:
+    """/predict answers the requests that arrive together with one model call: under concurrent load every request
+    still gets exactly its own answer, and a bad request its own 400, whatever it was batched with."""
+    good = [[ticker] for ticker in known] + [known[3:], list(reversed(known[:4]))]
+    bad = [["NOPE"], [known[0], known[0]], []]
+    bodies = [{"tickers": tickers} for tickers in good + bad] * 8
+    before = client.batching()
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+            return await asyncio.gather(*(http.post("/predict", json=body) for body in bodies))
+
+    responses = asyncio.run(send_all())
+
+    for body, response in zip(bodies, responses, strict=True):
+        if body["tickers"] in good:
+            expected = pd.DataFrame(prediction_records(predict_tickers(served_model.bundle, body["tickers"])))
+            assert response.status_code == 200, response.text
+            answer = pd.DataFrame(response.json()["predictions"])
+            # The ridge model's BLAS product may differ in the last bits with the rows it is computed with.
+            pd.testing.assert_frame_equal(answer, expected, check_exact=False, rtol=1e-12)
+        else:
+            assert response.status_code == 400, response.text
+            assert response.json()["detail"][0]["loc"] == ["tickers"]
+    after = client.batching()
+    # Every request that passed the schema (an empty list does not) was answered once, in some batch.
+    reached_the_model = sum(1 for body in bodies if body["tickers"])
+    assert after.requests - before.requests == reached_the_model
+    assert 1 <= after.model_calls - before.model_calls <= reached_the_model

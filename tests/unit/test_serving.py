@@ -21,9 +21,12 @@ from stockcast.serving import (
     PREDICTION_COLUMNS,
     ServingBundle,
     ServingInputError,
+    TickerQuery,
+    answer_queries,
     build_bundle,
     predict_from_history,
     predict_tickers,
+    prediction_records,
     read_bundle,
     write_bundle,
 )
@@ -157,6 +160,9 @@ def test_predict_tickers_answers_exactly_what_the_estimator_predicts_on_those_ro
     ]
     np.testing.assert_array_equal(one_at_a_time, expected_alone)
     np.testing.assert_array_equal(all_at_once, predict_next_return(estimator, rows, FEATURE_SET.feature_columns))
+    if factory != "ridge":  # trees and constants: a ticker's answer is the same whatever it is asked with
+        together = answer_queries(bundle, [TickerQuery([ticker]) for ticker in bundle.tickers])
+        assert [answer[0]["predicted_return"] for answer in together] == one_at_a_time
 
 
 def test_a_non_finite_model_output_is_an_error_not_an_answer(bundle) -> None:
@@ -166,6 +172,86 @@ def test_a_non_finite_model_output_is_an_error_not_an_answer(bundle) -> None:
 
     with pytest.raises(RuntimeError, match="non-finite prediction"):
         predict_tickers(replace(bundle, estimator=NanModel()), bundle.tickers[:1])
+
+
+# --- answer_queries: several requests, one model call ------------------------------------------------------------
+
+
+class _CountingModel:
+    """Wraps a fitted final step and counts its predict calls and the rows they were asked for."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.calls = model, []
+
+    def predict(self, rows: Any) -> np.ndarray:
+        self.calls.append(len(rows))
+        return self.model.predict(rows)
+
+
+def test_queries_answered_together_get_exactly_their_own_answers_from_one_model_call(bundle) -> None:
+    known = bundle.tickers
+    queries = [
+        TickerQuery([known[2], known[0]]),
+        TickerQuery([known[0]], as_of=bundle.as_of.date()),  # a ticker another query also asks for
+        TickerQuery(["NOPE"]),
+        TickerQuery([known[1]], as_of="2024-06-03"),
+        TickerQuery([known[3], known[3]]),
+        TickerQuery(list(reversed(known))),
+    ]
+    counting = _CountingModel(bundle._latest.model)
+    object.__setattr__(bundle._latest, "model", counting)
+    try:
+        answers = answer_queries(bundle, queries)
+    finally:
+        object.__setattr__(bundle._latest, "model", counting.model)
+
+    assert counting.calls == [len(known)]  # one call, each ticker once, whatever the overlap
+    assert len(answers) == len(queries)
+    for query, answer in zip(queries, answers, strict=True):
+        try:
+            expected = prediction_records(predict_tickers(bundle, query.tickers, query.as_of))
+        except ServingInputError as error:
+            assert isinstance(answer, ServingInputError)
+            assert (str(answer), answer.field) == (str(error), error.field)
+        else:
+            # Ridge predicts with a BLAS matrix-vector product, whose last bits can depend on how many rows it gets
+            # (as for predict_tickers asked for one ticker or several); tree models agree exactly (test below).
+            assert [{**record, "predicted_return": None, "predicted_close": None} for record in answer] == [
+                {**record, "predicted_return": None, "predicted_close": None} for record in expected
+            ]
+            for got, want in zip(answer, expected, strict=True):
+                assert got["predicted_return"] == pytest.approx(want["predicted_return"], rel=1e-12, abs=1e-15)
+                assert got["predicted_close"] == pytest.approx(want["predicted_close"], rel=1e-12)
+    assert [type(answer).__name__ for answer in answers] == ["list", "list", *["ServingInputError"] * 3, "list"]
+
+
+def test_no_answerable_query_means_no_model_call(bundle) -> None:
+    counting = _CountingModel(bundle._latest.model)
+    object.__setattr__(bundle._latest, "model", counting)
+    try:
+        (answer,) = answer_queries(bundle, [TickerQuery([])])
+    finally:
+        object.__setattr__(bundle._latest, "model", counting.model)
+    assert isinstance(answer, ServingInputError) and answer.field == "tickers"
+    assert counting.calls == []
+
+
+def test_a_non_finite_prediction_fails_only_the_queries_asking_for_that_ticker(bundle) -> None:
+    broken, healthy = bundle.tickers[0], bundle.tickers[1]
+
+    class NanForTheFirstRow:
+        """Answers NaN for the first row it is given: the broken ticker's, the first of the bundle's rows."""
+
+        def predict(self, features: np.ndarray) -> np.ndarray:
+            predicted = np.full(len(features), 0.01)
+            predicted[0] = np.nan
+            return predicted
+
+    nan_bundle = replace(bundle, estimator=NanForTheFirstRow())
+    assert nan_bundle._latest.positions[broken] == 0
+    failed, answered = answer_queries(nan_bundle, [TickerQuery([healthy, broken]), TickerQuery([healthy])])
+    assert isinstance(failed, RuntimeError) and f"non-finite prediction for ['{broken}']" in str(failed)
+    assert [record["ticker"] for record in answered] == [healthy]
 
 
 # --- predict_from_history --------------------------------------------------------------------------------------
