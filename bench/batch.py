@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -68,7 +67,7 @@ def main() -> int:
     for _ in range(args.runs):
         started = time.perf_counter()
         bundle = build_bundle(record, market.prices, market.financials, estimator=estimator)
-        table = predict_batch(bundle)
+        table = predict_batch(bundle, data_version="bench")
         flow_seconds.append(time.perf_counter() - started)
         latest = bundle.latest_rows[bundle.latest_rows["ticker"].isin(table["ticker"])]
         started = time.perf_counter()
@@ -102,23 +101,16 @@ def render(
     import catboost
     import pandas
 
+    from bench.machine import describe_load, describe_machine
+
     flow, raw = statistics.median(flow_all), statistics.median(raw_all)
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor() or "unknown",
-    )
     return "\n".join(
         [
             "## Batch prediction (`bench/batch.py`)",
             "",
-            f"- Machine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, pandas "
-            f"{pandas.__version__}, catboost {catboost.__version__}. One-minute load average {load[0]:.1f} before "
-            f"and {load[1]:.1f} after.",
+            f"- Machine: {describe_machine(pandas=pandas.__version__, catboost=catboost.__version__)}. "
+            f"{describe_load(*load)}",
             f"- Command: `python bench/batch.py --tickers {args.tickers} --runs {args.runs}`",
             f"- Work: BatchPredictFlow's `predict` step (`build_bundle` + `predict_batch`) for {rows} tickers from "
             f"a {history_rows:,}-row snapshot ({START} to {END}); reference: the CatBoost model's own predict on "

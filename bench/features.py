@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import pickle
-import platform
 import resource
 import statistics
 import subprocess
@@ -92,35 +91,18 @@ def measure(n_tickers: int, runs: int, seed: int, workdir: Path) -> dict[str, fl
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def render(rows: list[dict], runs: int, command: str, load: tuple[float, float]) -> str:
     """The markdown section for BENCHMARKS.md."""
     import numpy
     import pandas
 
     import features
+    from bench.machine import describe_load, describe_machine
 
     lines = [
         "## Feature building (`bench/features.py`)",
         "",
-        f"- Machine: {os.cpu_count()} cores, {_cpu_model()}; Python {platform.python_version()}, "
-        f"pandas {pandas.__version__}, numpy {numpy.__version__}. One-minute load average {load[0]:.1f} before "
-        f"and {load[1]:.1f} after the runs"
-        + (
-            ": above the core count, so other work shared the machine and wall times are inflated (CPU time, "
-            "the process's own, is less affected)."
-            if max(load) > (os.cpu_count() or 1)
-            else "."
-        ),
+        f"- Machine: {describe_machine(pandas=pandas.__version__, numpy=numpy.__version__)}. {describe_load(*load)}",
         f"- Command: `{command}`",
         f"- Work: `build_features` with feature set `{features.DEFAULT_FEATURE_SET.name}` "
         f"({len(features.DEFAULT_FEATURE_SET.feature_columns)} features), business days {START} to {END}, "

@@ -29,7 +29,6 @@ import asyncio
 import itertools
 import json
 import os
-import platform
 import random
 import select
 import socket
@@ -482,20 +481,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def render(results: dict[str, Any], args: argparse.Namespace, command: str, load_average: tuple[float, float]) -> str:
     """The markdown section for BENCHMARKS.md."""
     import bentoml
     import uvicorn
+
+    from bench.machine import describe_load, describe_machine
 
     floor: Measured = results["floor"]
     sides: dict[str, Measured] = results["sides"]
@@ -534,9 +525,8 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, load
         f"Starlette + uvicorn app's serving the same model, and its sequential p50 under {TARGET_P50_MS:.0f} ms. Run "
         "with `make bench-serving`; the section below is its output as printed.",
         "",
-        f"- Machine: {os.cpu_count()} cores, {_cpu_model()}; Python {platform.python_version()}, BentoML "
-        f"{bentoml.__version__}, uvicorn {uvicorn.__version__} (h11, asyncio loop). One-minute load average "
-        f"{load_average[0]:.1f} before and {load_average[1]:.1f} after the runs.",
+        f"- Machine: {describe_machine(BentoML=bentoml.__version__, uvicorn=uvicorn.__version__)} (h11, asyncio "
+        f"loop). {describe_load(*load_average)}",
         f"- Command: `{command}`",
         f"- Model: `catboost[depth=4]` (the training benchmark's winner) fitted on the demo's market; requests ask for "
         f'one ticker each (`{{"tickers": ["…"]}}`), cycling through the {results["tickers"]} tickers in one '

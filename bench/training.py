@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for bench.machine; this script imports nothing else of the repository
 BUDGET_SECONDS = 300.0
 
 
@@ -52,7 +52,13 @@ def main() -> int:
     _run(["-m", "stockcast.data.generator", "--out", str(data)], env, home)
     sources = ["--prices", str(data / "stock_price.csv"), "--financials", str(data / "financial_info.csv")]
     _run([str(REPO / "flows" / "ingest.py"), "--branch", "bench", "run", *sources], env, home)
+    import catboost
     from metaflow import Flow, namespace
+    from metaflow.metaflow_version import get_version
+
+    from bench.machine import describe_load, describe_machine
+
+    metaflow_version = get_version()
 
     namespace(None)
     snapshot = Flow("IngestFlow").latest_successful_run.pathspec
@@ -73,8 +79,8 @@ def main() -> int:
 
 Target (issue 4): `python flows/train.py run` on the quickstart data in under 5 minutes on this 2-core machine.
 
-- Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()};
-  one-minute load average before the benchmark started {load_before:.1f}.
+- Machine: {describe_machine(metaflow=metaflow_version, catboost=catboost.__version__)}.
+  {describe_load(load_before, os.getloadavg()[0])}
 - Command: `python bench/training.py --runs {args.runs} --max-workers {args.max_workers}` (the demo's data:
   `stockcast-generate` defaults, ingested once; TrainFlow with `configs/train.toml`, each run on a fresh branch).
 - Wall time of each `python flows/train.py run` process: {", ".join(f"{s:.1f}" for s in seconds)} s;
