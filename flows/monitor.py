@@ -28,7 +28,6 @@ from metaflow import (
 from metaflow.integrations import ArgoEvent
 
 from features import get_feature_set
-from stockcast.batch import load_predictions
 from stockcast.cards import monitoring_card
 from stockcast.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
@@ -79,6 +78,8 @@ class MonitorFlow(FlowSpec):
     @step
     def measure(self):
         """Score the champion's past predictions on the closes that followed, and measure input drift."""
+        from stockcast.batch import load_predictions  # it loads scikit-learn (for serving): only this step needs it
+
         settings = OperateConfig.model_validate(self.config).monitor
         snapshot = load_snapshot(self.snapshot_pathspec)
         published = load_predictions(Registry(current.branch_name).store, current.branch_name)

@@ -10,7 +10,6 @@ Deployed on Argo Workflows, the flow starts whenever IngestFlow finishes on the 
 
 from metaflow import Config, FlowSpec, Parameter, card, current, project, resources, retry, step, trigger_on_finish
 
-from stockcast.batch import check_snapshot_not_older, predict_batch, previous_positions, publish_predictions
 from stockcast.cards import decisions_card
 from stockcast.client import StockcastClient
 from stockcast.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
@@ -18,7 +17,10 @@ from stockcast.data.snapshot import latest_snapshot, load_snapshot
 from stockcast.decisions import compare_strategies, decide
 from stockcast.registry import Registry
 from stockcast.runs import run_by_pathspec
-from stockcast.serving import build_bundle
+
+# stockcast.batch and stockcast.serving load scikit-learn and CatBoost, about two seconds in every process that
+# imports them: the steps that use them import them, so that the run's other processes (the run itself, the card,
+# the end step) start at once.
 
 
 @trigger_on_finish(flow="IngestFlow")
@@ -42,6 +44,8 @@ class BatchPredictFlow(FlowSpec):
     @step
     def start(self):
         """Pin the snapshot and the model, and refuse a pair that does not go together."""
+        from stockcast.batch import check_snapshot_not_older
+
         registry = Registry(current.branch_name)
         snapshot = load_snapshot(self.snapshot_run) if self.snapshot_run else latest_snapshot(current.branch_name)
         self.model_record = registry.get(self.model_version) if self.model_version else registry.require_champion()
@@ -57,6 +61,9 @@ class BatchPredictFlow(FlowSpec):
     def predict(self):
         """Every ticker's next close, by the code path the HTTP service answers with; a model trained on another
         feature-set version than this code computes is refused here, naming both."""
+        from stockcast.batch import predict_batch
+        from stockcast.serving import build_bundle
+
         snapshot = load_snapshot(self.snapshot_pathspec)
         bundle = build_bundle(self.model_record, snapshot.prices, snapshot.financials)
         self.predictions = predict_batch(bundle, self.data_version)
@@ -66,6 +73,8 @@ class BatchPredictFlow(FlowSpec):
     @step
     def publish(self):
         """Write the table once per (as-of date, model); a table already published is kept as it was."""
+        from stockcast.batch import publish_predictions
+
         publication = publish_predictions(self.predictions, Registry(current.branch_name).store, current.branch_name)
         # Decisions and monitoring both use the table of record: the one published first for this day and model.
         self.predictions, self.predictions_url, self.published = publication.table, publication.url, publication.written
@@ -77,6 +86,8 @@ class BatchPredictFlow(FlowSpec):
     def decide(self):
         """Buy / sell / hold on today's predictions, given the positions the previous day's run decided on; and the
         same rule backtested on the champion's walk-forward predictions against buy-and-hold and the naive baseline."""
+        from stockcast.batch import previous_positions
+
         rule = OperateConfig.model_validate(self.config).decisions
         predictions = self.predictions
         if self.service_url:

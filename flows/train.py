@@ -28,19 +28,12 @@ from metaflow import (
 from stockcast.cards import training_card
 from stockcast.config import TRAIN_CONFIG_FILE, TrainConfig, parse_train_config
 from stockcast.data.snapshot import latest_snapshot, load_snapshot
-from stockcast.evaluation import evaluate_candidate
 from stockcast.events import RETRAIN_EVENT
-from stockcast.models import expand_candidates, fit_candidate
 from stockcast.registry import Registry, current_code_version
-from stockcast.training import (
-    BacktestResult,
-    backtest_items,
-    build_modelling_data,
-    feature_sets_needed,
-    model_record,
-    plan_folds,
-    select_and_gate,
-)
+
+# The model zoo (stockcast.models) and what builds on it (stockcast.evaluation, stockcast.training) load scikit-learn
+# and CatBoost, about two seconds in every process that imports them: the steps that use them import them, so that
+# the processes that do not (the card, the end step) start at once.
 
 
 # Deployed on Argo Workflows: MonitorFlow of the same project branch publishes this when the champion decays.
@@ -62,6 +55,9 @@ class TrainFlow(FlowSpec):
     @step
     def start(self):
         """Pin the data snapshot, the champion to beat and the list of models to backtest."""
+        from stockcast.models import expand_candidates
+        from stockcast.training import backtest_items, feature_sets_needed
+
         settings = TrainConfig.model_validate(self.config)
         snapshot = load_snapshot(self.snapshot_run) if self.snapshot_run else latest_snapshot(current.branch_name)
         self.snapshot_pathspec, self.data_version = snapshot.run_pathspec, snapshot.version
@@ -76,6 +72,8 @@ class TrainFlow(FlowSpec):
     @step
     def features(self):
         """Build the modelling frame once per feature set in use and plan the folds every model shares."""
+        from stockcast.training import build_modelling_data, feature_sets_needed, plan_folds
+
         snapshot = load_snapshot(self.snapshot_pathspec)
         self.modelling = {
             feature_set.name: build_modelling_data(snapshot.prices, snapshot.financials, snapshot.oracle, feature_set)
@@ -91,6 +89,9 @@ class TrainFlow(FlowSpec):
     @step
     def backtest(self):
         """Fit and score one model on every fold."""
+        from stockcast.evaluation import evaluate_candidate
+        from stockcast.training import BacktestResult
+
         item, data = self.input, self.modelling[self.input.feature_set]
         started = time.perf_counter()
         evaluation = evaluate_candidate(
@@ -102,6 +103,8 @@ class TrainFlow(FlowSpec):
     @step
     def select(self, inputs):
         """Rank the candidates and run the gate: beat the naive baseline and the re-scored champion."""
+        from stockcast.training import select_and_gate
+
         self.merge_artifacts(inputs, include=["snapshot_pathspec", "data_version", "champion", "folds"])
         self.modelling = inputs[0].modelling
         settings = TrainConfig.model_validate(self.config)
@@ -118,6 +121,8 @@ class TrainFlow(FlowSpec):
     @step
     def refit(self):
         """Refit the challenger on all the data before it is registered."""
+        from stockcast.models import fit_candidate
+
         data = self.modelling[self.config.feature_set]
         started = time.perf_counter()
         self.model = fit_candidate(
@@ -131,6 +136,8 @@ class TrainFlow(FlowSpec):
     @step
     def register(self):
         """Register the challenger with its lineage (promotion waits until its Bento has served)."""
+        from stockcast.training import model_record
+
         registry = Registry(current.branch_name)
         self.record = model_record(
             version=f"v{current.run_id}",
@@ -178,10 +185,10 @@ class TrainFlow(FlowSpec):
 
     @step
     def end(self):
-        """Say what was decided and where to look."""
+        """Say what was decided and where to look (from plain artefacts: the selection would load the model zoo)."""
         verdict = "promoted to champion" if self.promoted else "registered, not promoted"
-        print(f"Model {self.model_version} ({self.selection.challenger.candidate_id}): {verdict}.")
-        print(self.selection.decision.reason)
+        print(f"Model {self.model_version} ({self.record.candidate_id}): {verdict}.")
+        print(self.decision["reason"])
         print(f"Champion of branch {current.branch_name}: {self.champion_version or 'none'}")
         if self.bento:
             print(f"Bento {self.bento['bento_tag']} (archive {self.bento['archive']})")

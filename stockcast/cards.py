@@ -6,11 +6,14 @@ Flows call these with frames and dicts; nothing here knows about a particular fl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from stockcast.decisions import ACTIONS, DecisionRule, StrategyComparison
-from stockcast.monitoring import MonitorReport
+
+if TYPE_CHECKING:
+    from stockcast.monitoring import MonitorReport
 
 
 def table(frame: pd.DataFrame, *, float_digits: int = 4):  # -> metaflow.cards.Table

@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         files = write_market(generate_market(spec), workdir / "data")
         ingest = _run_flow("ingest", workdir, prices=str(files["prices"]), financials=str(files["financials"]))
-        train = _run_flow("train", workdir, snapshot=ingest.pathspec)
+        # One backtest per core: with more at once, the model libraries' thread pools only contend for the cores.
+        train = _run_flow("train", workdir, snapshot=ingest.pathspec, max_workers=os.cpu_count() or 1)
         markdown = report_for_run(train)
     finally:
         if args.keep:

@@ -35,8 +35,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from stockcast.decisions import DecisionRule
-from stockcast.models import FACTORIES, NAIVE_FACTORY, hyper_parameter_types
 from stockcast.monitoring import MonitorThresholds
+
+# The training validators import the model zoo (`stockcast.models`: scikit-learn and CatBoost, about two seconds)
+# when they run, not with this module: BatchPredictFlow and MonitorFlow load the operations configuration in every
+# task and need none of it.
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TRAIN_CONFIG_FILE = CONFIG_DIR / "train.toml"
@@ -108,6 +111,8 @@ class CandidateConfig(_Section):
     @field_validator("factory")
     @classmethod
     def _factory_is_registered(cls, factory: str) -> str:
+        from stockcast.models import FACTORIES
+
         if factory not in FACTORIES:
             raise _invalid(f"unknown factory {factory!r}; known factories: {', '.join(sorted(FACTORIES))}")
         return factory
@@ -144,6 +149,8 @@ class CandidateConfig(_Section):
 
 def _hyper_parameter(factory: str, key: str, value: Any, *at: str | int) -> Any:
     """`value` checked against, and normalised to, the type the factory's signature declares for `key`."""
+    from stockcast.models import hyper_parameter_types
+
     types = hyper_parameter_types(factory)
     if key not in types:
         known = ", ".join(sorted(types)) or "none"
@@ -166,6 +173,8 @@ class TrainConfig(_Section):
     @field_validator("candidates")
     @classmethod
     def _names_unique_and_naive_present(cls, candidates: list[CandidateConfig]) -> list[CandidateConfig]:
+        from stockcast.models import NAIVE_FACTORY
+
         names = [candidate.name for candidate in candidates]
         for index, name in enumerate(names):
             if name in names[:index]:

@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
-from scipy import stats
 
 from stockcast.decisions import require_frame_columns
 
@@ -77,6 +76,10 @@ def _bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def ks_statistic(reference: Any, current: Any) -> float:
     """The two-sample Kolmogorov–Smirnov statistic D: the largest gap between the two empirical CDFs (0 = same
     distribution, 1 = disjoint). NaNs are dropped; each side needs at least one value."""
+    # Imported here: scipy.stats takes about a second to import, and every flow process that loads the operations
+    # configuration imports this module (for MonitorThresholds), though only drift measurement needs scipy.
+    from scipy import stats
+
     return float(stats.ks_2samp(_finite(reference, "reference", 1), _finite(current, "current", 1)).statistic)
 
 

@@ -1,4 +1,4 @@
-"""Inputs the flow tests share: a small training configuration and a market whose predictable part is planted."""
+"""Inputs the flow tests share: small training configurations and a market whose predictable part is planted."""
 
 from stockcast.data.generator import MarketSpec
 
@@ -42,6 +42,18 @@ factory = "catboost"
 params = { iterations = 40, thread_count = 1 }
 grid = { depth = [3] }
 """
+
+# Naive and ridge only: a quick TrainFlow run that still beats naive on the planted market, for the tests that need
+# a champion (or a run to resume) rather than a model selection.
+QUICK_CONFIG = (
+    SMALL_CONFIG[: SMALL_CONFIG.index('[[candidates]]\nname = "drift"')]
+    + """
+[[candidates]]
+name = "ridge"
+factory = "ridge"
+grid = { alpha = [10.0] }
+"""
+)
 
 # A market whose predictable part is strong enough that 40 tickers x 2.5 years settle the gate clearly.
 PLANTED = MarketSpec(

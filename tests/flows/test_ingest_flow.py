@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import S3_BUCKET, S3_DATASTORE_ENV, card_text
+from conftest import S3_BUCKET, S3_DATASTORE_ENV, FlowResult, FlowRunner, card_text
 from stockcast.data.generator import MarketSpec, generate_market, write_market
 from stockcast.data.snapshot import latest_snapshot
 
@@ -36,9 +37,19 @@ def _ingest(run_flow, prices: str, financials: str = "", env: dict[str, str] | N
     return run_flow("ingest", env=env, prices=prices, financials=financials, **params)
 
 
-def test_publishes_a_snapshot_that_downstream_finds(run_flow, branch, files, market):
-    result = _ingest(run_flow, str(files["prices"]), str(files["financials"]))
+@pytest.fixture(scope="module")
+def published(market, tmp_path_factory) -> tuple[str, FlowResult]:
+    """The full files ingested on a branch of their own. The bad-file test then fails to replace the snapshot, so it
+    stays the branch's latest for every test that uses it, in any order."""
+    branch = f"t{uuid.uuid4().hex[:10]}"
+    files = write_market(market, tmp_path_factory.mktemp("published"))
+    result = _ingest(FlowRunner(branch), str(files["prices"]), str(files["financials"]))
     assert result.successful, result.output
+    return branch, result
+
+
+def test_publishes_a_snapshot_that_downstream_finds(published, market):
+    branch, result = published
     summary = result.run.data.snapshot
     assert summary["n_tickers"] == SPEC.n_tickers
     assert summary["rows"]["prices"] == len(market.prices)
@@ -89,11 +100,10 @@ def test_prices_alone_are_enough_and_reported(run_flow, files):
     assert sorted(summary["prices_only_tickers"]) == summary["tickers"]
 
 
-def test_a_bad_file_fails_the_run_and_keeps_the_previous_snapshot(run_flow, branch, files, market, tmp_path: Path):
-    good = _ingest(run_flow, str(files["prices"]), str(files["financials"]))
-    assert good.successful, good.output
+def test_a_bad_file_fails_the_run_and_keeps_the_previous_snapshot(published, market, tmp_path: Path):
+    branch, good = published
     broken = market.prices.drop(columns=["volume"])
-    bad = _ingest(run_flow, _write(broken, tmp_path / "bad" / "stock_price.csv"))
+    bad = _ingest(FlowRunner(branch), _write(broken, tmp_path / "bad" / "stock_price.csv"))
     assert not bad.successful
     assert "rule 'required_columns' broken in column 'volume'" in bad.output
     assert "stock_price.csv" in bad.output
@@ -123,17 +133,30 @@ def test_missing_source_is_named(run_flow, tmp_path: Path):
     assert "stock_price.csv: file not found" in result.output
 
 
-@pytest.mark.s3
-def test_on_the_s3_datastore_with_s3_sources(run_flow, branch, files, s3_client):
+@pytest.fixture(scope="module")
+def published_on_s3(market, tmp_path_factory, s3_server) -> tuple[str, dict[str, Path], FlowResult]:
+    """The full files uploaded to S3 and ingested from there on the S3 datastore, on a branch of their own. The S3
+    bad-file test then fails to replace the snapshot, so it stays the branch's latest for every test that uses it."""
+    import boto3
+
+    branch = f"t{uuid.uuid4().hex[:10]}"
+    files = write_market(market, tmp_path_factory.mktemp("s3-sources"))
+    s3_client = boto3.client("s3", endpoint_url=s3_server)
     for name in ("prices", "financials", "oracle"):
         s3_client.upload_file(str(files[name]), S3_BUCKET, f"inputs/{branch}/{files[name].name}")
     result = _ingest(
-        run_flow,
+        FlowRunner(branch),
         f"s3://{S3_BUCKET}/inputs/{branch}/stock_price.csv",
         f"s3://{S3_BUCKET}/inputs/{branch}/financial_info.csv",
         env=S3_DATASTORE_ENV,
     )
     assert result.successful, result.output
+    return branch, files, result
+
+
+@pytest.mark.s3
+def test_on_the_s3_datastore_with_s3_sources(published_on_s3, s3_client):
+    branch, files, result = published_on_s3
     assert result.run["publish"].task.metadata_dict["ds-type"] == "s3"
     snapshot = latest_snapshot(f"test.{branch}")
     assert snapshot.version == result.run.data.snapshot["version"] and snapshot.summary["has_oracle"]
@@ -149,11 +172,10 @@ def test_on_the_s3_datastore_with_s3_sources(run_flow, branch, files, s3_client)
 
 
 @pytest.mark.s3
-def test_on_s3_a_bad_file_publishes_nothing(run_flow, branch, files, market, tmp_path: Path):
-    good = _ingest(run_flow, str(files["prices"]), env=S3_DATASTORE_ENV)
-    assert good.successful, good.output
+def test_on_s3_a_bad_file_publishes_nothing(published_on_s3, market, tmp_path: Path):
+    branch, _, good = published_on_s3
     broken = market.prices.assign(close=-1.0)  # every row breaks a rule: far over the quarantine limit
-    bad = _ingest(run_flow, _write(broken, tmp_path / "bad" / "stock_price.csv"), env=S3_DATASTORE_ENV)
+    bad = _ingest(FlowRunner(branch), _write(broken, tmp_path / "bad" / "stock_price.csv"), env=S3_DATASTORE_ENV)
     assert not bad.successful
     assert "rule 'max_quarantined_fraction' broken" in bad.output and "rule 'positive_price'" in bad.output
     assert latest_snapshot(f"test.{branch}").version == good.run.data.snapshot["version"]

@@ -1,4 +1,5 @@
-"""TrainFlow run for real: selection, the gate, the registry, resume, and the S3 datastore."""
+"""TrainFlow run for real: selection, the gate, the registry and resume. (TrainFlow on the S3 datastore is tested
+with the champion that prediction and monitoring use there, in test_operate_flows.py.)"""
 
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT, S3_DATASTORE_ENV, TEST_HOME, FlowResult, FlowRunner, card_text
-from flow_inputs import PLANTED, SMALL_CONFIG
+from conftest import REPO_ROOT, TEST_HOME, FlowResult, FlowRunner, card_text
+from flow_inputs import PLANTED, QUICK_CONFIG, SMALL_CONFIG
 from stockcast.client import StockcastClient
 from stockcast.data.generator import generate_market, write_market
 from stockcast.deploy import build_bento, model_tag_for
 from stockcast.registry import Registry
-from stockcast.storage import LocalStore, S3Store
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +56,15 @@ def config_file(tmp_path_factory) -> str:
     return str(path)
 
 
-def _ingest(branch: str, folder: Path, env: dict[str, str] | None = None, **sources: str) -> str:
-    result = FlowRunner(branch)("ingest", env=env, **sources)
+@pytest.fixture(scope="module")
+def quick_config_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "quick.toml"
+    path.write_text(QUICK_CONFIG)
+    return str(path)
+
+
+def _ingest(branch: str, folder: Path, **sources: str) -> str:
+    result = FlowRunner(branch)("ingest", **sources)
     assert result.successful, result.output
     return result.run.pathspec
 
@@ -109,7 +116,11 @@ def _mean_fold_rmse_by_candidate(run) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def promoted(config_file, planted_snapshot) -> tuple[str, FlowResult]:
-    """A TrainFlow run on the planted market, on a branch of its own: it promotes its winner and deploys it."""
+    """A TrainFlow run on the planted market, on a branch of its own: it promotes its winner and deploys it.
+
+    The equal-champion test trains again on this branch and rolls a manual promotion back, so the run stays the
+    branch's champion for every test that uses it, in any order.
+    """
     branch = f"t{uuid.uuid4().hex[:10]}"
     result = FlowRunner(branch)("train", config=config_file, snapshot=planted_snapshot)
     assert result.successful, result.output
@@ -187,10 +198,9 @@ def test_the_promoted_champion_is_packaged_and_served_with_its_lineage(promoted,
     assert [row["model_version"] for row in answer] == [version, version]
 
 
-def test_an_equal_champion_is_kept_and_rollback_restores_the_previous(run_flow, branch, config_file, planted_snapshot):
-    first = run_flow("train", config=config_file, snapshot=planted_snapshot)
-    assert first.successful, first.output
-    second = run_flow("train", config=config_file, snapshot=planted_snapshot)
+def test_an_equal_champion_is_kept_and_rollback_restores_the_previous(promoted, config_file, planted_snapshot):
+    branch, first = promoted  # the champion of its branch
+    second = FlowRunner(branch)("train", config=config_file, snapshot=planted_snapshot)
     assert second.successful, second.output
     assert second.run.data.promoted is False
     reason = second.run.data.decision["reason"]
@@ -218,12 +228,12 @@ def test_a_random_walk_promotes_nothing_and_says_why(run_flow, branch, config_fi
     assert registry.champion() is None and registry.bento(result.run.data.model_version) is None
 
 
-def test_resume_after_a_failed_step_reuses_the_finished_ones(run_flow, branch, config_file, planted_snapshot):
+def test_resume_after_a_failed_step_reuses_the_finished_ones(run_flow, branch, quick_config_file, planted_snapshot):
     # Something in the way of the registry's folder makes the register step fail (after its retries).
     blocker = TEST_HOME / ".metaflow" / "stockcast" / "registry" / f"test.{branch}"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a folder")
-    failed = run_flow("train", config=config_file, snapshot=planted_snapshot)
+    failed = run_flow("train", config=quick_config_file, snapshot=planted_snapshot)
     assert not failed.successful
     assert "register" in failed.output
 
@@ -241,28 +251,6 @@ def test_an_invalid_config_is_named(run_flow, tmp_path, planted_snapshot):
     result = run_flow("train", config=str(bad), snapshot=planted_snapshot)
     assert not result.successful
     assert "candidates[4].factory" in result.output and "catbooster" in result.output
-
-
-@pytest.mark.s3
-def test_on_the_s3_datastore(run_flow, branch, config_file, s3_client, tmp_path):
-    files = write_market(generate_market(PLANTED), tmp_path)
-    snapshot = _ingest(
-        branch, tmp_path, env=S3_DATASTORE_ENV, prices=str(files["prices"]), financials=str(files["financials"])
-    )
-    result = run_flow("train", env=S3_DATASTORE_ENV, config=config_file, snapshot=snapshot)
-    assert result.successful, result.output
-    assert result.run["register"].task.metadata_dict["ds-type"] == "s3"
-    store = S3Store("s3://stockcast-test/metaflow/stockcast", endpoint_url=s3_client.meta.endpoint_url)
-    registry = Registry(f"test.{branch}", store)
-    assert registry.champion_version() == f"v{result.run.id}"
-    keys = s3_client.list_objects_v2(Bucket="stockcast-test", Prefix=f"metaflow/stockcast/registry/test.{branch}/")
-    assert {Path(item["Key"]).parent.name for item in keys["Contents"]} == {"models", "events", "bentos"}
-    archive = f"metaflow/stockcast/bentos/stockcast/v{result.run.id}.bento"
-    assert registry.bento(f"v{result.run.id}")["archive"] == f"s3://stockcast-test/{archive}"
-    assert s3_client.head_object(Bucket="stockcast-test", Key=archive)["ContentLength"] > 10_000
-    assert registry.champion().load_model() is not None
-    # Nothing of this run went to the local registry.
-    assert not LocalStore(TEST_HOME / ".metaflow" / "stockcast").list(f"registry/test.{branch}/")
 
 
 def test_the_code_package_carries_the_library_to_remote_runs():
