@@ -9,7 +9,7 @@ Endpoints (all JSON):
 - BentoML's own ``/healthz`` ``/livez`` ``/readyz`` ``/metrics`` (Prometheus) and ``/docs.json`` (OpenAPI).
 
 Which model: the BentoML model named by ``STOCKCAST_MODEL_TAG`` (default ``stockcast-model:latest``), read when
-this module is imported, so the same code serves any champion. ``stockcast.deploy.build_bento`` sets it while
+this module is imported, so the same code serves any champion. ``stockcast.deploy.package.build_bento`` sets it while
 building, and ``LocalServe`` sets it when serving, so a Bento always serves the model it was built with.
 
 Client errors never become server errors: every invalid request gets a 400 whose body has BentoML's validation
@@ -35,20 +35,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stockcast.coalescing import PerTurnBatcher
-from stockcast.serving import (
+from stockcast.serve.answers import (
+    ServingInputError,
+    TickerQuery,
+    answer_queries,
+    predict_from_history,
+    prediction_records,
+)
+from stockcast.serve.bundle import (
     BUNDLE_FILE,
     DEFAULT_MODEL_TAG,
     MODEL_TAG_ENV,
     ServingBundle,
-    ServingInputError,
-    TickerQuery,
-    answer_queries,
     bundle_feature_set,
-    predict_from_history,
-    prediction_records,
     read_bundle,
 )
+from stockcast.serve.coalescing import PerTurnBatcher
 
 MAX_TICKERS = 100
 """Most tickers one ``/predict`` request may ask for."""
@@ -230,7 +232,9 @@ class ModelInfo(BaseModel):
     feature_fingerprint: str
     feature_columns: list[str]
     min_history: int = Field(description="Fewest daily rows POST /predict_from_history needs.")
-    lineage: dict[str, Any] = Field(description="Training run, data snapshot, code version, registration time.")
+    lineage: dict[str, str] = Field(
+        description="Where the model comes from: training run and task, data snapshot, feature set, code version."
+    )
     metrics: dict[str, Any] = Field(description="Walk-forward backtest metrics of the model.")
     gate: dict[str, Any] = Field(description="The promotion gate's decision and its reason.")
 
@@ -332,7 +336,7 @@ class StockcastService:
     async def predict(self, request: PredictRequest, /) -> PredictResponse:
         """Predicted next-day close of each requested ticker, from the latest data the model was deployed with."""
         # A coroutine on the event loop, and micro-batched: the /predict requests that arrive together are answered
-        # by one model call (`stockcast.coalescing`), each with its own answer or error. A model call costs about
+        # by one model call (`stockcast.serve.coalescing`), each with its own answer or error. A model call costs about
         # as much for one row as for a dozen, so under load this halves the CPU a request costs (BENCHMARKS.md,
         # "Serving"). /predict_from_history computes features (about 80 ms) and stays a plain function, run in
         # BentoML's thread pool, so it never holds up /predict.
@@ -363,27 +367,16 @@ class StockcastService:
         return ModelInfo(
             model_tag=self.model_tag,
             model_version=self.bundle.model_version,
-            candidate_id=record["candidate"]["candidate_id"],
+            candidate_id=record.candidate_id,
             as_of=self.bundle.as_of.date(),
             tickers=self.bundle.tickers,
             feature_set=self.bundle.feature_set,
             feature_fingerprint=self.bundle.feature_fingerprint,
             feature_columns=list(self.bundle.feature_columns),
             min_history=self.bundle.min_history,
-            lineage={
-                key: record[key]
-                for key in (
-                    "branch",
-                    "run_pathspec",
-                    "model_task",
-                    "data_version",
-                    "snapshot_run",
-                    "code_version",
-                    "registered_at",
-                )
-            },
-            metrics=record["metrics"],
-            gate=record["gate"],
+            lineage=record.lineage(),
+            metrics=record.metrics,
+            gate=record.gate,
         )
 
 
@@ -419,5 +412,5 @@ def client_error(error: ServingInputError, request_model: type[BaseModel]) -> Va
 
 
 def to_predictions(answer: pd.DataFrame) -> list[Prediction]:
-    """The rows of a ``stockcast.serving`` answer as response models."""
+    """The rows of a ``stockcast.serve.answers`` answer as response models."""
     return [Prediction.model_validate(record) for record in prediction_records(answer)]

@@ -16,9 +16,9 @@ import pandas as pd
 
 from features.definitions import FeatureDefinition, Kind
 from features.errors import InsufficientHistory
+from features.inputs import FINANCIAL_INPUT, PRICE_INPUT, InputTable
 from features.sets import DEFAULT_FEATURE_SET, KEY_COLUMNS, WARM_COLUMN, FeatureSet
 from features.windows import PricePanel, ticker_positions, warm_up_mask
-from stockcast.data.contract import FINANCIALS, PRICES, FileContract
 
 AsOf = pd.Timestamp | str | None
 
@@ -189,7 +189,7 @@ def _as_timestamp(as_of: AsOf) -> pd.Timestamp | None:
 
 def _prepare_prices(prices: pd.DataFrame | None, as_of: pd.Timestamp | None) -> pd.DataFrame:
     """A typed copy of the contract columns up to ``as_of``, sorted by (ticker, date), duplicates refused."""
-    table = _typed_copy(prices, PRICES)
+    table = _typed_copy(prices, PRICE_INPUT)
     if as_of is not None:
         table = table[table["date"] <= as_of].reset_index(drop=True)
     same_ticker, date_step = _steps(table)
@@ -220,27 +220,27 @@ def _tickers_ascend(table: pd.DataFrame, same_ticker: np.ndarray) -> bool:
 
 def _prepare_financials(financials: pd.DataFrame | None, as_of: pd.Timestamp | None) -> pd.DataFrame:
     """A typed copy of the contract columns with reports published up to ``as_of``."""
-    table = _typed_copy(financials, FINANCIALS)
+    table = _typed_copy(financials, FINANCIAL_INPUT)
     if as_of is not None:
         table = table[table["report_date"] <= as_of]
     return table.reset_index(drop=True)
 
 
-def _typed_copy(table: pd.DataFrame | None, contract: FileContract) -> pd.DataFrame:
-    """The contract's required columns in memory types: naive datetime64[ns] dates, strings, float64 numbers."""
-    names = contract.required_names
+def _typed_copy(table: pd.DataFrame | None, inputs: InputTable) -> pd.DataFrame:
+    """The input's columns in memory types: naive datetime64[ns] dates, strings, float64 numbers."""
+    names = inputs.names
     if table is None:
         table = pd.DataFrame({name: [] for name in names})
     missing = [name for name in names if name not in table.columns]
     if missing:
-        raise ValueError(f"{contract.file_name} data lack column(s) {missing}; the contract needs {names}")
+        raise ValueError(f"{inputs.name} lack column(s) {missing}; the features need {names}")
     columns = {}
-    for spec in contract.columns:
+    for spec in inputs.columns:
         column = table[spec.name]
         if spec.kind == "date":
             column = pd.to_datetime(column)
             if column.dt.tz is not None:
-                raise ValueError(f"{contract.file_name}: {spec.name} must hold naive dates (no time zone)")
+                raise ValueError(f"{inputs.name}: {spec.name} must hold naive dates (no time zone)")
             column = column.astype("datetime64[ns]")
         elif spec.kind == "text":
             column = column.astype("str")

@@ -7,13 +7,14 @@ published and the latest snapshot stays what it was. Downstream flows read the r
 ``stockcast.data.snapshot.latest_snapshot()``.
 """
 
-from metaflow import FlowSpec, Parameter, card, current, namespaced_event_name, project, retry, step, trigger
+from metaflow import Parameter, card, current, namespaced_event_name, project, retry, step, trigger
 
-from stockcast.cards import snapshot_card
+from stockcast.core.events import DATA_EVENT
+from stockcast.core.params import parse_fraction, parse_optional_date
+from stockcast.data.card import snapshot_card
 from stockcast.data.ingest import build_snapshot, load_sources, validate_batch
 from stockcast.data.snapshot import latest_snapshot_or_none, load_snapshot
-from stockcast.events import DATA_EVENT
-from stockcast.params import parse_fraction, parse_optional_date
+from stockcast.flowbase import StockcastFlow
 
 
 # Deployed on Argo Workflows, a `data_arrived` event of this project branch (`mfns.stockcast.<branch>.data_arrived`)
@@ -26,7 +27,7 @@ from stockcast.params import parse_fraction, parse_optional_date
     }
 )
 @project(name="stockcast")
-class IngestFlow(FlowSpec):
+class IngestFlow(StockcastFlow):
     """Load, validate and merge the contract files into a new data snapshot of this project branch."""
 
     prices_uri = Parameter(

@@ -13,7 +13,6 @@ BatchPredictFlow of its branch, and on a weekday schedule so that stale data is 
 import pandas as pd
 from metaflow import (
     Config,
-    FlowSpec,
     Parameter,
     card,
     current,
@@ -27,37 +26,23 @@ from metaflow import (
 )
 from metaflow.integrations import ArgoEvent
 
-from features import get_feature_set
-from stockcast.cards import monitoring_card
-from stockcast.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
-from stockcast.data.snapshot import latest_snapshot, load_snapshot
-from stockcast.events import RETRAIN_EVENT
-from stockcast.monitor_inputs import (
-    calibrated_drift,
-    days_between,
-    drift_windows,
-    last_training_data_end,
-    realised_predictions,
-    record_alerts,
-    retrain_call,
-)
-from stockcast.monitoring import assess, daily_performance
-from stockcast.params import parse_optional_date
-from stockcast.registry import Registry
+from stockcast.core.events import RETRAIN_EVENT
+from stockcast.core.params import parse_optional_date
+from stockcast.flowbase import SnapshotFlow
+from stockcast.operate.cards import monitoring_card
+from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
+from stockcast.operate.watch import judge, measure, training_data_end
 
 
 # Deployed: after every batch prediction, and every weekday evening even when no data came (freshness is watched).
 @schedule(cron="0 23 * * 1-5", timezone="Etc/UTC")
 @trigger_on_finish(flow="BatchPredictFlow")
 @project(name="stockcast")
-class MonitorFlow(FlowSpec):
+class MonitorFlow(SnapshotFlow):
     """Realised performance, drift, freshness and age of the champion; alerts and the retraining trigger."""
 
     config = Config(
         "config", default=lambda _ctx: str(OPERATE_CONFIG_FILE), parser=parse_operate_config, help="operations TOML"
-    )
-    snapshot_run = Parameter(
-        "snapshot", default="", help="IngestFlow run pathspec to monitor with; empty means the branch's latest."
     )
     today = Parameter(
         "today", default="", help="The date treated as today for freshness and age (YYYY-MM-DD); empty: the real date."
@@ -66,36 +51,26 @@ class MonitorFlow(FlowSpec):
     @step
     def start(self):
         """Pin today, the snapshot and the champion being watched."""
+        self.settings = OperateConfig.model_validate(self.config)
         self.as_of_today = parse_optional_date("today", self.today) or pd.Timestamp.today().normalize()
-        snapshot = load_snapshot(self.snapshot_run) if self.snapshot_run else latest_snapshot(current.branch_name)
-        self.snapshot_pathspec = snapshot.run_pathspec
-        self.data_end = snapshot.summary["date_range"][1]
-        self.champion = Registry(current.branch_name).require_champion()
-        self.training_end = load_snapshot(self.champion.snapshot_run).summary["date_range"][1]
+        self.pin_snapshot()
+        self.champion = self.branch_registry().require_champion()
+        self.training_end = training_data_end(self.champion)
         self.next(self.measure)
 
     @resources(memory=8000, cpu=2)
     @step
     def measure(self):
         """Score the champion's past predictions on the closes that followed, and measure input drift."""
-        from stockcast.batch import load_predictions  # it loads scikit-learn (for serving): only this step needs it
-
-        settings = OperateConfig.model_validate(self.config).monitor
-        snapshot = load_snapshot(self.snapshot_pathspec)
-        published = load_predictions(Registry(current.branch_name).store, current.branch_name)
-        self.realised = realised_predictions(published, snapshot.prices, self.champion.version)
-        self.performance = daily_performance(self.realised, window=settings.window_days)
-        feature_set = get_feature_set(self.champion.feature_set)
-        windows = drift_windows(
-            snapshot.prices,
-            snapshot.financials,
-            feature_set,
-            training_end=pd.Timestamp(self.training_end),
-            reference_days=settings.reference_window_days,
-            current_days=settings.drift_window_days,
-            calibration_windows=settings.calibration_windows,
+        measured = measure(
+            self.champion,
+            self.snapshot(),
+            self.branch_registry().store,
+            current.branch_name,
+            self.settings.monitor,
+            training_end=self.training_end,
         )
-        self.drift = calibrated_drift(windows, feature_set.feature_columns, psi_threshold=settings.psi_threshold)
+        self.realised, self.performance, self.drift = measured.realised, measured.performance, measured.drift
         self.next(self.assess)
 
     @card(type="blank", id="monitoring")
@@ -103,29 +78,21 @@ class MonitorFlow(FlowSpec):
     @step
     def assess(self):
         """Compare with the thresholds; record alerts and call for retraining when the champion has decayed."""
-        settings = OperateConfig.model_validate(self.config).monitor
-        self.backtest_rmse_vs_naive = self.champion.metrics.get("rmse_vs_naive")
-        self.report = assess(
+        verdict = judge(
             self.performance,
             self.drift,
-            data_age_days=days_between(self.data_end, self.as_of_today),
-            model_age_days=days_between(self.training_end, self.as_of_today),
-            backtest_rmse_vs_naive=self.backtest_rmse_vs_naive,
-            thresholds=settings,
-        )
-        self.retrain, self.retrain_reason = retrain_call(
-            self.report,
+            self.champion,
+            self.settings.monitor,
             data_end=self.data_end,
-            last_trained_on=last_training_data_end(current.branch_name),
-            cooldown_days=settings.retrain_cooldown_days,
+            training_end=self.training_end,
+            today=self.as_of_today,
+            store=self.branch_registry().store,
+            branch=current.branch_name,
+            run_pathspec=f"{current.flow_name}/{current.run_id}",
         )
-        self.alerts_url = record_alerts(
-            Registry(current.branch_name).store,
-            current.branch_name,
-            self.as_of_today,
-            f"{current.flow_name}/{current.run_id}",
-            self.report,
-        )
+        self.report, self.retrain, self.retrain_reason = verdict.report, verdict.retrain, verdict.reason
+        self.alerts_url = verdict.alerts_url
+        self.backtest_rmse_vs_naive = self.champion.metrics.get("rmse_vs_naive")
         current.card["monitoring"].extend(
             monitoring_card(
                 self.performance, self.drift, self.report, backtest_rmse_vs_naive=self.backtest_rmse_vs_naive

@@ -1,23 +1,15 @@
 """The user-facing CSV contract (DESIGN.md §3): file names, columns, their kinds and keys.
 
 Every reader, validator and writer in the project takes the column lists from here, so the contract is stated once.
+The required columns are those the feature library reads (``features.inputs``): the contract adds the files' names,
+their keys and the optional columns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-ColumnKind = Literal["date", "text", "number"]
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a contract file: its name, how it is parsed, and whether a value may be missing."""
-
-    name: str
-    kind: ColumnKind
-    nullable: bool = False
+from features.inputs import FINANCIAL_INPUT, PRICE_INPUT, Column
 
 
 @dataclass(frozen=True)
@@ -41,35 +33,14 @@ class FileContract:
 
 PRICES = FileContract(
     file_name="stock_price.csv",
-    columns=(
-        Column("date", "date"),
-        Column("ticker", "text"),
-        Column("open", "number"),
-        Column("high", "number"),
-        Column("low", "number"),
-        Column("close", "number"),
-        Column("volume", "number"),
-    ),
+    columns=PRICE_INPUT.columns,
     optional_columns=(Column("adj_close", "number"),),
     key=("ticker", "date"),
 )
 
 FINANCIALS = FileContract(
     file_name="financial_info.csv",
-    columns=(
-        Column("ticker", "text"),
-        Column("period_end", "date"),
-        Column("report_date", "date"),
-        # Reported figures may be absent for a quarter (a bank reports no "revenue" line, say): missing stays
-        # missing and is never invented downstream.
-        Column("revenue", "number", nullable=True),
-        Column("net_income", "number", nullable=True),
-        Column("eps", "number", nullable=True),
-        Column("total_assets", "number", nullable=True),
-        Column("total_liabilities", "number", nullable=True),
-        Column("shares_outstanding", "number", nullable=True),
-        Column("sector", "text"),
-    ),
+    columns=FINANCIAL_INPUT.columns,
     optional_columns=(),
     key=("ticker", "period_end"),
 )

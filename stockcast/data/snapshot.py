@@ -14,8 +14,8 @@ from functools import cached_property
 
 import pandas as pd
 
+from stockcast.core.runs import NoRunError, latest_successful_run, run_by_pathspec
 from stockcast.data.contract import FINANCIALS
-from stockcast.runs import NoRunError, latest_successful_run, run_by_pathspec
 
 INGEST_FLOW = "IngestFlow"
 ORACLE_KEY = ("ticker", "date")
@@ -123,6 +123,12 @@ def latest_snapshot(branch: str | None = None) -> Snapshot:
 def load_snapshot(run_pathspec: str) -> Snapshot:
     """The snapshot published by a given IngestFlow run (``IngestFlow/<run_id>``)."""
     return Snapshot(run_by_pathspec(run_pathspec))
+
+
+def resolve_snapshot(run_pathspec: str, branch: str) -> Snapshot:
+    """The snapshot a run was asked for (``IngestFlow/<run_id>``), or the branch's latest when none was named: how
+    every downstream flow's ``--snapshot`` parameter is read."""
+    return load_snapshot(run_pathspec) if run_pathspec else latest_snapshot(branch)
 
 
 def latest_snapshot_or_none(branch: str | None = None) -> Snapshot | None:

@@ -1,0 +1,94 @@
+"""The deployment configuration (``configs/deploy.toml``): where ``stockcast-rollout`` puts the champion's Bento and
+how it smoke-tests it there.
+
+Validated like every configuration (``stockcast.core.config``): strict, every problem named with its field path
+(``kubernetes.port: ...``). Environment variables carry only endpoints and secrets: ``STOCKCAST_ENDPOINT`` (the URL a
+Kubernetes deployment answers at), ``KUBECONFIG``, ``BENTO_CLOUD_API_KEY`` and ``BENTO_CLOUD_API_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, PositiveFloat, PositiveInt, StringConstraints, model_validator
+
+from stockcast.core.config import CONFIG_DIR, Settings, invalid, load_settings, parse_settings
+
+DEPLOY_CONFIG_FILE = CONFIG_DIR / "deploy.toml"
+SOURCE = "deploy configuration"
+
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+"""A Kubernetes object name (RFC 1123 label), also fine as a BentoCloud deployment name."""
+
+
+class SmokeSettings(Settings):
+    """What the smoke test asks a fresh deployment (``stockcast.deploy.smoke``)."""
+
+    tickers: PositiveInt = 3
+    """Tickers whose predictions must equal, to the last bit, what the library computes from the same model."""
+    timeout_s: PositiveFloat = 10.0
+    """Per-request timeout."""
+
+
+class LocalSettings(Settings):
+    """``bentoml serve`` on this machine."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 3000
+    startup_timeout_s: PositiveFloat = 60.0
+
+
+class KubernetesSettings(Settings):
+    """A Deployment and a Service in one namespace; the image is ``<image>:<model version>``."""
+
+    image: Annotated[str, StringConstraints(min_length=1)]
+    """Image repository the Bento's image is pushed to, such as ``ghcr.io/<owner>/stockcast``."""
+    build_image: bool = True
+    """Build (``bentoml containerize``) and push the image; false when another step already pushed it."""
+    namespace: DnsLabel = "stockcast"
+    name: DnsLabel = "stockcast"
+    replicas: PositiveInt = 2
+    port: Annotated[int, Field(ge=1, le=65535)] = 3000
+    cpu: str = "1"
+    memory: str = "2Gi"
+    rollout_timeout_s: PositiveInt = 600
+    ready_timeout_s: PositiveFloat = 120.0
+    """How long the endpoint may take to answer ``/readyz`` after the rollout finished (Ingress propagation)."""
+
+
+class BentoCloudSettings(Settings):
+    """A BentoCloud deployment of the Bento."""
+
+    deployment: DnsLabel = "stockcast"
+    cluster: str | None = None
+    instance_type: str | None = None
+    scaling_min: Annotated[int, Field(ge=0)] = 1
+    scaling_max: PositiveInt = 2
+    ready_timeout_s: PositiveInt = 1800
+
+
+class DeployConfig(Settings):
+    """The target a rollout uses, its settings, and the smoke test."""
+
+    target: Literal["local", "kubernetes", "bentocloud"]
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    kubernetes: KubernetesSettings | None = None
+    bentocloud: BentoCloudSettings = Field(default_factory=BentoCloudSettings)
+
+    @model_validator(mode="after")
+    def _kubernetes_has_its_section(self) -> Self:
+        if self.target == "kubernetes" and self.kubernetes is None:
+            raise invalid("target 'kubernetes' needs a [kubernetes] section with image", "kubernetes")
+        return self
+
+
+def parse_deploy_config(text: str) -> DeployConfig:
+    """Deploy TOML validated; ``ConfigError`` lists every problem with its field path."""
+    return parse_settings(text, DeployConfig, source=SOURCE)
+
+
+def load_deploy_config(path: str | Path = DEPLOY_CONFIG_FILE) -> DeployConfig:
+    """A deploy configuration file, validated."""
+    return load_settings(path, DeployConfig, source=SOURCE)

@@ -1,0 +1,265 @@
+"""Packaging a model for serving, one function per action, and the release TrainFlow's deploy step makes of them.
+
+1. ``save_bento_model``: the champion's ``ServingBundle`` into the BentoML model store (``BENTOML_HOME``), with its
+   lineage (``ModelRecord.lineage``) as labels and its metrics as metadata, under a version derived from the
+   registry version;
+2. ``build_bento``: a Bento of ``bentos/`` (the service with the ``stockcast`` and ``features`` packages) serving
+   that model, built offline: requirements are pinned to this environment, never locked against the index;
+3. ``export_bento`` / ``import_bento``: the Bento archive to and from the object store beside the Metaflow datastore
+   (local folder or S3), so any deployment can be rebuilt or rolled back from the store alone;
+4. ``package_champion``: the three above, with a smoke test of the built Bento on loopback before its archive is
+   exported; ``release`` then records the Bento in the registry and promotes the model: TrainFlow's deploy step is
+   this one call, so a champion always has a Bento that served.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import chdir, contextmanager
+from dataclasses import dataclass
+from hashlib import sha256
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import pandas as pd
+import yaml
+from bentoml.exceptions import NotFound
+
+from stockcast.core.registry import ModelRecord, Registry
+from stockcast.core.storage import ObjectStore
+from stockcast.deploy.smoke import smoke_test
+from stockcast.deploy.targets import DeployError, LocalServe
+from stockcast.serve.bundle import (
+    BENTO_MODEL_NAME,
+    BUNDLE_FILE,
+    MODEL_TAG_ENV,
+    ServingBundle,
+    build_bundle,
+    read_bundle,
+    write_bundle,
+)
+from stockcast.train.zoo import Estimator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The Bento's build context: ``bentos/`` and the packages the service imports."""
+BENTOFILE = REPO_ROOT / "bentos" / "bentofile.yaml"
+BENTO_NAME = "stockcast"
+"""Every Bento is ``stockcast:<model version>``: one Bento per champion."""
+STORE_PREFIX = "bentos"
+"""Exported Bentos live at ``bentos/<name>/<version>.bento`` in the object store."""
+
+_TAG_VERSION = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What TrainFlow's deploy step did: whether the model was promoted, its Bento (tag, archive) when it was, and
+    the branch's champion afterwards."""
+
+    promoted: bool
+    bento: dict[str, str] | None
+    champion_version: str | None
+
+
+def model_tag_for(model_version: str) -> str:
+    """The BentoML model tag of a registry version: ``stockcast-model:<version>``, the same for the same version.
+
+    Registry versions that BentoML would refuse as a tag version (upper case, ``/``, too long: some schedulers'
+    run ids) are lower-cased, cleaned and suffixed with a hash of the original, so distinct versions stay distinct.
+    """
+    if len(model_version) <= 63 and _TAG_VERSION.match(model_version):
+        return f"{BENTO_MODEL_NAME}:{model_version}"
+    cleaned = re.sub(r"[^-._a-z0-9]+", "-", model_version.lower()).strip("-._")[:54].rstrip("-._")
+    digest = sha256(model_version.encode()).hexdigest()[:8]
+    return f"{BENTO_MODEL_NAME}:{cleaned}-{digest}" if cleaned else f"{BENTO_MODEL_NAME}:{digest}"
+
+
+def save_bento_model(bundle: ServingBundle) -> str:
+    """Save the bundle as a BentoML model in the store under ``BENTOML_HOME``; return its tag.
+
+    Saving the same registry version again returns the stored model's tag without writing anything, so a retried
+    deploy step deploys exactly the same model. A stored model of that tag from another training run is an error.
+    """
+    tag = model_tag_for(bundle.model_version)
+    labels = bundle.record.lineage()
+    try:
+        existing = bentoml.models.get(tag)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        if existing.info.labels.get("run_pathspec") != labels["run_pathspec"]:
+            raise DeployError(
+                f"BentoML model {tag} already exists from run {existing.info.labels.get('run_pathspec')}, "
+                f"not from {labels['run_pathspec']}; delete it or use another BENTOML_HOME"
+            )
+        return str(existing.tag)
+    metadata = {"metrics": _without_none(bundle.record.metrics), "gate": _without_none(bundle.record.gate)}
+    with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
+        write_bundle(bundle, model.path_of(BUNDLE_FILE))
+    return str(model.tag)
+
+
+def build_bento(model_tag: str) -> str:
+    """Build a Bento of ``bentos/`` that serves the BentoML model ``model_tag``; return the Bento's tag.
+
+    The Bento's version is the model's, so building for the same champion twice gives the same Bento: an existing
+    one is returned as it is (a rollback redeploys exactly what was deployed before). The options come from
+    ``bentos/bentofile.yaml``, with its Python packages pinned to the versions installed here and locking switched
+    off (no index access). The model's lineage labels are copied onto the Bento.
+    """
+    model = bentoml.models.get(model_tag)
+    options: dict[str, Any] = yaml.safe_load(BENTOFILE.read_text())
+    existing = _existing_bento(model.tag)
+    if existing is not None:
+        return existing
+    python = dict(options.get("python") or {})
+    python["packages"] = [f"{name}=={installed_version(name)}" for name in python.get("packages", [])]
+    python["lock_packages"] = False
+    options.update(
+        python=python,
+        labels={**options.get("labels", {}), **model.info.labels, "model_tag": str(model.tag)},
+        models=[str(model.tag)],
+    )
+    service_module = options["service"].partition(":")[0]
+    # Built as `bentoml build` runs, from the root: BentoML reads files named in the options relative to it.
+    with chdir(REPO_ROOT), _environment(MODEL_TAG_ENV, str(model.tag)):
+        # The service reads its model tag when its module is imported, and BentoML reuses a module imported
+        # before: drop it so that this build's tag is the one the service refers to.
+        sys.modules.pop(service_module, None)
+        try:
+            bento = bentoml.bentos.build(
+                **options, name=BENTO_NAME, version=model.tag.version, build_ctx=str(REPO_ROOT)
+            )
+        finally:
+            # ... and drop it again, so that no later load in this process gets this build's model by accident.
+            sys.modules.pop(service_module, None)
+    packaged = sorted(str(info.tag) for info in bento.info.all_models)
+    if packaged != [str(model.tag)]:
+        raise DeployError(f"Bento {bento.tag} packages models {packaged}, expected only {model.tag}")
+    return str(bento.tag)
+
+
+def package_champion(
+    record: ModelRecord,
+    prices: pd.DataFrame,
+    financials: pd.DataFrame | None,
+    store: ObjectStore,
+    *,
+    estimator: Estimator | None = None,
+) -> dict[str, str]:
+    """Package a model for serving and return what the registry records of it.
+
+    The model's ``ServingBundle`` (from the snapshot it was trained on) goes into the BentoML model store, a Bento
+    is built around it and smoke-tested on loopback, and only then is its archive exported to ``store``: an archive
+    in the store is a Bento that served. Returns ``model_tag``, ``bento_tag`` and ``archive`` (the archive's URL).
+    """
+    bundle = build_bundle(record, prices, financials, estimator=estimator)
+    model_tag = save_bento_model(bundle)
+    bento_tag = build_bento(model_tag)
+    with LocalServe() as serving:
+        smoke_test(serving.deploy(bento_tag), bundle)
+    return {"model_tag": model_tag, "bento_tag": bento_tag, "archive": export_bento(bento_tag, store)}
+
+
+def release(
+    registry: Registry,
+    record: ModelRecord,
+    *,
+    promote: bool,
+    reason: str,
+    expected_champion: str | None,
+    prices: pd.DataFrame,
+    financials: pd.DataFrame | None,
+    estimator: Estimator | None = None,
+) -> Release:
+    """When the gate said ``promote``: package the model (``package_champion``), record its Bento in the registry and
+    promote it, provided the champion is still ``expected_champion`` (the one the gate judged against; otherwise the
+    registry's ``ChampionChangedError`` names both). When it did not, build nothing: the champion's Bento stays.
+
+    A retried step finds the model already packaged and promoted and changes nothing.
+    """
+    if not promote:
+        return Release(promoted=False, bento=None, champion_version=registry.champion_version())
+    bento = package_champion(record, prices, financials, registry.store, estimator=estimator)
+    registry.record_bento(record.version, bento)
+    if registry.champion_version() != record.version:
+        registry.promote(record.version, reason=reason, expected_champion=expected_champion)
+    return Release(promoted=True, bento=bento, champion_version=registry.champion_version())
+
+
+def bento_bundle(bento_tag: str) -> ServingBundle:
+    """The ``ServingBundle`` a Bento serves, read from its model in the local BentoML store."""
+    bento = bentoml.bentos.get(bento_tag)
+    models = [info.tag for info in bento.info.all_models if info.tag.name == BENTO_MODEL_NAME]
+    if len(models) != 1:
+        raise DeployError(f"Bento {bento.tag} should package one {BENTO_MODEL_NAME} model, found {models}")
+    return read_bundle(bentoml.models.get(models[0]).path_of(BUNDLE_FILE))
+
+
+def export_bento(bento_tag: str, store: ObjectStore) -> str:
+    """Export the Bento (with its model) as an archive into ``store``; return the archive's URL."""
+    bento = bentoml.bentos.get(bento_tag)
+    key = f"{STORE_PREFIX}/{bento.tag.name}/{bento.tag.version}.bento"
+    with tempfile.TemporaryDirectory(prefix="stockcast-export-") as folder:
+        archive = bentoml.bentos.export_bento(bento.tag, str(Path(folder) / "bento.bento"))
+        store.put(key, Path(archive).read_bytes())
+    return store.url(key)
+
+
+def import_bento(url: str, store: ObjectStore) -> str:
+    """Import a Bento archive that ``export_bento`` put in ``store``; return its tag (already there: unchanged)."""
+    prefix = store.url("")
+    if not url.startswith(prefix):
+        raise ValueError(f"{url} is not in the object store at {store.root}")
+    key = url[len(prefix) :]
+    name, _, file_name = key.removeprefix(f"{STORE_PREFIX}/").partition("/")
+    tag = f"{name}:{file_name.removesuffix('.bento')}"
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except NotFound:
+        pass
+    with tempfile.TemporaryDirectory(prefix="stockcast-import-") as folder:
+        archive = Path(folder) / "bento.bento"
+        archive.write_bytes(store.get(key))
+        return str(bentoml.bentos.import_bento(str(archive)).tag)
+
+
+def _existing_bento(model_tag: bentoml.Tag) -> str | None:
+    """The Bento already built for ``model_tag``, if any. One of that tag serving another model is an error, not
+    something to overwrite."""
+    try:
+        bento = bentoml.bentos.get(f"{BENTO_NAME}:{model_tag.version}")
+    except NotFound:
+        return None
+    if bento.info.labels.get("model_tag") != str(model_tag):
+        raise DeployError(f"Bento {bento.tag} serves {bento.info.labels.get('model_tag')}, not {model_tag}")
+    return str(bento.tag)
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """Set one environment variable while inside, restoring its previous state after."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` without ``None`` entries, which BentoML metadata cannot hold (the registry writes NaN as None)."""
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(item) for item in value if item is not None]
+    return value

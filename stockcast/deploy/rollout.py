@@ -1,0 +1,134 @@
+"""Roll a branch's champion out to where it serves, smoke-test it there, and roll back when the smoke test fails.
+
+    stockcast-rollout [--branch prod] [--config configs/deploy.toml]
+
+``rollout`` deploys the champion's Bento (imported from its archive in the object store, so any machine can do it)
+to the ``DeployTarget`` the deploy configuration names (``stockcast.deploy.targets``) and smoke-tests the endpoint it
+serves at (``stockcast.deploy.smoke``). When that fails, the registry is rolled back (``Registry.rollback``: the
+champion the failed one replaced is champion again, with the reason in the history) and the previous champion's Bento
+is deployed and smoke-tested in its place: production keeps serving a model that passed, and the run fails loudly.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from stockcast.core.config import ConfigError
+from stockcast.core.registry import Registry, RegistryError
+from stockcast.core.runs import user_branch
+from stockcast.deploy.config import DEPLOY_CONFIG_FILE, SmokeSettings, load_deploy_config
+from stockcast.deploy.package import bento_bundle, import_bento
+from stockcast.deploy.smoke import smoke_test
+from stockcast.deploy.targets import DeployError, DeployTarget, build_target
+
+
+class RolloutError(RuntimeError):
+    """A rollout could not leave a smoke-tested model serving; the message says what happened to each version."""
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """What serves after a rollout, and, when it was rolled back, the version that failed and why."""
+
+    branch: str
+    model_version: str
+    bento_tag: str
+    endpoint: str
+    failed_version: str | None = None
+    failure: str | None = None
+
+    @property
+    def rolled_back(self) -> bool:
+        """Whether the champion failed its smoke test and the previous one serves instead."""
+        return self.failed_version is not None
+
+
+def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | None = None) -> RolloutResult:
+    """Deploy the champion of ``registry`` to ``target`` and smoke-test it; on failure roll the registry back and
+    deploy the previous champion instead.
+
+    Returns what serves afterwards. ``RolloutError`` when no smoke-tested model could be left serving (no champion,
+    no Bento recorded for it, or the previous champion failing too).
+    """
+    smoke = smoke or SmokeSettings()
+    champion = registry.champion_version()
+    if champion is None:
+        raise RolloutError(f"branch {registry.branch} has no champion to roll out")
+    try:
+        bento_tag = _bento_tag(registry, champion)
+        endpoint = target.deploy(bento_tag)
+        smoke_test(endpoint, bento_bundle(bento_tag), smoke)
+        return RolloutResult(registry.branch, champion, bento_tag, endpoint)
+    except DeployError as exc:
+        failure = f"rollout of {champion} failed: {exc}"
+    try:
+        event = registry.rollback(reason=failure)
+    except RegistryError as exc:
+        raise RolloutError(f"{failure}\nand it cannot be rolled back: {exc}") from exc
+    try:
+        previous_tag = _bento_tag(registry, event.version)
+        endpoint = target.deploy(previous_tag)
+        smoke_test(endpoint, bento_bundle(previous_tag), smoke)
+    except DeployError as exc:
+        raise RolloutError(
+            f"{failure}\nThe registry was rolled back to {event.version}, whose redeployment failed too: {exc}"
+        ) from exc
+    return RolloutResult(registry.branch, event.version, previous_tag, endpoint, champion, failure)
+
+
+def _bento_tag(registry: Registry, version: str) -> str:
+    """The Bento recorded for ``version``, imported into the local BentoML store from its archive if needed."""
+    bento: dict[str, Any] | None = registry.bento(version)
+    if bento is None:
+        raise DeployError(
+            f"model {version} on branch {registry.branch} has no Bento recorded: only a TrainFlow "
+            "deploy step that promoted it builds one"
+        )
+    return import_bento(bento["archive"], registry.store)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``stockcast-rollout``: deploy a branch's champion to the configured target, smoke-test it, roll back on failure.
+
+    Exit status 0 when the champion serves, 1 when it failed and the previous champion serves instead, 2 when no
+    smoke-tested model could be left serving.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="stockcast-rollout", description=main.__doc__)
+    parser.add_argument("--branch", default=None, help="@project branch (default: your user branch; CD uses prod)")
+    parser.add_argument(
+        "--config", default=str(DEPLOY_CONFIG_FILE), help="deploy configuration TOML (target, smoke test)"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_deploy_config(args.config)
+        target = build_target(config)
+        result = rollout(Registry(args.branch or user_branch()), target, config.smoke)
+    except (ConfigError, DeployError, RolloutError, RegistryError) as exc:
+        print(f"stockcast-rollout: {exc}", file=sys.stderr)
+        return 2
+    serving = f"{result.model_version} ({result.bento_tag}) serves at {result.endpoint}"
+    if result.rolled_back:
+        print(f"stockcast-rollout: {result.failure}", file=sys.stderr)
+        print(f"Rolled back branch {result.branch}: {serving}")
+    else:
+        print(f"Branch {result.branch}: champion {serving}")
+    if config.target == "local":
+        print("Serving on this machine until interrupted (Ctrl-C).", flush=True)
+        try:
+            while target.health(result.endpoint):
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            target.stop()
+    return 1 if result.rolled_back else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

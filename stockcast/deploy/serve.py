@@ -1,0 +1,55 @@
+"""Serve a branch's champion (or another registered version) on this machine: ``python -m stockcast.deploy serve``.
+
+The Bento is imported from the registry's archive when this machine's BentoML store lacks it, so any machine that
+sees the datastore can serve any promoted version.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from stockcast.core.registry import Registry, RegistryError
+from stockcast.core.runs import user_branch
+from stockcast.deploy.package import import_bento
+from stockcast.deploy.targets import DeployError, bentoml_serve_command
+from stockcast.serve.bundle import MODEL_TAG_ENV
+
+
+def serve_command(registry: Registry, version: str | None, *, host: str, port: int) -> tuple[list[str], str]:
+    """The ``bentoml serve`` command for the Bento of ``version`` (default: the champion) and the model tag it
+    serves; the Bento is imported from the registry's archive when this machine's BentoML store lacks it.
+    ``DeployError`` says what is missing."""
+    version = registry.get(version).version if version else registry.require_champion().version
+    bento = registry.bento(version)
+    if bento is None:
+        raise DeployError(f"model {version} on branch {registry.branch} has no Bento: only promoted models get one")
+    try:
+        bento_tag = import_bento(bento["archive"], registry.store)
+    except (KeyError, ValueError) as exc:
+        raise DeployError(f"the Bento archive of {version} cannot be read from {bento['archive']}: {exc}") from exc
+    return bentoml_serve_command(bento_tag, host=host, port=port), bento["model_tag"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stockcast.deploy serve``: serve a branch's champion (or another version) on this machine."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stockcast.deploy", description=main.__doc__)
+    parser.add_argument("--branch", default=None, help="@project branch (default: your user branch, user.<name>)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run `bentoml serve` on a model's Bento until interrupted")
+    serve.add_argument("--version", default=None, help="registry version to serve (default: the champion)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+
+    registry = Registry(args.branch or user_branch())
+    try:
+        command, model_tag = serve_command(registry, args.version, host=args.host, port=args.port)
+    except (DeployError, RegistryError) as exc:
+        print(f"stockcast.deploy: {exc}", file=sys.stderr)
+        return 1
+    bento_tag = command[command.index("serve") + 1]
+    print(f"Serving {bento_tag} ({model_tag}) at http://{args.host}:{args.port}", flush=True)
+    os.execve(sys.executable, command, {**os.environ, MODEL_TAG_ENV: model_tag})

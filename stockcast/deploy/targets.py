@@ -1,0 +1,351 @@
+"""Where a Bento runs: the ``DeployTarget`` interface and its implementations, chosen by the deploy configuration.
+
+- ``LocalServe``: ``bentoml serve`` in a subprocess on this machine, on a port of its own (smoke tests, demos);
+- ``LocalTarget``: ``LocalServe`` on the configured address, replacing what it serves on every ``deploy``;
+- ``KubernetesManifest``: the Bento as an OCI image (``bentoml containerize`` + ``docker push``), a Deployment and a
+  Service applied with ``kubectl apply`` and awaited with ``kubectl rollout status``;
+- ``BentoCloud``: the Bento pushed to BentoCloud and a deployment created or updated with BentoML's deployment API.
+
+Every target's ``deploy`` returns an endpoint once it answers ``GET /readyz`` (``wait_ready``, the one readiness wait);
+blue-green or canary targets plug in the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import bentoml
+import httpx
+import yaml
+from bentoml.exceptions import BentoMLException, NotFound
+
+from stockcast.core.network import free_port
+from stockcast.deploy.config import BentoCloudSettings, DeployConfig, KubernetesSettings, LocalSettings
+from stockcast.serve.bundle import BENTO_MODEL_NAME, MODEL_TAG_ENV
+
+ENDPOINT_ENV = "STOCKCAST_ENDPOINT"
+"""The URL a Kubernetes deployment answers at (its Ingress or load balancer), which the smoke test calls."""
+READY_POLL_S = 0.2
+
+
+class DeployError(RuntimeError):
+    """A deployment action failed; the message says which and why."""
+
+
+def is_ready(endpoint: str, *, timeout: float = 5.0) -> bool:
+    """``GET /readyz`` at ``endpoint`` answers 200: the service has loaded its model and takes requests."""
+    try:
+        return httpx.get(f"{endpoint}/readyz", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def bentoml_serve_command(bento_tag: str, *, host: str, port: int) -> list[str]:
+    """The command that serves ``bento_tag`` on ``host:port`` with this environment's BentoML."""
+    return [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
+
+
+def wait_ready(endpoint: str, timeout: float, *, gave_up: Callable[[], str | None] = lambda: None) -> None:
+    """Wait until ``endpoint`` is ready; ``DeployError`` after ``timeout`` seconds, or as soon as ``gave_up`` returns
+    a reason to stop waiting (the server process exited, say)."""
+    deadline = time.monotonic() + timeout
+    while not is_ready(endpoint):
+        reason = gave_up()
+        if reason is None and time.monotonic() > deadline:
+            reason = f"{endpoint}/readyz did not answer 200 within {timeout:g} s"
+        if reason is not None:
+            raise DeployError(reason)
+        time.sleep(min(READY_POLL_S, max(deadline - time.monotonic(), 0.0)))
+
+
+class DeployTarget(ABC):
+    """Somewhere a Bento runs: deploy it, ask whether it is healthy, stop it. Usable as a context manager that
+    stops the deployment on exit."""
+
+    @abstractmethod
+    def deploy(self, bento_tag: str) -> str:
+        """Run the Bento; return its endpoint (base URL) once it is ready to answer."""
+
+    def health(self, endpoint: str) -> bool:
+        """Whether the deployment at ``endpoint`` is ready to answer requests."""
+        return is_ready(endpoint)
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop what ``deploy`` started; doing so twice, or before deploying, does nothing."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class LocalServe(DeployTarget):
+    """``bentoml serve <bento>`` in a subprocess on this machine, ready once ``/readyz`` answers 200.
+
+    The server gets ``STOCKCAST_MODEL_TAG`` set to the Bento's own model, so it serves that model even when the
+    local model store holds newer ones. Its output goes to ``log_path`` (a temporary file by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 60.0,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self.log_path = Path(log_path) if log_path is not None else None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def deploy(self, bento_tag: str) -> str:
+        """Start the server and wait until it is ready; on failure stop it and raise with its log's tail."""
+        if self._process is not None:
+            raise DeployError(f"already serving (pid {self._process.pid}); stop() it before deploying again")
+        bento = bentoml.bentos.get(bento_tag)
+        models = [str(info.tag) for info in bento.info.all_models if info.tag.name == BENTO_MODEL_NAME]
+        if len(models) != 1:
+            raise DeployError(f"Bento {bento.tag} should package one {BENTO_MODEL_NAME} model, found {models}")
+        port = self.port or free_port(self.host)
+        endpoint = f"http://{self.host}:{port}"
+        command = bentoml_serve_command(str(bento.tag), host=self.host, port=port)
+        if self.log_path is None:
+            handle, name = tempfile.mkstemp(prefix="stockcast-serve-", suffix=".log")
+            os.close(handle)
+            self.log_path = Path(name)
+        with self.log_path.open("wb") as log:
+            # A session of its own, so stop() can end the server and the worker processes it spawns together.
+            self._process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, MODEL_TAG_ENV: models[0]},
+                start_new_session=True,
+            )
+        process = self._process
+        try:
+            wait_ready(endpoint, self.startup_timeout, gave_up=lambda: _exited(process))
+        except DeployError as exc:
+            self.stop()
+            raise DeployError(f"bentoml serve {bento.tag}: {exc}; log {self.log_path}:\n{self._log_tail()}") from None
+        return endpoint
+
+    def stop(self) -> None:
+        """Terminate the server's process group, killing it if it has not exited within 10 s."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            # The whole group: worker processes may outlive a server process that has already exited.
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            process.wait()
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def _log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None:
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+CommandRunner = Callable[[Sequence[str], str | None], str]
+"""Runs an external command with optional standard input and returns its output (``DeployError`` if it fails)."""
+
+
+def run_command(command: Sequence[str], stdin: str | None = None) -> str:
+    """Run ``command`` (kubectl, docker, bentoml); its output, or ``DeployError`` quoting the command and its output."""
+    try:
+        done = subprocess.run(list(command), input=stdin, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise DeployError(f"cannot run {command[0]}: {exc}") from exc
+    if done.returncode != 0:
+        raise DeployError(f"`{' '.join(command)}` exited with {done.returncode}:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+class LocalTarget(DeployTarget):
+    """``LocalServe`` on a fixed address, replacing the Bento it serves on every ``deploy``."""
+
+    def __init__(self, settings: LocalSettings) -> None:
+        self._serve = LocalServe(host=settings.host, port=settings.port, startup_timeout=settings.startup_timeout_s)
+
+    def deploy(self, bento_tag: str) -> str:
+        """Stop what is served here, then serve ``bento_tag``; its endpoint once ready."""
+        self._serve.stop()
+        return self._serve.deploy(bento_tag)
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self._serve.stop()
+
+
+class KubernetesManifest(DeployTarget):
+    """The Bento's image behind a Deployment and a Service, rolled out with ``kubectl``.
+
+    ``deploy`` builds and pushes the image (unless configured not to), applies the manifest (a rolling update of the
+    Deployment when it exists), waits for ``kubectl rollout status`` and then for ``endpoint`` to answer ``/readyz``.
+    """
+
+    def __init__(self, settings: KubernetesSettings, *, endpoint: str, run: CommandRunner = run_command) -> None:
+        self.settings = settings
+        self.endpoint = endpoint.rstrip("/")
+        self._run = run
+
+    def image(self, bento_tag: str) -> str:
+        """The image reference of a Bento: the configured repository, tagged with the Bento's (the model's) version."""
+        return f"{self.settings.image}:{bentoml.Tag.from_taglike(bento_tag).version}"
+
+    def manifest(self, bento_tag: str) -> str:
+        """The Deployment and Service serving ``bento_tag``, as a YAML stream for ``kubectl apply -f -``."""
+        settings = self.settings
+        version = bentoml.Tag.from_taglike(bento_tag).version
+        selector = {"app.kubernetes.io/name": settings.name}
+        labels = {**selector, "app.kubernetes.io/part-of": "stockcast", "stockcast/model-version": version}
+        probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
+        container = {
+            "name": "bento",
+            "image": self.image(bento_tag),
+            "ports": [{"name": "http", "containerPort": 3000}],
+            "readinessProbe": probe,
+            "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10},
+            "resources": {"requests": {"cpu": settings.cpu, "memory": settings.memory}},
+        }
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": labels},
+            "spec": {
+                "replicas": settings.replicas,
+                "selector": {"matchLabels": selector},
+                # Never fewer ready pods than asked for: a new version that never gets ready leaves the old serving.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            },
+        }
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": labels},
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": settings.port, "targetPort": "http"}]},
+        }
+        return yaml.safe_dump_all([deployment, service], sort_keys=False)
+
+    def deploy(self, bento_tag: str) -> str:
+        """Roll the Bento out; its endpoint once it answers ``/readyz``, else ``DeployError``."""
+        settings, namespace = self.settings, self.settings.namespace
+        if settings.build_image:
+            image = self.image(bento_tag)
+            self._run([sys.executable, "-m", "bentoml", "containerize", bento_tag, "--image-tag", image], None)
+            self._run(["docker", "push", image], None)
+        self._run(["kubectl", "apply", "--namespace", namespace, "-f", "-"], self.manifest(bento_tag))
+        self._run(
+            [
+                "kubectl",
+                "rollout",
+                "status",
+                f"deployment/{settings.name}",
+                "--namespace",
+                namespace,
+                f"--timeout={settings.rollout_timeout_s}s",
+            ],
+            None,
+        )
+        try:
+            wait_ready(self.endpoint, settings.ready_timeout_s)
+        except DeployError as exc:
+            raise DeployError(f"deployment/{settings.name} rolled out, but {exc}") from None
+        return self.endpoint
+
+    def stop(self) -> None:
+        """Delete the Deployment and the Service."""
+        settings = self.settings
+        self._run(
+            [
+                "kubectl",
+                "delete",
+                f"deployment/{settings.name}",
+                f"service/{settings.name}",
+                "--namespace",
+                settings.namespace,
+                "--ignore-not-found",
+            ],
+            None,
+        )
+
+
+class BentoCloud(DeployTarget):
+    """A BentoCloud deployment: the Bento is pushed, the deployment created (first time) or updated to it."""
+
+    def __init__(self, settings: BentoCloudSettings) -> None:
+        self.settings = settings
+
+    def deploy(self, bento_tag: str) -> str:
+        """Push the Bento, point the deployment at it and wait until it runs; its endpoint URL."""
+        settings = self.settings
+        try:
+            bentoml.bentos.push(bento_tag)
+            try:
+                bentoml.deployment.get(settings.deployment, cluster=settings.cluster)
+            except NotFound:
+                deployment = bentoml.deployment.create(
+                    name=settings.deployment,
+                    bento=bento_tag,
+                    cluster=settings.cluster,
+                    instance_type=settings.instance_type,
+                    scaling_min=settings.scaling_min,
+                    scaling_max=settings.scaling_max,
+                )
+            else:
+                deployment = bentoml.deployment.update(
+                    name=settings.deployment, cluster=settings.cluster, bento=bento_tag
+                )
+            if deployment.wait_until_ready(timeout=settings.ready_timeout_s) != 0:
+                raise DeployError(f"BentoCloud deployment {settings.deployment} did not become ready with {bento_tag}")
+            return deployment.get_endpoint_urls()[0].rstrip("/")
+        except BentoMLException as exc:
+            raise DeployError(f"BentoCloud deployment {settings.deployment} of {bento_tag} failed: {exc}") from exc
+
+    def stop(self) -> None:
+        """Terminate the deployment."""
+        try:
+            bentoml.deployment.terminate(self.settings.deployment, cluster=self.settings.cluster)
+        except NotFound:
+            return
+
+
+def build_target(config: DeployConfig, environ: Mapping[str, str] = os.environ) -> DeployTarget:
+    """The target the configuration names, with its endpoint or secrets from ``environ``."""
+    if config.target == "local":
+        return LocalTarget(config.local)
+    if config.target == "bentocloud":
+        return BentoCloud(config.bentocloud)
+    endpoint = environ.get(ENDPOINT_ENV, "")
+    if not endpoint:
+        raise DeployError(f"target 'kubernetes' needs {ENDPOINT_ENV}: the URL the deployment answers at")
+    return KubernetesManifest(config.kubernetes, endpoint=endpoint)
+
+
+def _exited(process: subprocess.Popen[bytes]) -> str | None:
+    """Why a server process is no longer worth waiting for: it exited (None while it runs)."""
+    return None if process.poll() is None else f"exited with code {process.returncode}"

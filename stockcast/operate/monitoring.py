@@ -1,0 +1,389 @@
+"""Monitoring: realised performance of past predictions, input drift, freshness, and when to retrain.
+
+- `join_realised` pairs batch predictions with the closes that realise them; `daily_performance` turns the pairs
+  into realised RMSE per day and over a rolling window, next to the naive baseline's on the same rows.
+- `population_stability_index` and `ks_statistic` measure how far a feature's recent values moved from the
+  training window's; `feature_drift` applies both to every numeric feature.
+- `assess` compares all of it with `MonitorThresholds` and says which alerts fire and whether to retrain.
+  Performance falling behind naive, decay against the backtest, feature drift and an old model call for a
+  retraining; stale data does not: a model retrained on the same stale snapshot would learn nothing new, so a
+  freshness alert asks for ingestion instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
+
+from stockcast.core.config import Settings
+from stockcast.core.frames import json_ready, require_columns
+from stockcast.serve.schema import PREDICTION_COLUMNS
+
+PSI_EMPTY_BIN_SHARE = 1e-4
+"""The share given to a bin that one side leaves empty: PSI takes log(current / reference) per bin, infinite for
+an empty bin, so an empty bin counts as this share instead (a bin empty on both sides then contributes 0)."""
+PRICE_COLUMNS = ["date", "ticker", "close"]
+PERFORMANCE_COLUMNS = [
+    "date",
+    "n",
+    "rmse",
+    "naive_rmse",
+    "rmse_vs_naive",
+    "rolling_rmse",
+    "rolling_naive_rmse",
+    "rolling_rmse_vs_naive",
+    "rolling_days",
+]
+DRIFT_COLUMNS = ["feature", "psi", "ks", "reference_rows", "current_rows", "drifted"]
+AlertKind = Literal["performance", "decay", "drift", "freshness", "model_age"]
+RETRAINING_KINDS: frozenset[str] = frozenset({"performance", "decay", "drift", "model_age"})
+"""Alert kinds that trigger a retraining; "freshness" does not (see the module docstring)."""
+
+
+# --- Drift statistics ------------------------------------------------------------------------------------------
+
+
+def population_stability_index(reference: Any, current: Any, *, bins: int = 10) -> float:
+    """PSI of `current` against `reference`: sum over bins of (c - r) * ln(c / r), with r and c the shares of
+    each side's values in the bin.
+
+    Bins are cut at the reference's quantiles (so each holds about 1/bins of the reference; repeated quantiles of
+    a discrete feature merge), the outer ones open-ended. Empty bins count as `PSI_EMPTY_BIN_SHARE`. NaNs are
+    dropped; each side needs at least `bins` values, else ValueError. Rule of thumb: below 0.1 stable, 0.1-0.25
+    a moderate shift, above 0.25 a large one.
+    """
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2, got {bins}")
+    reference_values = _finite(reference, "reference", bins)
+    current_values = _finite(current, "current", bins)
+    quantiles = np.quantile(reference_values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    edges = np.unique(quantiles)
+    # Bin i holds edges[i-1] <= x < edges[i]; values below the first edge fall in bin 0, above the last in the last.
+    reference_share = _bin_shares(reference_values, edges)
+    current_share = _bin_shares(current_values, edges)
+    return float(np.sum((current_share - reference_share) * np.log(current_share / reference_share)))
+
+
+def _bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return np.maximum(counts / len(values), PSI_EMPTY_BIN_SHARE)
+
+
+def ks_statistic(reference: Any, current: Any) -> float:
+    """The two-sample Kolmogorov–Smirnov statistic D: the largest gap between the two empirical CDFs (0 = same
+    distribution, 1 = disjoint). NaNs are dropped; each side needs at least one value."""
+    # Imported here: scipy.stats takes about a second to import, and every flow process that loads the operations
+    # configuration imports this module (for MonitorThresholds), though only drift measurement needs scipy.
+    from scipy import stats
+
+    return float(stats.ks_2samp(_finite(reference, "reference", 1), _finite(current, "current", 1)).statistic)
+
+
+def _finite(values: Any, side: str, minimum: int) -> np.ndarray:
+    array = np.asarray(values, dtype=float).ravel()
+    array = array[np.isfinite(array)]
+    if len(array) < minimum:
+        raise ValueError(f"{side} has {len(array)} non-missing values; at least {minimum} are needed")
+    return array
+
+
+def feature_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    feature_columns: Sequence[str],
+    *,
+    psi_threshold: float,
+    bins: int = 10,
+) -> pd.DataFrame:
+    """PSI and KS of each numeric feature's current values against its reference values, largest PSI first.
+
+    One row per numeric feature (`DRIFT_COLUMNS`); categorical and other non-numeric columns (a sector) are
+    skipped, as quantile bins do not apply to them. `drifted` is psi >= psi_threshold. A feature with fewer than
+    `bins` non-missing values on either side (fundamentals on data without financials) gets NaN statistics and
+    is not drifted. A feature column missing from either frame is a ValueError.
+    """
+    for name, frame in {"reference": reference, "current": current}.items():
+        missing = [column for column in feature_columns if column not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} features lack column(s) {missing}")
+    rows = []
+    for column in feature_columns:
+        if not (_is_number(reference[column]) and _is_number(current[column])):
+            continue
+        reference_values = reference[column].to_numpy(dtype=float, na_value=np.nan)
+        current_values = current[column].to_numpy(dtype=float, na_value=np.nan)
+        reference_rows = int(np.isfinite(reference_values).sum())
+        current_rows = int(np.isfinite(current_values).sum())
+        if min(reference_rows, current_rows) >= bins:
+            psi = population_stability_index(reference_values, current_values, bins=bins)
+            ks = ks_statistic(reference_values, current_values)
+        else:
+            psi = ks = float("nan")
+        rows.append((column, psi, ks, reference_rows, current_rows, bool(psi >= psi_threshold)))
+    drift = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+    return drift.sort_values(["psi", "feature"], ascending=[False, True], na_position="last", ignore_index=True)
+
+
+def _is_number(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+# --- Realised performance --------------------------------------------------------------------------------------
+
+
+def join_realised(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+    """Past predictions beside the closes that realised them.
+
+    A prediction made as of day d for a ticker is realised by that ticker's first price row after d (its next
+    trading day, even when it skipped days). Adds `realised_date`, `realised_close`, `error` (predicted_close -
+    realised_close) and `naive_error` (last_close - realised_close: the naive baseline's error on the same row).
+    Predictions whose ticker has no later price yet are left out: they are judged when their close arrives. All
+    predictions are kept, several model versions' for the same (as_of, ticker) included: the caller filters.
+    Sorted by (as_of, ticker, model_version).
+    """
+    require_columns(predictions, PREDICTION_COLUMNS, "predictions")
+    require_columns(prices, PRICE_COLUMNS, "prices")
+    left = predictions.assign(
+        as_of=_dates(predictions["as_of"], "predictions", "as_of"),
+        ticker=predictions["ticker"].astype(str),
+        last_close=predictions["last_close"].astype(float),
+        predicted_close=predictions["predicted_close"].astype(float),
+    )
+    right = pd.DataFrame(
+        {
+            "realised_date": _dates(prices["date"], "prices", "date"),
+            "ticker": prices["ticker"].astype(str),
+            "realised_close": pd.to_numeric(prices["close"]).astype(float),
+        }
+    )
+    joined = pd.merge_asof(
+        left.sort_values("as_of"),
+        right.sort_values("realised_date"),
+        left_on="as_of",
+        right_on="realised_date",
+        by="ticker",
+        direction="forward",
+        allow_exact_matches=False,  # the as-of day's own close is the input, not the outcome
+    )
+    joined = joined[joined["realised_date"].notna()]
+    joined = joined.assign(
+        error=joined["predicted_close"] - joined["realised_close"],
+        naive_error=joined["last_close"] - joined["realised_close"],
+    )
+    return joined.sort_values(["as_of", "ticker", "model_version"], ignore_index=True)
+
+
+def daily_performance(joined: pd.DataFrame, *, window: int) -> pd.DataFrame:
+    """Realised RMSE per realised day and over the last `window` realised days, beside the naive baseline's.
+
+    One row per `date` (= realised_date) with `n` predictions, `rmse`, `naive_rmse`, `rmse_vs_naive` (below 1:
+    better than naive); the `rolling_*` columns pool the squared errors of the last `window` days (at most; fewer
+    at the start, counted in `rolling_days`) rather than averaging daily RMSEs, so a day with more predictions
+    weighs more. An empty input gives an empty frame with these columns.
+    """
+    if window < 1:
+        raise ValueError(f"window must be a positive number of days, got {window}")
+    require_columns(joined, ["realised_date", "error", "naive_error"], "joined predictions")
+    squared = pd.DataFrame(
+        {
+            "date": _dates(joined["realised_date"], "joined predictions", "realised_date"),
+            "squared_error": joined["error"].astype(float) ** 2,
+            "naive_squared_error": joined["naive_error"].astype(float) ** 2,
+        }
+    )
+    daily = squared.groupby("date", sort=True).agg(
+        n=("squared_error", "size"), sse=("squared_error", "sum"), naive_sse=("naive_squared_error", "sum")
+    )
+    rolling = daily[["n", "sse", "naive_sse"]].rolling(window, min_periods=1).sum()
+    performance = pd.DataFrame(
+        {
+            "n": daily["n"].astype(int),
+            "rmse": np.sqrt(daily["sse"] / daily["n"]),
+            "naive_rmse": np.sqrt(daily["naive_sse"] / daily["n"]),
+            "rolling_rmse": np.sqrt(rolling["sse"] / rolling["n"]),
+            "rolling_naive_rmse": np.sqrt(rolling["naive_sse"] / rolling["n"]),
+            "rolling_days": np.minimum(np.arange(1, len(daily) + 1), window),
+        },
+        index=daily.index,
+    )
+    performance["rmse_vs_naive"] = _ratio(performance["rmse"], performance["naive_rmse"])
+    performance["rolling_rmse_vs_naive"] = _ratio(performance["rolling_rmse"], performance["rolling_naive_rmse"])
+    return performance.reset_index()[PERFORMANCE_COLUMNS]
+
+
+def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    """numerator / denominator, NaN where the denominator is 0 (a day on which naive was exact)."""
+    return numerator / denominator.where(denominator > 0)
+
+
+# --- Thresholds and the verdict --------------------------------------------------------------------------------
+
+
+class MonitorThresholds(Settings):
+    """When MonitorFlow alerts and retrains. Defaults are for daily equity closes with tens of tickers."""
+
+    # About a trading month: with ~50 tickers that pools ~1000 errors, enough to tell a 2 % RMSE difference from
+    # noise on most days, and short enough to notice a regime change within weeks.
+    window_days: PositiveInt = 20
+    # A trading week: fewer realised days than this say too little to alert on performance or decay.
+    min_days: PositiveInt = 5
+    # Next-day returns are mostly noise: good models beat naive by 1-3 % of RMSE. Rolling RMSE 2 % above naive's
+    # means the model now does harm, not merely no good.
+    max_rmse_vs_naive: Annotated[float, Field(gt=0.0)] = 1.02
+    # Rolling rmse_vs_naive over the backtest's: the edge the model was promoted for is ~1-3 %, so a 2 % decay has
+    # eaten most of it (a larger ratio would only fire after the performance alert already did).
+    max_decay_vs_backtest: Annotated[float, Field(gt=0.0)] = 1.02
+    # The usual PSI rule of thumb: above 0.25 a distribution has shifted significantly.
+    psi_threshold: Annotated[float, Field(gt=0.0)] = 0.25
+    # A month of features is strongly correlated across days and tickers (63-day returns, trends, days since the
+    # last report), so against a fixed PSI cutoff many drift in calm markets too (25-36 % of the `full` features on
+    # the generator's calm data, 53-62 % after a 2.5x volatility shift); counted against each feature's usual PSI
+    # instead, 2-6 % and 26-38 % (stockcast.operate.watch.calibrated_drift). 15 % sits between the two.
+    max_drifted_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
+    # The recent window whose features are compared with the reference: a trading month, as for performance.
+    drift_window_days: PositiveInt = 20
+    # The last half year of the training window: what the model learnt most recently, enough rows for stable
+    # quantiles.
+    reference_window_days: PositiveInt = 126
+    # Windows of drift_window_days before the reference window; a feature's largest PSI among them is its usual
+    # distance from the reference. 30 windows put a calm feature beyond it on about 1 day in 31.
+    calibration_windows: PositiveInt = 30
+    # Calendar days from the snapshot's last date to today: a Friday close is 3 days old on Monday, 4 after a
+    # Monday holiday; more means a trading day was not ingested.
+    max_data_age_days: PositiveInt = 4
+    # About a quarter: by then every company has reported new figures since the model was trained.
+    max_model_age_days: PositiveInt = 90
+    # Calendar days of data after the latest training run before monitoring calls for another: a retrain that did
+    # not produce a better model is not repeated every day on nearly the same data (0: call whenever alerts say so).
+    retrain_cooldown_days: NonNegativeInt = 5
+
+    @field_validator("min_days")
+    @classmethod
+    def _min_days_fit_the_window(cls, min_days: int, info: ValidationInfo) -> int:
+        window = info.data.get("window_days")
+        if window is not None and min_days > window:
+            raise ValueError(f"min_days ({min_days}) must not exceed window_days ({window})")
+        return min_days
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One threshold crossed: what, a sentence for people, the measured value and the threshold it crossed."""
+
+    kind: AlertKind
+    message: str
+    value: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """The verdict of one monitoring run: the alerts, whether to retrain, and the figures behind them."""
+
+    alerts: list[Alert]
+    retrain: bool
+    summary: dict[str, Any]
+
+
+def assess(
+    performance: pd.DataFrame,
+    drift: pd.DataFrame,
+    *,
+    data_age_days: int,
+    model_age_days: int,
+    backtest_rmse_vs_naive: float | None,
+    thresholds: MonitorThresholds,
+) -> MonitorReport:
+    """Which alerts fire, and whether to retrain.
+
+    `performance` comes from `daily_performance` (its last row's rolling figures are judged, once it has at least
+    `min_days` realised days), `drift` from `feature_drift` (the share of drifted features among those with a
+    statistic). Decay compares the rolling rmse_vs_naive with the backtest's when that is known. Every alert
+    but freshness sets `retrain` (see the module docstring). `summary` holds the figures, plain values only
+    (None where not measurable).
+    """
+    alerts: list[Alert] = []
+    realised_days = len(performance)
+    rolling = float(performance["rolling_rmse_vs_naive"].iloc[-1]) if realised_days else float("nan")
+    judged = realised_days >= thresholds.min_days and np.isfinite(rolling)
+    if judged and rolling > thresholds.max_rmse_vs_naive:
+        alerts.append(
+            Alert(
+                "performance",
+                f"rolling RMSE over the last {min(realised_days, thresholds.window_days)} days is {rolling:.3f} x "
+                f"the naive baseline's (limit {thresholds.max_rmse_vs_naive})",
+                rolling,
+                thresholds.max_rmse_vs_naive,
+            )
+        )
+    decay = rolling / backtest_rmse_vs_naive if backtest_rmse_vs_naive else float("nan")
+    if judged and np.isfinite(decay) and decay > thresholds.max_decay_vs_backtest:
+        alerts.append(
+            Alert(
+                "decay",
+                f"rolling RMSE vs naive ({rolling:.3f}) is {decay:.3f} x the backtest's ({backtest_rmse_vs_naive:.3f};"
+                f" limit {thresholds.max_decay_vs_backtest})",
+                decay,
+                thresholds.max_decay_vs_backtest,
+            )
+        )
+    assessed = drift[drift["psi"].notna()] if len(drift) else drift
+    drifted = int(assessed["drifted"].sum()) if len(assessed) else 0
+    drifted_share = drifted / len(assessed) if len(assessed) else float("nan")
+    if len(assessed) and drifted_share > thresholds.max_drifted_share:
+        top = ", ".join(assessed.loc[assessed["drifted"], "feature"].head(5))
+        alerts.append(
+            Alert(
+                "drift",
+                f"{drifted} of {len(assessed)} features drifted (limit {thresholds.max_drifted_share:.0%}), e.g. {top}",
+                drifted_share,
+                thresholds.max_drifted_share,
+            )
+        )
+    if data_age_days > thresholds.max_data_age_days:
+        alerts.append(
+            Alert(
+                "freshness",
+                f"the latest data is {data_age_days} days old (limit {thresholds.max_data_age_days}): ingest "
+                "new data; retraining on stale data would not help",
+                float(data_age_days),
+                float(thresholds.max_data_age_days),
+            )
+        )
+    if model_age_days > thresholds.max_model_age_days:
+        alerts.append(
+            Alert(
+                "model_age",
+                f"the model is {model_age_days} days old (limit {thresholds.max_model_age_days})",
+                float(model_age_days),
+                float(thresholds.max_model_age_days),
+            )
+        )
+    retrain = any(alert.kind in RETRAINING_KINDS for alert in alerts)
+    summary = {
+        "realised_days": realised_days,
+        "rolling_rmse_vs_naive": json_ready(rolling),
+        "backtest_rmse_vs_naive": json_ready(backtest_rmse_vs_naive),
+        "decay_vs_backtest": json_ready(decay),
+        "features_assessed": len(assessed),
+        "features_drifted": drifted,
+        "drifted_share": json_ready(drifted_share),
+        "data_age_days": int(data_age_days),
+        "model_age_days": int(model_age_days),
+        "alerts": [alert.kind for alert in alerts],
+        "retrain": retrain,
+    }
+    return MonitorReport(alerts=alerts, retrain=retrain, summary=summary)
+
+
+def _dates(values: pd.Series, frame: str, column: str) -> pd.Series:
+    """Dates as datetime64[ns], so frames from CSV text, artefacts and the API join on one type."""
+    dates = pd.to_datetime(values, errors="coerce").astype("datetime64[ns]")
+    if dates.isna().any():
+        raise ValueError(f"{frame}: column '{column}' has {int(dates.isna().sum())} missing or unreadable dates")
+    return dates

@@ -1,0 +1,256 @@
+"""The library behind MonitorFlow: what it compares, gathered from the datastore (the champion's realised
+predictions, the feature windows drift is measured between, how old the data and the model are), the verdict, and
+the alerts it records. The statistics themselves are in ``stockcast.operate.monitoring``; this module decides which
+rows they see. ``measure`` and ``judge`` are MonitorFlow's two working steps.
+
+Drift compares the feature rows of the *current* window (the snapshot's last days) with those of the *reference*
+window (the last days of the data the champion was trained on). Both come from one ``build_features`` call on the
+current snapshot: snapshots only ever grow or correct rows, so the training window's rows are in it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from features import FeatureSet, build_features, get_feature_set
+from stockcast.core.registry import ModelRecord
+from stockcast.core.runs import successful_runs
+from stockcast.core.storage import ObjectStore
+from stockcast.data.snapshot import Snapshot, load_snapshot
+from stockcast.operate.monitoring import (
+    MonitorReport,
+    MonitorThresholds,
+    assess,
+    daily_performance,
+    feature_drift,
+    join_realised,
+    population_stability_index,
+)
+from stockcast.operate.tables import load_predictions
+
+TRAIN_FLOW = "TrainFlow"
+
+ALERTS_PREFIX = "alerts"
+
+
+def realised_predictions(predictions: pd.DataFrame, prices: pd.DataFrame, model_version: str) -> pd.DataFrame:
+    """The published predictions of ``model_version`` whose next close is known, joined with it."""
+    return join_realised(predictions[predictions["model_version"] == model_version], prices)
+
+
+@dataclass(frozen=True)
+class DriftWindows:
+    """Warm feature rows of the windows drift is measured between.
+
+    ``reference`` is the last days of the training data, ``current`` the snapshot's last days, and ``calibration``
+    the windows of the current window's length that came before the reference window: how far a window of that
+    length usually sits from the reference when nothing has changed.
+    """
+
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    calibration: list[pd.DataFrame]
+
+
+def drift_windows(
+    prices: pd.DataFrame,
+    financials: pd.DataFrame,
+    feature_set: FeatureSet,
+    *,
+    training_end: pd.Timestamp,
+    reference_days: int,
+    current_days: int,
+    calibration_windows: int,
+) -> DriftWindows:
+    """The reference window (the last ``reference_days`` trading days up to ``training_end``), the current window
+    (the snapshot's last ``current_days`` trading days) and up to ``calibration_windows`` consecutive windows of
+    ``current_days`` just before the reference window."""
+    features = build_features(prices, financials, feature_set=feature_set)
+    features = features[features["is_warm"].eq(True)]
+    dates = pd.Index(sorted(features["date"].unique()))
+    trained_on = dates[dates <= training_end]
+    earlier = trained_on[:-reference_days]
+    starts = range(len(earlier) - current_days, -1, -current_days)
+    calibration = [
+        features[features["date"].isin(earlier[start : start + current_days])]
+        for start in list(starts)[:calibration_windows]
+    ]
+    return DriftWindows(
+        reference=features[features["date"].isin(trained_on[-reference_days:])],
+        current=features[features["date"].isin(dates[-current_days:])],
+        calibration=calibration,
+    )
+
+
+def calibrated_drift(windows: DriftWindows, feature_columns: Sequence[str], *, psi_threshold: float) -> pd.DataFrame:
+    """``feature_drift`` of the current window, where a feature counts as drifted only when its PSI reaches
+    ``psi_threshold`` and exceeds the highest PSI any calibration window reached (``usual_psi``): its usual distance.
+
+    Why: a few days of a slow feature (days since the last report, a 21-day trend) are always far from half a
+    year of it, so a fixed PSI threshold flags them every day; what signals a new regime is a window further from
+    the reference than windows of the same length ever were while the model was being trained.
+    """
+    drift = feature_drift(windows.reference, windows.current, feature_columns, psi_threshold=psi_threshold)
+    usual = {feature: _usual_psi(windows, feature) for feature in drift.loc[drift["psi"].notna(), "feature"]}
+    usual_psi = drift["feature"].map(usual).to_numpy(dtype=float)
+    psi = drift["psi"].to_numpy(dtype=float)
+    beyond_usual = np.isnan(usual_psi) | (psi > usual_psi)  # no calibration window: the fixed threshold alone
+    return drift.assign(usual_psi=usual_psi, drifted=(psi >= psi_threshold) & beyond_usual)
+
+
+def _usual_psi(windows: DriftWindows, feature: str) -> float:
+    """The largest PSI of ``feature`` among the calibration windows that have enough values (NaN if none has)."""
+    reference = windows.reference[feature].to_numpy(dtype=float, na_value=np.nan)
+    largest = float("nan")
+    for window in windows.calibration:
+        try:
+            psi = population_stability_index(reference, window[feature].to_numpy(dtype=float, na_value=np.nan))
+        except ValueError:  # too few values to bin, as feature_drift treats it
+            continue
+        largest = psi if np.isnan(largest) else max(largest, psi)
+    return largest
+
+
+def days_between(earlier: str | pd.Timestamp, later: str | pd.Timestamp) -> int:
+    """Calendar days from ``earlier`` to ``later`` (dates, time of day ignored).
+
+    Ages are measured on the data's calendar: the data's age from the snapshot's last day, the model's from the last
+    day of its training data (not its registration time), so replaying past days ages a model as it would have aged.
+    """
+    return int((pd.Timestamp(later).normalize() - pd.Timestamp(earlier).normalize()).days)
+
+
+def last_training_data_end(branch: str) -> str | None:
+    """The last day of the data the branch's latest successful TrainFlow run trained on (None before the first)."""
+    runs = successful_runs(TRAIN_FLOW, branch)
+    return load_snapshot(runs[0].data.snapshot_pathspec).summary["date_range"][1] if runs else None
+
+
+def retrain_call(
+    report: MonitorReport, *, data_end: str, last_trained_on: str | None, cooldown_days: int
+) -> tuple[bool, str]:
+    """Whether to call for a retrain now, and why: when the alerts say so, unless the latest training run trained on
+    data ending fewer than ``cooldown_days`` calendar days before the current data's end."""
+    if not report.retrain:
+        return False, "no alert calls for retraining"
+    if last_trained_on is not None and days_between(last_trained_on, data_end) < cooldown_days:
+        return False, (
+            f"alerts call for retraining, but the latest training run trained on data up to {last_trained_on}, "
+            f"fewer than {cooldown_days} days before {data_end}: not retraining again yet"
+        )
+    return True, "; ".join(alert.message for alert in report.alerts if alert.kind != "freshness")
+
+
+def record_alerts(
+    store: ObjectStore, branch: str, today: pd.Timestamp, run_pathspec: str, report: MonitorReport
+) -> str | None:
+    """Write the report's alerts, once per monitoring run, under ``alerts/<branch>/``; return where (None if none)."""
+    if not report.alerts:
+        return None
+    key = f"{ALERTS_PREFIX}/{branch}/{today:%Y-%m-%d}/{run_pathspec.replace('/', '-')}.json"
+    payload = {
+        "run": run_pathspec,
+        "today": f"{today:%Y-%m-%d}",
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "retrain": report.retrain,
+        "alerts": [
+            {"kind": alert.kind, "message": alert.message, "value": alert.value, "threshold": alert.threshold}
+            for alert in report.alerts
+        ],
+    }
+    store.put(key, json.dumps(payload, indent=2, default=str).encode())
+    return store.url(key)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What MonitorFlow measured of the champion: its realised predictions, realised performance per day against the
+    naive baseline's, and the drift of every feature against the training window."""
+
+    realised: pd.DataFrame
+    performance: pd.DataFrame
+    drift: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """MonitorFlow's conclusion: the report (alerts and figures), whether to call for a retrain and why, and where
+    the alerts were recorded (None when there were none)."""
+
+    report: MonitorReport
+    retrain: bool
+    reason: str
+    alerts_url: str | None
+
+
+def training_data_end(record: ModelRecord) -> str:
+    """The last day of the data ``record`` was trained on: the model's age is counted from it."""
+    return load_snapshot(record.snapshot_run).summary["date_range"][1]
+
+
+def measure(
+    champion: ModelRecord,
+    snapshot: Snapshot,
+    store: ObjectStore,
+    branch: str,
+    thresholds: MonitorThresholds,
+    *,
+    training_end: str,
+) -> Measurement:
+    """Score the champion's published predictions on the closes that followed, and measure input drift between the
+    snapshot's last days and the last months of its training data."""
+    published = load_predictions(store, branch)
+    realised = realised_predictions(published, snapshot.prices, champion.version)
+    feature_set = get_feature_set(champion.feature_set)
+    windows = drift_windows(
+        snapshot.prices,
+        snapshot.financials,
+        feature_set,
+        training_end=pd.Timestamp(training_end),
+        reference_days=thresholds.reference_window_days,
+        current_days=thresholds.drift_window_days,
+        calibration_windows=thresholds.calibration_windows,
+    )
+    return Measurement(
+        realised=realised,
+        performance=daily_performance(realised, window=thresholds.window_days),
+        drift=calibrated_drift(windows, feature_set.feature_columns, psi_threshold=thresholds.psi_threshold),
+    )
+
+
+def judge(
+    performance: pd.DataFrame,
+    drift: pd.DataFrame,
+    champion: ModelRecord,
+    thresholds: MonitorThresholds,
+    *,
+    data_end: str,
+    training_end: str,
+    today: pd.Timestamp,
+    store: ObjectStore,
+    branch: str,
+    run_pathspec: str,
+) -> Verdict:
+    """Compare what ``measure`` measured with the thresholds, decide whether to call for a retrain (respecting the
+    cooldown after the branch's latest training run) and record the alerts."""
+    report = assess(
+        performance,
+        drift,
+        data_age_days=days_between(data_end, today),
+        model_age_days=days_between(training_end, today),
+        backtest_rmse_vs_naive=champion.metrics.get("rmse_vs_naive"),
+        thresholds=thresholds,
+    )
+    retrain, reason = retrain_call(
+        report,
+        data_end=data_end,
+        last_trained_on=last_training_data_end(branch),
+        cooldown_days=thresholds.retrain_cooldown_days,
+    )
+    return Verdict(report, retrain, reason, record_alerts(store, branch, today, run_pathspec, report))

@@ -1,0 +1,66 @@
+"""Batch prediction: tomorrow's close for every ticker of a snapshot, by the code path the HTTP service answers with.
+
+``pin_model`` chooses the model a batch run predicts with and refuses a snapshot it must not predict on;
+``predict_snapshot`` builds the model's ``ServingBundle`` from the snapshot and answers for every ticker that can be
+answered, exactly as ``POST /predict`` would (``stockcast.serve.answers``). Publishing the table and deciding on it
+are operations' business (``stockcast.operate``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from stockcast.core.registry import ModelRecord, Registry
+from stockcast.data.snapshot import Snapshot, load_snapshot
+from stockcast.serve.answers import predict_tickers
+from stockcast.serve.bundle import ServingBundle, build_bundle
+from stockcast.serve.schema import TABLE_COLUMNS
+
+
+class IncompatibleInputsError(ValueError):
+    """The snapshot and the model cannot be used together; the message says why and what to do."""
+
+
+def pin_model(registry: Registry, version: str, snapshot: Snapshot) -> ModelRecord:
+    """The model to predict ``snapshot`` with: ``version`` (empty: the branch's champion), refused by
+    ``check_snapshot_not_older`` when the snapshot ends before the model's training data did."""
+    record = registry.get(version) if version else registry.require_champion()
+    training = load_snapshot(record.snapshot_run)
+    check_snapshot_not_older(record, snapshot.summary["date_range"][1], training.summary["date_range"][1])
+    return record
+
+
+def check_snapshot_not_older(record: ModelRecord, snapshot_end: str, training_end: str) -> None:
+    """Refuse to predict with ``record`` on a snapshot ending before its training data did: an older snapshot would
+    answer for a day the model has already seen. (A feature set the model was not trained with is refused when the
+    serving bundle is built, by ``stockcast.serve.bundle.build_bundle``.)"""
+    if pd.Timestamp(snapshot_end) < pd.Timestamp(training_end):
+        raise IncompatibleInputsError(
+            f"the snapshot ends on {snapshot_end}, before the data model {record.version} was trained on "
+            f"(up to {training_end}); ingest newer data or pass a newer --snapshot"
+        )
+
+
+def predict_snapshot(record: ModelRecord, snapshot: Snapshot) -> pd.DataFrame:
+    """The model's prediction table for the snapshot's last day (``TABLE_COLUMNS``, sorted by ticker)."""
+    bundle = build_bundle(record, snapshot.prices, snapshot.financials)
+    return predict_batch(bundle, snapshot.version)
+
+
+def predict_batch(bundle: ServingBundle, data_version: str) -> pd.DataFrame:
+    """Tomorrow's close for every ticker whose latest row is the snapshot's last day and has a full look-back;
+    ``data_version`` is the version of the snapshot the bundle was built from, recorded in the table.
+
+    Tickers that stopped trading before that day or lack history are left out (their count is the difference with
+    the snapshot's tickers); the rest are answered by ``predict_tickers``, exactly as ``POST /predict`` would.
+    """
+    rows = bundle.latest_rows
+    answerable = rows.loc[rows["is_warm"].eq(True) & rows["date"].eq(bundle.as_of), "ticker"].tolist()
+    if not answerable:
+        raise IncompatibleInputsError(
+            f"no ticker has {bundle.min_history} days of history up to {bundle.as_of.date()}: nothing to predict"
+        )
+    answer = predict_tickers(bundle, answerable)
+    return answer.assign(feature_fingerprint=bundle.feature_fingerprint, data_version=data_version).sort_values(
+        "ticker", ignore_index=True
+    )[TABLE_COLUMNS]

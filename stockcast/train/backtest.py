@@ -1,0 +1,289 @@
+"""Walk-forward backtest and metrics: how every candidate is scored, on the same folds and the same rows.
+
+Timing convention (DESIGN.md §4). A row at date d holds features known at the close of d and the target
+`next_close`, the close of the ticker's next trading day d+1. Folds split the trading calendar by date only:
+
+    train: [train_start .. train_end]   gap: gap_days dates   test: [test_start .. test_end]
+
+The last training row (train_end) has its target realised at train_end + 1, which is a gap date when
+gap_days >= 1: so the training set is complete before the test window opens, and no training target coincides
+with a test date. A model refitted every evening could have been trained exactly like this. A ticker with
+missing days (a trading halt) could still carry a target from beyond the gap; `backtest` drops such training rows
+explicitly, so the guard does not rest on the calendar being regular.
+
+Metrics are data: `score_predictions` returns one row per fold and a dict of overall figures; `leaderboard`
+ranks candidates by mean fold RMSE, whose first row is the challenger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from stockcast.core.frames import require_columns
+from stockcast.train.zoo import (
+    MODELLING_FRAME,
+    TARGET_COLUMN,
+    CandidateSpec,
+    fit_candidate,
+    next_close_from_return,
+    predict_next_return,
+    usable_mask,
+)
+
+ORACLE_COLUMN = "oracle_next_close"
+FOLD_WINDOWS = ("expanding", "rolling")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward fold: inclusive training and test date ranges on the trading calendar."""
+
+    index: int
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+    n_train_days: int
+    n_test_days: int
+
+
+@dataclass(frozen=True)
+class CandidateEvaluation:
+    """A candidate's backtest: its per-row predictions, per-fold metrics and overall metrics."""
+
+    candidate_id: str
+    predictions: pd.DataFrame
+    per_fold: pd.DataFrame
+    overall: dict[str, Any]
+
+
+def walk_forward_folds(
+    dates: pd.Series | pd.Index | np.ndarray | Sequence[Any],
+    *,
+    n_folds: int,
+    test_days: int,
+    gap_days: int,
+    window: Literal["expanding", "rolling"],
+    min_train_days: int,
+    train_days: int | None = None,
+) -> list[Fold]:
+    """Split the trading calendar into `n_folds` consecutive test windows at its end, each after a gap.
+
+    `dates` are the dates of the rows that will be trained and scored (duplicates across tickers are fine; the
+    calendar is their sorted unique values). Test windows are `test_days` trading days long, adjacent and in
+    time order; the last ends on the last date. Each training window ends `gap_days` trading days before its
+    test window and starts at the first date ("expanding") or `train_days` dates before its end ("rolling").
+    The first fold must have at least `min_train_days` training dates, otherwise a ValueError says how many
+    dates are needed.
+    """
+    for name, value in {"n_folds": n_folds, "test_days": test_days, "min_train_days": min_train_days}.items():
+        if value < 1:
+            raise ValueError(f"{name} must be a positive number of trading days/folds, got {value}")
+    if gap_days < 1:
+        raise ValueError(
+            f"gap_days must be at least 1 (got {gap_days}): the last training row's target is the next day's "
+            "close, which must be realised before the first test date"
+        )
+    if window not in FOLD_WINDOWS:
+        raise ValueError(f"window must be one of {FOLD_WINDOWS}, got {window!r}")
+    if window == "rolling" and (train_days is None or train_days < min_train_days):
+        raise ValueError(f"a rolling window needs train_days >= min_train_days ({min_train_days}), got {train_days}")
+
+    calendar = pd.DatetimeIndex(dates).unique().dropna().sort_values()
+    needed = min_train_days + gap_days + n_folds * test_days
+    if len(calendar) < needed:
+        raise ValueError(
+            f"the walk-forward backtest needs at least {needed} trading days (min_train_days {min_train_days} "
+            f"+ gap_days {gap_days} + n_folds {n_folds} x test_days {test_days}), but the data has "
+            f"{len(calendar)}; use fewer or shorter folds, or more history"
+        )
+
+    folds = []
+    first_test_position = len(calendar) - n_folds * test_days
+    for index in range(n_folds):
+        test_start = first_test_position + index * test_days
+        train_end = test_start - gap_days - 1
+        train_start = 0 if window == "expanding" else max(0, train_end + 1 - int(train_days or 0))
+        folds.append(
+            Fold(
+                index=index,
+                train_start=calendar[train_start],
+                train_end=calendar[train_end],
+                test_start=calendar[test_start],
+                test_end=calendar[test_start + test_days - 1],
+                n_train_days=train_end - train_start + 1,
+                n_test_days=test_days,
+            )
+        )
+    return folds
+
+
+def backtest(
+    spec: CandidateSpec,
+    frame: pd.DataFrame,
+    folds: Sequence[Fold],
+    feature_columns: Sequence[str],
+    categorical_columns: Sequence[str],
+) -> pd.DataFrame:
+    """Fit the candidate on each fold's training rows and predict its test rows.
+
+    Only usable rows (warm, known target) are trained on or scored. Returns one row per (fold, date, ticker)
+    with `candidate_id, fold, date, ticker, close, next_close, next_return, predicted_return, predicted_close`
+    (and `oracle_next_close` when the frame has it), sorted by fold, date and ticker.
+    """
+    require_columns(frame, ["date", "ticker", "close", *feature_columns], MODELLING_FRAME)
+    if not frame.index.is_unique:
+        raise ValueError("the modelling frame's index must be unique (reset it after filtering or concatenating)")
+    usable = usable_mask(frame)
+    target_date = _target_dates(frame)
+    key_columns = ["date", "ticker", "close", "next_close", TARGET_COLUMN]
+    oracle_columns = [ORACLE_COLUMN] if ORACLE_COLUMN in frame.columns else []
+
+    pieces = []
+    for fold in folds:
+        in_training_window = frame["date"].between(fold.train_start, fold.train_end)
+        # Leakage guard: a training row whose target close comes from the test window or later (possible when a
+        # ticker skips days) would teach the model the future it is about to be scored on.
+        target_known_before_test = target_date < fold.test_start
+        training = frame.loc[usable & in_training_window & target_known_before_test]
+        test = frame.loc[usable & frame["date"].between(fold.test_start, fold.test_end)]
+        if training.empty or test.empty:
+            raise ValueError(f"fold {fold.index} has no usable {'training' if training.empty else 'test'} rows")
+        estimator = fit_candidate(spec, training, feature_columns, categorical_columns)
+        predicted_return = predict_next_return(estimator, test, feature_columns)
+        pieces.append(
+            test[key_columns + oracle_columns].assign(
+                candidate_id=spec.candidate_id,
+                fold=fold.index,
+                predicted_return=predicted_return,
+                predicted_close=next_close_from_return(test["close"], predicted_return),
+            )
+        )
+    columns = ["candidate_id", "fold", *key_columns, "predicted_return", "predicted_close", *oracle_columns]
+    predictions = pd.concat(pieces, ignore_index=True)[columns]
+    return predictions.sort_values(["fold", "date", "ticker"], ignore_index=True)
+
+
+def _target_dates(frame: pd.DataFrame) -> pd.Series:
+    """The date of each row's target: the ticker's next row in the frame (NaT on its last row)."""
+    ordered = frame.sort_values(["ticker", "date"])
+    return ordered.groupby("ticker", sort=False)["date"].shift(-1).reindex(frame.index)
+
+
+# --- Metrics ---------------------------------------------------------------------------------------------------
+
+
+def rmse(actual: Any, predicted: Any) -> float:
+    """Root mean squared error, in the units of the inputs (dollars when given closes)."""
+    errors = np.asarray(predicted, dtype=float) - np.asarray(actual, dtype=float)
+    return float(np.sqrt(np.mean(errors**2)))
+
+
+def mae(actual: Any, predicted: Any) -> float:
+    """Mean absolute error, in the units of the inputs."""
+    return float(np.mean(np.abs(np.asarray(predicted, dtype=float) - np.asarray(actual, dtype=float))))
+
+
+def mape(actual: Any, predicted: Any) -> float:
+    """Mean absolute percentage error as a fraction (0.01 = 1 %); prices are positive, so it is defined."""
+    actual_values = np.asarray(actual, dtype=float)
+    return float(np.mean(np.abs(np.asarray(predicted, dtype=float) - actual_values) / np.abs(actual_values)))
+
+
+def direction_hit_rate(predicted_return: Any, realised_return: Any) -> float:
+    """Share of rows whose predicted return has the sign of the realised one.
+
+    A row where either return is exactly zero scores 0.5: a zero prediction makes no directional call, and a
+    flat day has no direction to call. So the naive baseline (always zero) scores exactly 0.5, the same as a
+    coin flip, and the figure stays defined and comparable across candidates.
+    """
+    predicted_sign = np.sign(np.asarray(predicted_return, dtype=float))
+    realised_sign = np.sign(np.asarray(realised_return, dtype=float))
+    no_call = (predicted_sign == 0) | (realised_sign == 0)
+    return float(np.mean(np.where(no_call, 0.5, (predicted_sign == realised_sign).astype(float))))
+
+
+def _metrics(predictions: pd.DataFrame) -> dict[str, Any]:
+    """Every metric on one set of prediction rows; the naive and oracle references use the very same rows."""
+    actual = predictions["next_close"]
+    model_rmse = rmse(actual, predictions["predicted_close"])
+    # The naive prediction of tomorrow's close is today's close.
+    naive_rmse = rmse(actual, predictions["close"])
+    metrics: dict[str, Any] = {
+        "n_rows": len(predictions),
+        "n_days": int(predictions["date"].nunique()),
+        "rmse": model_rmse,
+        "rmse_naive": naive_rmse,
+        "rmse_vs_naive": model_rmse / naive_rmse if naive_rmse > 0 else float("nan"),
+        "mae": mae(actual, predictions["predicted_close"]),
+        "mape": mape(actual, predictions["predicted_close"]),
+        "hit_rate": direction_hit_rate(predictions["predicted_return"], predictions[TARGET_COLUMN]),
+    }
+    if ORACLE_COLUMN in predictions.columns:
+        oracle_rmse = rmse(actual, predictions[ORACLE_COLUMN])
+        metrics["rmse_oracle"] = oracle_rmse
+        metrics["rmse_vs_oracle"] = model_rmse / oracle_rmse if oracle_rmse > 0 else float("nan")
+    return metrics
+
+
+def score_predictions(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-fold metrics (one row per fold) and overall metrics for one candidate's backtest predictions.
+
+    Price metrics: `rmse`, `mae`, `mape` (fraction). Scale-free: `rmse_vs_naive` (RMSE over the naive
+    baseline's RMSE on the same rows: below 1 beats it), `hit_rate` (see `direction_hit_rate`) and, when the
+    oracle column is present, `rmse_vs_oracle` (1 is the best achievable). Overall figures pool every test row;
+    `mean_fold_rmse` (the selection criterion) and `std_fold_rmse` summarise the folds.
+    """
+    require_columns(
+        predictions,
+        ["candidate_id", "fold", "date", "close", "next_close", TARGET_COLUMN, "predicted_return", "predicted_close"],
+        "backtest predictions",
+    )
+    candidate_ids = predictions["candidate_id"].unique()
+    if len(candidate_ids) != 1:
+        raise ValueError(f"score one candidate at a time; got {list(candidate_ids)}")
+    per_fold = pd.DataFrame(
+        [
+            {"fold": fold, "test_start": rows["date"].min(), "test_end": rows["date"].max(), **_metrics(rows)}
+            for fold, rows in predictions.groupby("fold", sort=True)
+        ]
+    )
+    overall = {
+        "candidate_id": str(candidate_ids[0]),
+        "n_folds": len(per_fold),
+        "mean_fold_rmse": float(per_fold["rmse"].mean()),
+        "std_fold_rmse": float(per_fold["rmse"].std(ddof=1)) if len(per_fold) > 1 else float("nan"),
+        **_metrics(predictions),
+    }
+    return per_fold, overall
+
+
+def evaluate_candidate(
+    spec: CandidateSpec,
+    frame: pd.DataFrame,
+    folds: Sequence[Fold],
+    feature_columns: Sequence[str],
+    categorical_columns: Sequence[str],
+) -> CandidateEvaluation:
+    """Backtest one candidate and score it: the body of TrainFlow's `foreach` step."""
+    predictions = backtest(spec, frame, folds, feature_columns, categorical_columns)
+    per_fold, overall = score_predictions(predictions)
+    return CandidateEvaluation(spec.candidate_id, predictions, per_fold, overall)
+
+
+def leaderboard(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Candidates' overall metrics ranked by mean fold RMSE (ties by id); row 0 is the challenger."""
+    board = pd.DataFrame([dict(result) for result in results])
+    if board.empty:
+        raise ValueError("no candidate results to rank")
+    duplicated = board["candidate_id"][board["candidate_id"].duplicated()].tolist()
+    if duplicated:
+        raise ValueError(f"candidate ids appear more than once: {duplicated}")
+    board = board.sort_values(["mean_fold_rmse", "candidate_id"], ignore_index=True, na_position="last")
+    board.insert(0, "rank", np.arange(1, len(board) + 1))
+    return board

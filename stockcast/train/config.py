@@ -1,0 +1,209 @@
+"""The training configuration (``configs/train.toml``): the model zoo, the walk-forward backtest and the gate.
+
+TrainFlow loads the file with Metaflow's ``Config("config", parser=parse_train_config)``: the parser validates it
+(``stockcast.core.config``: strict, every problem named with its field path, such as
+``candidates[2].grid.depth[1]: ...``) and returns the normalised plain dict Metaflow stores with the run; the flow's
+first step types it back with ``TrainConfig.model_validate``. Hyper-parameters are checked against the signature of
+their factory in the model zoo (``stockcast.train.zoo``), so a typo fails when the run starts, not deep inside a
+training task.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from features import FEATURE_SETS
+from stockcast.core.config import CONFIG_DIR, Settings, as_stored, invalid, load_settings, parse_settings
+
+if TYPE_CHECKING:
+    from stockcast.train.zoo import CandidateSpec
+
+# The validators import the model zoo (scikit-learn and CatBoost, about two seconds) when they run, not with this
+# module: only a training run needs it.
+
+TRAIN_CONFIG_FILE = CONFIG_DIR / "train.toml"
+"""TrainFlow's default configuration."""
+SOURCE = "training configuration"
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+"""Lower-case snake_case: safe in candidate ids, Metaflow artefact names and file names."""
+
+
+class BacktestConfig(Settings):
+    """Walk-forward folds, in trading days (see `stockcast.train.backtest.walk_forward_folds`)."""
+
+    n_folds: PositiveInt = 4
+    test_days: PositiveInt = 63
+    # At least one trading day between the last training date and the first test date, so that the last
+    # training row's target (the next day's close) is realised before the test window opens.
+    gap_days: Annotated[int, Field(ge=1)] = 1
+    window: Literal["expanding", "rolling"] = "expanding"
+    min_train_days: PositiveInt = 252
+    train_days: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _train_days_fit_the_window(self) -> Self:
+        if self.window == "rolling" and self.train_days is None:
+            raise invalid("a rolling window needs train_days (the length of each training window)", "train_days")
+        if self.window == "expanding" and self.train_days is not None:
+            raise invalid("train_days applies only to window = 'rolling'; remove it or change window", "train_days")
+        if self.train_days is not None and self.train_days < self.min_train_days:
+            raise invalid(
+                f"train_days ({self.train_days}) is shorter than min_train_days ({self.min_train_days})",
+                "train_days",
+            )
+        return self
+
+
+class GateConfig(Settings):
+    """Promotion rule: a one-sided Diebold–Mariano test against the naive baseline and the champion."""
+
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    min_days: Annotated[int, Field(ge=2)] = 20
+    """The fewest paired test days the gate will judge on; fewer means no promotion."""
+
+
+class CandidateConfig(Settings):
+    """One entry of the model zoo: a factory from `stockcast.train.zoo.FACTORIES`, fixed params and a grid."""
+
+    name: Identifier
+    factory: str
+    params: dict[Identifier, Any] = Field(default_factory=dict)
+    grid: dict[Identifier, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_is_registered(cls, factory: str) -> str:
+        from stockcast.train.zoo import FACTORIES
+
+        if factory not in FACTORIES:
+            raise invalid(f"unknown factory {factory!r}; known factories: {', '.join(sorted(FACTORIES))}")
+        return factory
+
+    @field_validator("params")
+    @classmethod
+    def _params_fit_the_factory(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "factory" not in info.data:  # an unknown factory is reported on its own field
+            return params
+        return {key: _hyper_parameter(info.data["factory"], key, value, key) for key, value in params.items()}
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_fits_the_factory(cls, grid: dict[str, list[Any]], info: ValidationInfo) -> dict[str, list[Any]]:
+        if "factory" not in info.data:
+            return grid
+        normalised = {
+            key: [_hyper_parameter(info.data["factory"], key, value, key, index) for index, value in enumerate(values)]
+            for key, values in grid.items()
+        }
+        for key, values in normalised.items():
+            # After normalisation 1 and 1.0 are the same setting, and would give two candidates one id.
+            if len({repr(value) for value in values}) != len(values):
+                raise invalid(f"the grid repeats a value: {values}", key)
+        return normalised
+
+    @model_validator(mode="after")
+    def _params_and_grid_disjoint(self) -> Self:
+        both = sorted(set(self.params) & set(self.grid))
+        if both:
+            raise invalid(f"{both[0]!r} is both a fixed param and a grid key; keep one", "grid", both[0])
+        return self
+
+
+def _hyper_parameter(factory: str, key: str, value: Any, *at: str | int) -> Any:
+    """`value` checked against, and normalised to, the type the factory's signature declares for `key`."""
+    from stockcast.train.zoo import hyper_parameter_types
+
+    types = hyper_parameter_types(factory)
+    if key not in types:
+        known = ", ".join(sorted(types)) or "none"
+        raise invalid(f"unknown hyper-parameter {key!r} for factory {factory!r}; known: {known}", at[0])
+    try:
+        return TypeAdapter(types[key]).validate_python(value, strict=True)
+    except ValidationError as error:
+        raise invalid(f"{value!r} is not a valid {key!r}: {error.errors()[0]['msg']}", *at) from None
+
+
+class TrainConfig(Settings):
+    """The whole training configuration: feature set, backtest, gate and the candidate models."""
+
+    feature_set: Identifier = "full"
+    seed: NonNegativeInt = 0
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    candidates: Annotated[list[CandidateConfig], Field(min_length=2)]
+
+    @field_validator("feature_set")
+    @classmethod
+    def _feature_set_is_defined(cls, name: str) -> str:
+        if name not in FEATURE_SETS:
+            raise invalid(f"unknown feature set {name!r}; known feature sets: {', '.join(sorted(FEATURE_SETS))}")
+        return name
+
+    @field_validator("candidates")
+    @classmethod
+    def _names_unique_and_naive_present(cls, candidates: list[CandidateConfig]) -> list[CandidateConfig]:
+        from stockcast.train.zoo import NAIVE_FACTORY
+
+        names = [candidate.name for candidate in candidates]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise invalid(f"duplicate candidate name {name!r}", index, "name")
+        naive = [candidate for candidate in candidates if candidate.factory == NAIVE_FACTORY]
+        if len(naive) != 1:
+            raise invalid(
+                f"exactly one candidate must use factory {NAIVE_FACTORY!r} (found {len(naive)}): "
+                "the gate compares every challenger with the naive baseline"
+            )
+        return candidates
+
+    def candidate_specs(self) -> list[CandidateSpec]:
+        """Every candidate × grid setting, in configuration order: the models TrainFlow backtests.
+
+        A candidate's fixed ``params`` are merged with each grid setting; only the grid keys appear in the id, since
+        they are what distinguishes the settings of one candidate.
+        """
+        from stockcast.train.zoo import CandidateSpec, candidate_id
+
+        specs = []
+        for candidate in self.candidates:
+            keys = sorted(candidate.grid)
+            for values in itertools.product(*(candidate.grid[key] for key in keys)):
+                setting = dict(zip(keys, values, strict=True))
+                specs.append(
+                    CandidateSpec(
+                        candidate_id=candidate_id(candidate.name, setting),
+                        name=candidate.name,
+                        factory=candidate.factory,
+                        params={**candidate.params, **setting},
+                        random_seed=self.seed,
+                    )
+                )
+        return specs
+
+
+def parse_train_config(text: str) -> dict[str, Any]:
+    """TOML text validated into the normalised plain dict Metaflow stores: the parser of TrainFlow's ``Config``.
+
+    Raises ``ConfigError`` listing every problem with its field path.
+    """
+    return as_stored(parse_settings(text, TrainConfig, source=SOURCE))
+
+
+def load_train_config(path: str | Path = TRAIN_CONFIG_FILE) -> TrainConfig:
+    """The typed configuration of a TOML file (for tools, notebooks and tests)."""
+    return load_settings(path, TrainConfig, source=SOURCE)

@@ -1,0 +1,218 @@
+"""The promotion gate: does the challenger beat the naive baseline and the champion, beyond chance?
+
+A lower mean RMSE over a few folds can be luck. The gate pairs the models' predictions day by day on the same
+test rows and runs a one-sided Diebold–Mariano test on the daily loss differential
+
+    d_t = L_challenger(t) - L_reference(t),   L(t) = mean over tickers of (predicted_close - next_close)^2,
+
+with a Newey–West (HAC) long-run variance, because squared errors cluster in volatile spells, and the
+Harvey–Leybourne–Newbold small-sample correction with Student-t critical values. H0: E[d] = 0; H1: E[d] < 0.
+The challenger is promoted only if both tests reject at `alpha`. Requiring every test to pass (an
+intersection-union test) keeps the overall false-promotion rate at most `alpha`, with no multiplicity correction.
+Losses are on price, like the RMSE users read, so high-priced tickers weigh more than cheap ones.
+
+The champion's predictions must come from re-scoring it on the new data with the same folds (the flow does
+that), never from its old numbers: the decision is only meaningful on the same days and the same rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stockcast.core.frames import require_columns
+
+PAIRED_COLUMNS = ["candidate_id", "date", "ticker", "next_close", "predicted_close"]
+"""What the gate reads of each model's backtest predictions (``stockcast.train.backtest.backtest``)."""
+
+
+@dataclass(frozen=True)
+class DMResult:
+    """A one-sided Diebold–Mariano test of "loss A is lower than loss B" (HLN-corrected)."""
+
+    statistic: float
+    p_value: float
+    mean_difference: float
+    n: int
+    max_lag: int
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether to promote the challenger, a readable reason with the numbers, and every comparison as data."""
+
+    challenger_id: str
+    promote: bool
+    reason: str
+    alpha: float
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict, for the model's lineage record and cards."""
+        return asdict(self)
+
+
+def newey_west_lag(n: int) -> int:
+    """Newey and West's (1994) rule-of-thumb truncation lag, floor(4 (n/100)^(2/9)): 4 for a year of days."""
+    return math.floor(4 * (n / 100) ** (2 / 9))
+
+
+def diebold_mariano(loss_a: Any, loss_b: Any, *, horizon: int = 1, max_lag: int | None = None) -> DMResult:
+    """Test whether loss series A is lower on average than loss series B, pairing them day by day.
+
+    The long-run variance of d = A - B uses Bartlett (Newey–West) weights up to `max_lag`, by default the larger
+    of `horizon - 1` (the lag the original test uses) and `newey_west_lag(n)`. The statistic is multiplied by the
+    Harvey–Leybourne–Newbold factor sqrt((n + 1 - 2h + h(h-1)/n) / n) and compared with Student-t(n - 1);
+    the p-value is one-sided (small when A is better). HLN derived the factor for the truncated (h - 1 lag)
+    variance; with Bartlett weights it is the customary small-sample adjustment. With `max_lag=0` and
+    `horizon=1` the test reduces to the one-sample t-test of d. Identical series give statistic 0 and p-value
+    0.5: no evidence either way.
+    """
+    a = np.asarray(loss_a, dtype=float)
+    b = np.asarray(loss_b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"loss series must be 1-D and of equal length, got shapes {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("loss series must be finite")
+    n = len(a)
+    if n < 2:
+        raise ValueError(f"the Diebold–Mariano test needs at least 2 paired observations, got {n}")
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1, got {horizon}")
+
+    difference = a - b
+    mean_difference = float(difference.mean())
+    lag = max(horizon - 1, newey_west_lag(n)) if max_lag is None else max_lag
+    lag = min(max(lag, 0), n - 1)
+    centred = difference - mean_difference
+    autocovariances = np.array([centred[k:] @ centred[: n - k] / n for k in range(lag + 1)])
+    bartlett_weights = 1.0 - np.arange(1, lag + 1) / (lag + 1)
+    long_run_variance = autocovariances[0] + 2.0 * float(bartlett_weights @ autocovariances[1:])
+
+    if long_run_variance > 0:
+        dm_statistic = mean_difference / math.sqrt(long_run_variance / n)
+    else:
+        # A constant differential: no sampling noise at all, so the sign of the mean decides outright.
+        dm_statistic = math.copysign(math.inf, mean_difference) if mean_difference != 0 else 0.0
+    hln_factor = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    statistic = hln_factor * dm_statistic
+    from scipy import stats  # about half a second to import: only when a test is computed, not for the card
+
+    p_value = float(stats.t.cdf(statistic, df=n - 1))
+    return DMResult(statistic=statistic, p_value=p_value, mean_difference=mean_difference, n=n, max_lag=lag)
+
+
+def daily_losses(predictions: pd.DataFrame) -> pd.Series:
+    """Mean squared price error across tickers for each test date, in date order: the gate's loss series."""
+    require_columns(predictions, ["date", "next_close", "predicted_close"], "predictions")
+    squared_error = (predictions["predicted_close"] - predictions["next_close"]) ** 2
+    return squared_error.groupby(predictions["date"]).mean().sort_index()
+
+
+def compare(
+    challenger_predictions: pd.DataFrame,
+    reference_predictions: pd.DataFrame,
+    *,
+    against: str,
+    alpha: float,
+    min_days: int,
+) -> dict[str, Any]:
+    """One gate comparison, as data: the DM test of challenger vs. reference on their common (date, ticker) rows.
+
+    Both must have been scored against the same realised closes; otherwise a ValueError says so, since comparing
+    predictions of different data would be meaningless.
+    """
+    require_columns(challenger_predictions, PAIRED_COLUMNS, "challenger predictions")
+    require_columns(reference_predictions, PAIRED_COLUMNS, f"{against} predictions")
+    paired = challenger_predictions[PAIRED_COLUMNS].merge(
+        reference_predictions[PAIRED_COLUMNS],
+        on=["date", "ticker"],
+        suffixes=("_challenger", "_reference"),
+        validate="one_to_one",
+    )
+    if not np.allclose(paired["next_close_challenger"], paired["next_close_reference"], rtol=1e-9, atol=0.0):
+        raise ValueError(
+            f"the challenger and the {against} were scored against different realised closes: "
+            "re-score the reference on the same data before comparing"
+        )
+    loss_challenger = daily_losses(paired.rename(columns=_strip_suffix("_challenger")))
+    loss_reference = daily_losses(paired.rename(columns=_strip_suffix("_reference")))
+    n_days = len(loss_challenger)
+    result = diebold_mariano(loss_challenger, loss_reference) if n_days >= 2 else None
+    return {
+        "against": against,
+        "reference_id": str(reference_predictions["candidate_id"].iloc[0]) if len(reference_predictions) else "",
+        "statistic": result.statistic if result else float("nan"),
+        "p_value": result.p_value if result else float("nan"),
+        "mean_loss_difference": result.mean_difference if result else float("nan"),
+        "n_days": n_days,
+        "passed": bool(result is not None and n_days >= min_days and result.p_value < alpha),
+    }
+
+
+def decide(
+    challenger_predictions: pd.DataFrame,
+    naive_predictions: pd.DataFrame,
+    champion_predictions: pd.DataFrame | None,
+    *,
+    alpha: float,
+    min_days: int = 20,
+) -> GateDecision:
+    """Promote the challenger only if it significantly beats the naive baseline and the champion (if any).
+
+    All inputs are backtest predictions (`stockcast.train.backtest.backtest`) on the same folds; each comparison
+    pairs the rows both frames share and needs at least `min_days` paired days. A challenger whose predictions
+    equal the champion's is not promoted: it does not beat it.
+    """
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    require_columns(challenger_predictions, PAIRED_COLUMNS, "challenger predictions")
+    if challenger_predictions.empty:
+        raise ValueError("the challenger has no backtest predictions to judge")
+    challenger_id = str(challenger_predictions["candidate_id"].iloc[0])
+    references = [("naive", naive_predictions)]
+    if champion_predictions is not None:
+        references.append(("champion", champion_predictions))
+    comparisons = [
+        compare(challenger_predictions, reference, against=against, alpha=alpha, min_days=min_days)
+        for against, reference in references
+    ]
+    failed = [comparison for comparison in comparisons if not comparison["passed"]]
+    if failed:
+        reason = f"Do not promote {challenger_id}: it does not beat " + "; nor ".join(
+            f"{_name(comparison)} ({_evidence(comparison, alpha, min_days)})" for comparison in failed
+        )
+    else:
+        reason = f"Promote {challenger_id}: it beats " + " and ".join(
+            f"{_name(comparison)} ({_evidence(comparison, alpha, min_days)})" for comparison in comparisons
+        )
+        if champion_predictions is None:
+            reason += "; there is no champion yet"
+    return GateDecision(
+        challenger_id=challenger_id, promote=not failed, reason=reason + ".", alpha=alpha, comparisons=comparisons
+    )
+
+
+def _strip_suffix(suffix: str) -> dict[str, str]:
+    return {f"next_close{suffix}": "next_close", f"predicted_close{suffix}": "predicted_close"}
+
+
+def _name(comparison: dict[str, Any]) -> str:
+    if comparison["against"] == "naive":
+        return "the naive baseline"
+    return f"the {comparison['against']} {comparison['reference_id']}"
+
+
+def _evidence(comparison: dict[str, Any], alpha: float, min_days: int) -> str:
+    if comparison["n_days"] < min_days:
+        return f"only {comparison['n_days']} paired test days, fewer than the {min_days} required"
+    relation = "<" if comparison["p_value"] < alpha else ">="
+    return (
+        f"mean daily squared-error difference {comparison['mean_loss_difference']:+.4g}, "
+        f"DM statistic {comparison['statistic']:.2f}, one-sided p = {comparison['p_value']:.3g} {relation} "
+        f"alpha {alpha:g}, over {comparison['n_days']} days"
+    )
