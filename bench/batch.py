@@ -28,13 +28,11 @@ sys.path[:] = [str(REPO_ROOT), *(entry for entry in sys.path if Path(entry or ".
 
 
 def main() -> int:
-    from features import get_feature_set
-    from stockcast.batch import predict_batch
-    from stockcast.data.generator import MarketSpec, generate_market
-    from stockcast.models import CandidateSpec, fit_candidate, predict_next_return
-    from stockcast.registry import ModelRecord
-    from stockcast.serving import build_bundle
-    from stockcast.training import build_modelling_data
+    from stockcast.data.synthetic.generator import MarketSpec, generate_market
+    from stockcast.serve.batch import predict_batch
+    from stockcast.serve.bundle import build_bundle
+    from stockcast.train.zoo import predict_next_return
+    from tests.factories import fit_model, make_record
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickers", type=int, default=500)
@@ -42,26 +40,12 @@ def main() -> int:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
 
-    feature_set = get_feature_set("full")
     market = generate_market(MarketSpec(n_tickers=args.tickers, start=START, end=END, seed=11))
-    data = build_modelling_data(market.prices, market.financials, None, feature_set)
     params = {"iterations": 200, "learning_rate": 0.05, "l2_leaf_reg": 3.0, "thread_count": 2, "depth": 4}
-    spec = CandidateSpec("catboost[depth=4]", "catboost", "catboost", params)
-    estimator = fit_candidate(spec, data.frame, data.feature_columns, data.categorical_columns)
-    record = ModelRecord(
-        version="vbench",
-        branch="bench",
-        run_pathspec="TrainFlow/0",
-        model_task="TrainFlow/0/refit/0",
-        candidate={"candidate_id": spec.candidate_id, **params},
-        data_version="bench",
-        snapshot_run="IngestFlow/0",
-        feature_set=feature_set.name,
-        feature_fingerprint=feature_set.fingerprint,
-        code_version=None,
-        metrics={},
-        gate={},
+    record = make_record(
+        "vbench", candidate_id="catboost[depth=4]", factory="catboost", params=params, data_version="bench"
     )
+    estimator = fit_model(market, record)
 
     flow_seconds, raw_seconds, rows = [], [], 0
     for _ in range(args.runs):

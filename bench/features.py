@@ -61,7 +61,7 @@ def run_child(market_path: Path) -> dict[str, float]:
 
 def measure(n_tickers: int, runs: int, seed: int, workdir: Path) -> dict[str, float]:
     """Generate one market of ``n_tickers`` and measure ``runs`` fresh-process builds of it (medians)."""
-    from stockcast.data.generator import MarketSpec, generate_market
+    from stockcast.data.synthetic.generator import MarketSpec, generate_market
 
     market = generate_market(MarketSpec(n_tickers=n_tickers, start=START, end=END, seed=seed))
     market_path = workdir / f"market_{n_tickers}.pickle"

@@ -5,12 +5,12 @@
 
 What is measured, side by side in one run, for single-ticker ``POST /predict`` requests:
 
-- **in process**: ``stockcast.serving.answer_queries`` called for one request at a time: the floor any server adds
+- **in process**: ``stockcast.serve.answers.answer_queries`` called for one request at a time: the floor any server adds
   to;
 - **plain app**: a minimal Starlette app under uvicorn (``plain_app`` below) serving the same ``ServingBundle``
   file with the same ``answer_queries``, one request per call, its answer encoded as the same JSON (checked value
   for value);
-- **Bento**: the Bento built by ``stockcast.deploy.build_bento`` from ``bentos/``, started by ``LocalServe``
+- **Bento**: the Bento built by ``stockcast.deploy.package.build_bento`` from ``bentos/``, started by ``LocalServe``
   (``bentoml serve`` on 127.0.0.1), with the workers and settings its service declares.
 
 The model is the training benchmark's winner, ``catboost[depth=4]``, fitted on the demo's market (``stockcast-generate``
@@ -74,7 +74,8 @@ def plain_app() -> Any:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from stockcast.serving import ServingInputError, TickerQuery, answer_queries, read_bundle
+    from stockcast.serve.answers import ServingInputError, TickerQuery, answer_queries
+    from stockcast.serve.bundle import read_bundle
 
     bundle = read_bundle(os.environ[PLAIN_BUNDLE_ENV])
 
@@ -329,43 +330,19 @@ class Measured:
 
 def make_bundle() -> Any:
     """The catboost[depth=4] serving bundle of the demo's market, fitted on all of it."""
-    from features import get_feature_set
-    from stockcast.data.generator import MarketSpec, generate_market
-    from stockcast.models import CandidateSpec, fit_candidate
-    from stockcast.registry import ModelRecord
-    from stockcast.serving import build_bundle
-    from stockcast.training import build_modelling_data
+    from stockcast.data.synthetic.generator import MarketSpec, generate_market
+    from tests.factories import make_bundle as bundle_of
+    from tests.factories import make_record
 
-    feature_set = get_feature_set("full")
-    market = generate_market(MarketSpec())
-    data = build_modelling_data(market.prices, market.financials, None, feature_set)
-    spec = CandidateSpec("catboost[depth=4]", "catboost", "catboost", MODEL_PARAMS)
-    estimator = fit_candidate(spec, data.frame, data.feature_columns, data.categorical_columns)
-    record = ModelRecord(
-        version="bench1",
-        branch="user.bench",
-        run_pathspec="TrainFlow/1",
-        model_task="TrainFlow/1/refit/1",
-        candidate={
-            "candidate_id": spec.candidate_id,
-            "name": spec.name,
-            "factory": spec.factory,
-            "params": spec.params,
-        },
-        data_version="bench",
-        snapshot_run="IngestFlow/1",
-        feature_set=feature_set.name,
-        feature_fingerprint=feature_set.fingerprint,
-        code_version=None,
-        metrics={},
-        gate={"promote": True, "reason": "benchmark"},
+    record = make_record(
+        "bench1", candidate_id="catboost[depth=4]", factory="catboost", params=MODEL_PARAMS, data_version="bench"
     )
-    return build_bundle(record, market.prices, market.financials, estimator=estimator)
+    return bundle_of(generate_market(MarketSpec()), record)
 
 
 def in_process(bundle: Any, tickers: Sequence[str], count: int) -> Phase:
     """``answer_queries`` for one single-ticker request at a time, ``count`` calls in a row."""
-    from stockcast.serving import TickerQuery, answer_queries
+    from stockcast.serve.answers import TickerQuery, answer_queries
 
     phase = Phase()
     cpu_started, started = time.process_time(), time.perf_counter()
@@ -380,7 +357,7 @@ def in_process(bundle: Any, tickers: Sequence[str], count: int) -> Phase:
 
 def check_same_answers(ports: dict[str, int], bundle: Any, tickers: Sequence[str]) -> None:
     """Both servers answer every ticker with the library's answer, every number equal to the last bit."""
-    from stockcast.serving import predict_tickers, prediction_records
+    from stockcast.serve.answers import predict_tickers, prediction_records
 
     for ticker in tickers:
         expected = {"predictions": prediction_records(predict_tickers(bundle, [ticker]))}
@@ -405,9 +382,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     import bentoml
 
-    from stockcast.client import StockcastClient
-    from stockcast.deploy import LocalServe, build_bento, save_bento_model
-    from stockcast.serving import BUNDLE_FILE
+    from stockcast.deploy.package import build_bento, save_bento_model
+    from stockcast.deploy.targets import LocalServe
+    from stockcast.serve.bundle import BUNDLE_FILE
+    from stockcast.serve.client import StockcastClient
 
     started = time.perf_counter()
     bundle = make_bundle()
@@ -535,9 +513,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, load
         f"- Sides: **in process**, `answer_queries` called for one request at a time (the floor); the **plain app**, a "
         f"bare Starlette route calling the same `answer_queries` for each request on the same bundle file, in "
         f"**{workers['plain app']} uvicorn worker(s)** sharing one socket, no validation, middleware, batching or "
-        "access log; the **Bento**, built by "
-        f"`stockcast.deploy.build_bento` and started by `LocalServe` (`bentoml serve`) with **{workers['Bento']} "
-        "worker(s)** and the settings in `bentos/service.py`. Both servers on 127.0.0.1.",
+        "access log; the **Bento**, built by `stockcast.deploy.package.build_bento` and started by `LocalServe` "
+        f"(`bentoml serve`) with **{workers['Bento']} worker(s)** and the settings in `bentos/service.py`. Both "
+        "servers on 127.0.0.1.",
         f"- Load: an asyncio HTTP/1.1 client in the benchmark's process (keep-alive, pre-encoded requests) on the same "
         f"cores. Each run: {args.requests} sequential requests on one connection, then up to "
         f"{args.concurrent_requests} over {args.concurrency} connections, each phase also stopped after "

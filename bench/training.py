@@ -49,7 +49,7 @@ def main() -> int:
     env = dict(os.environ)
     (home / ".metaflow").mkdir()
     data = home / "data"
-    _run(["-m", "stockcast.data.generator", "--out", str(data)], env, home)
+    _run(["-m", "stockcast.data.synthetic.generator", "--out", str(data)], env, home)
     sources = ["--prices", str(data / "stock_price.csv"), "--financials", str(data / "financial_info.csv")]
     _run([str(REPO / "flows" / "ingest.py"), "--branch", "bench", "run", *sources], env, home)
     import catboost

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,25 +19,18 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+from stockcast.core.network import free_port
+from tests.harness import REPO_ROOT, S3_BUCKET, FlowRunner
 
 TEST_HOME = Path(tempfile.mkdtemp(prefix="stockcast-tests-"))
 EXTERNAL_S3_ENDPOINT = os.environ.get("STOCKCAST_TEST_S3_ENDPOINT")
 """An S3-compatible server that is already running (CI's MinIO); unset, the tests start moto_server themselves."""
-S3_PORT = _free_port()
+S3_PORT = free_port()
 S3_ENDPOINT = EXTERNAL_S3_ENDPOINT or f"http://127.0.0.1:{S3_PORT}"
-S3_BUCKET = "stockcast-test"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.update(
     {
@@ -70,15 +62,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if not os.environ.get("STOCKCAST_KEEP_TEST_HOME"):
         os.chdir(REPO_ROOT)
         shutil.rmtree(TEST_HOME, ignore_errors=True)
-
-
-MAX_WORKERS = os.cpu_count() or 1
-"""Parallel tasks of the flow runs the tests start: one per core. With Metaflow's default of 16, every backtest of a
-TrainFlow run starts at once and the model libraries' thread pools fight over the cores: on 2 cores the PR report's
-TrainFlow run took 57 s instead of 50."""
-
-S3_DATASTORE_ENV = {"METAFLOW_DEFAULT_DATASTORE": "s3"}
-"""Extra environment for a flow run whose artefacts go to the S3 server (metadata stays local)."""
 
 
 @pytest.fixture(scope="session")
@@ -148,58 +131,20 @@ def s3_client(s3_server: str):
     return boto3.client("s3", endpoint_url=s3_server)
 
 
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request: pytest.FixtureRequest, tmp_path: Path):  # -> ObjectStore
+    """An empty object store of the test's own: a local folder, then a prefix on the S3 test server."""
+    from stockcast.core.storage import LocalStore, S3Store
+
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    return S3Store(f"s3://{S3_BUCKET}/stores/{tmp_path.name}", endpoint_url=request.getfixturevalue("s3_server"))
+
+
 @pytest.fixture
 def branch() -> str:
     """A fresh ``@project`` branch name, so each flow test starts with no earlier snapshot or champion."""
     return f"t{uuid.uuid4().hex[:10]}"
-
-
-@dataclass(frozen=True)
-class FlowResult:
-    """A finished flow run: its Client ``Run`` (None if it never started), whether it succeeded, its output."""
-
-    run: object | None
-    successful: bool
-    output: str
-
-
-class FlowRunner:
-    """Runs ``flows/<flow>.py`` on one test branch with ``metaflow.Runner``: fresh runs and resumes."""
-
-    def __init__(self, branch: str) -> None:
-        self.branch = branch
-
-    def _runner(self, flow: str, env: dict[str, str] | None, config: str | None):
-        from metaflow import Runner
-
-        options = {"config": [("config", config)]} if config else {}
-        flow_file = str(REPO_ROOT / "flows" / f"{flow}.py")
-        return Runner(flow_file, show_output=False, env=env, branch=self.branch, **options)
-
-    @staticmethod
-    def _result(executing) -> FlowResult:
-        return FlowResult(
-            run=executing.run,
-            successful=executing.status == "successful",
-            output=executing.stdout + executing.stderr,
-        )
-
-    def __call__(
-        self, flow: str, *, env: dict[str, str] | None = None, config: str | None = None, **params
-    ) -> FlowResult:
-        """A fresh run with the given parameters (and ``--config config PATH`` when ``config`` is given)."""
-        with self._runner(flow, env, config) as runner:
-            try:
-                return self._result(runner.run(max_workers=MAX_WORKERS, **params))
-            # The command failed before a run existed: Metaflow raises RuntimeError with the command's output, and
-            # the Runner parses configs itself, so a config parser's ValueError surfaces here directly.
-            except (RuntimeError, ValueError) as exc:
-                return FlowResult(run=None, successful=False, output=str(exc))
-
-    def resume(self, flow: str, *, env: dict[str, str] | None = None) -> FlowResult:
-        """``resume`` of the branch's latest run of ``flow``: failed steps re-run, finished ones are cloned."""
-        with self._runner(flow, env, None) as runner:
-            return self._result(runner.resume(max_workers=MAX_WORKERS))
 
 
 @pytest.fixture
@@ -208,13 +153,21 @@ def run_flow(branch: str) -> FlowRunner:
     return FlowRunner(branch)
 
 
-def card_text(task, card_id: str) -> str:
-    """The decoded content of a task's card (Metaflow embeds it as base64 JSON), for asserting on what it shows."""
-    import base64
-    import re
+@pytest.fixture(scope="session")
+def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The configuration files: ``small`` (every factory), ``quick`` (naive and ridge) and ``operate``."""
+    from tests.factories import OPERATE_CONFIG, QUICK_CONFIG, SMALL_CONFIG
 
-    from metaflow.cards import get_cards
+    folder = tmp_path_factory.mktemp("configs")
+    files = {"small": SMALL_CONFIG, "quick": QUICK_CONFIG, "operate": OPERATE_CONFIG}
+    for name, text in files.items():
+        (folder / f"{name}.toml").write_text(text)
+    return {name: str(folder / f"{name}.toml") for name in files}
 
-    (card,) = get_cards(task, id=card_id)
-    payloads = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', card.get())
-    return "\n".join(base64.b64decode(payload).decode() for payload in payloads)
+
+@pytest.fixture(scope="session")
+def market(tmp_path_factory: pytest.TempPathFactory):  # -> tests.factories.Market
+    """The planted market's files (``tests.factories.write_planted_market``), written once per session."""
+    from tests.factories import write_planted_market
+
+    return write_planted_market(tmp_path_factory.mktemp("planted-market"))

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import S3_BUCKET, S3_DATASTORE_ENV, FlowResult, FlowRunner, card_text
-from stockcast.data.generator import MarketSpec, generate_market, write_market
+from stockcast.core.runs import FlowOutcome
 from stockcast.data.snapshot import latest_snapshot
+from stockcast.data.synthetic.generator import MarketSpec, generate_market, write_market
+from tests.harness import S3_BUCKET, S3_DATASTORE_ENV, FlowRunner, card_text
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def _ingest(run_flow, prices: str, financials: str = "", env: dict[str, str] | N
 
 
 @pytest.fixture(scope="module")
-def published(market, tmp_path_factory) -> tuple[str, FlowResult]:
+def published(market, tmp_path_factory) -> tuple[str, FlowOutcome]:
     """The full files ingested on a branch of their own. The bad-file test then fails to replace the snapshot, so it
     stays the branch's latest for every test that uses it, in any order."""
     branch = f"t{uuid.uuid4().hex[:10]}"
@@ -121,20 +122,8 @@ def test_quarantined_rows_are_reported_not_published(run_flow, market, tmp_path:
     assert result.run.data.snapshot["rows"]["prices"] == len(prices) - 1
 
 
-def test_a_bad_parameter_is_named(run_flow, files):
-    result = _ingest(run_flow, str(files["prices"]), max_quarantined_fraction=1.5)
-    assert not result.successful
-    assert "--max-quarantined-fraction must be between 0 and 1, got 1.5" in result.output
-
-
-def test_missing_source_is_named(run_flow, tmp_path: Path):
-    result = _ingest(run_flow, str(tmp_path / "absent" / "stock_price.csv"))
-    assert not result.successful
-    assert "stock_price.csv: file not found" in result.output
-
-
 @pytest.fixture(scope="module")
-def published_on_s3(market, tmp_path_factory, s3_server) -> tuple[str, dict[str, Path], FlowResult]:
+def published_on_s3(market, tmp_path_factory, s3_server) -> tuple[str, dict[str, Path], FlowOutcome]:
     """The full files uploaded to S3 and ingested from there on the S3 datastore, on a branch of their own. The S3
     bad-file test then fails to replace the snapshot, so it stays the branch's latest for every test that uses it."""
     import boto3

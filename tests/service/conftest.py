@@ -16,14 +16,12 @@ import bentoml
 import pytest
 import yaml
 
-from features import get_feature_set
-from stockcast.client import StockcastClient
-from stockcast.data.generator import MarketData, MarketSpec, generate_market
-from stockcast.deploy import BENTOFILE, REPO_ROOT, LocalServe, build_bento, save_bento_model
-from stockcast.models import CandidateSpec, fit_candidate
-from stockcast.registry import ModelRecord
-from stockcast.serving import MODEL_TAG_ENV, ServingBundle, build_bundle
-from stockcast.training import build_modelling_data
+from stockcast.data.synthetic.generator import MarketData
+from stockcast.deploy.package import BENTOFILE, REPO_ROOT, build_bento, save_bento_model
+from stockcast.deploy.targets import LocalServe
+from stockcast.serve.bundle import MODEL_TAG_ENV, ServingBundle
+from stockcast.serve.client import StockcastClient
+from tests.factories import make_bundle, make_record, year_market
 
 with warnings.catch_warnings():
     # Starlette asks for the `httpx2` fork, which this project does not depend on, and falls back to httpx.
@@ -31,8 +29,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage analytics from test runs (set before any server)
-
-FEATURE_SET = get_feature_set("full")
 
 
 @dataclass(frozen=True)
@@ -47,25 +43,15 @@ class ServedModel:
 @pytest.fixture(scope="session")
 def served_model() -> ServedModel:
     """Six tickers in two sectors over 2024 and a ridge model fitted on all of it, saved as a BentoML model."""
-    market = generate_market(MarketSpec(n_tickers=6, n_sectors=2, start="2024-01-01", end="2024-12-31", seed=5))
-    data = build_modelling_data(market.prices, market.financials, None, FEATURE_SET)
-    spec = CandidateSpec("ridge[alpha=1.0]", "ridge", "ridge", {"alpha": 1.0})
-    estimator = fit_candidate(spec, data.frame, data.feature_columns, data.categorical_columns)
-    record = ModelRecord(
-        version="v7",
+    market = year_market(n_tickers=6, seed=5)
+    record = make_record(
+        "v7",
         branch="user.pytest",
-        run_pathspec="TrainFlow/7",
-        model_task="TrainFlow/7/refit/21",
-        candidate={"candidate_id": spec.candidate_id, "name": "ridge", "factory": "ridge", "params": {"alpha": 1.0}},
         data_version="d4t4",
         snapshot_run="IngestFlow/3",
-        feature_set=FEATURE_SET.name,
-        feature_fingerprint=FEATURE_SET.fingerprint,
-        code_version=None,
         metrics={"mean_fold_rmse": 1.23, "rmse_vs_naive": 0.99, "hit_rate": None},
-        gate={"promote": True, "reason": "beats the naive baseline"},
     )
-    bundle = build_bundle(record, market.prices, market.financials, estimator=estimator)
+    bundle = make_bundle(market, record)
     return ServedModel(market=market, bundle=bundle, model_tag=save_bento_model(bundle))
 
 

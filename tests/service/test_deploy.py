@@ -3,25 +3,27 @@ requirements, the archive's round trip through both object stores, and a local s
 
 from __future__ import annotations
 
+import copy
 import socket
 from dataclasses import replace
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import bentoml
+import pandas as pd
 import pytest
 
-from stockcast.deploy import (
-    DeployError,
-    LocalServe,
+from stockcast.deploy.package import (
+    bento_bundle,
     build_bento,
     export_bento,
     import_bento,
     model_tag_for,
     save_bento_model,
-    smoke_test,
 )
-from stockcast.storage import LocalStore, S3Store
+from stockcast.deploy.smoke import SmokeTestError, smoke_test
+from stockcast.deploy.targets import DeployError, LocalServe
+from tests.factories import with_record
 
 
 def test_a_registry_version_maps_to_one_valid_model_tag() -> None:
@@ -51,7 +53,7 @@ def test_saving_the_same_champion_again_gives_the_same_model(served_model) -> No
 
 
 def test_a_stored_model_of_another_run_is_never_overwritten(served_model) -> None:
-    impostor = replace(served_model.bundle, record={**served_model.bundle.record, "run_pathspec": "TrainFlow/8"})
+    impostor = with_record(served_model.bundle, run_pathspec="TrainFlow/8")
     with pytest.raises(
         DeployError, match=r"stockcast-model:v7 already exists from run TrainFlow/7, not from TrainFlow/8"
     ):
@@ -65,7 +67,7 @@ def test_the_bento_holds_the_service_the_packages_the_model_and_pinned_requireme
     assert [str(model.tag) for model in bento.info.all_models] == [served_model.model_tag]
     assert bento.info.labels["model_tag"] == served_model.model_tag
     assert bento.info.labels["run_pathspec"] == "TrainFlow/7"
-    for source in ("bentos/service.py", "stockcast/serving.py", "features/build.py"):
+    for source in ("bentos/service.py", "stockcast/serve/answers.py", "features/build.py"):
         assert (root / "src" / source).is_file(), source
     assert not (root / "src" / "tests").exists()
     requirements = (root / "env" / "python" / "requirements.txt").read_text().split()
@@ -80,27 +82,30 @@ def test_building_for_the_same_model_again_gives_the_same_bento(served_model, be
 
 
 @pytest.mark.slow
-def test_a_smoke_test_passes_the_right_bento_and_names_the_wrong_one(served_model, bento_tag) -> None:
-    smoke_test(bento_tag, served_model.bundle)
+def test_a_smoke_test_passes_the_right_model_and_names_the_wrong_one(served_model, bento_tag, tmp_path) -> None:
+    moved = replace(served_model.bundle, estimator=copy.deepcopy(served_model.bundle.estimator))
+    moved.estimator.named_steps["model"].intercept_ += 0.01  # the same version, answering otherwise
+    # A server of its own: every `bentoml serve` in one BENTOML_HOME empties the Prometheus folder they share, which
+    # would reset the session server's metrics that tests/service/test_service_http.py reads.
+    with LocalServe(log_path=tmp_path / "serve.log") as serving:
+        endpoint = serving.deploy(bento_tag)
+        smoke_test(endpoint, served_model.bundle)
+        with pytest.raises(SmokeTestError, match=r"http://127\.0\.0\.1:\d+ serves model v7, not v8"):
+            smoke_test(endpoint, with_record(served_model.bundle, version="v8"))
+        with pytest.raises(SmokeTestError, match=r"answered \[\{'ticker': .*, the library \[\{'ticker'"):
+            smoke_test(endpoint, moved)
 
-    newer = replace(served_model.bundle, record={**served_model.bundle.record, "version": "v8"})
-    with pytest.raises(DeployError, match=r"stockcast:v7 at http://127\.0\.0\.1:\d+ serves model v7, not v8"):
-        smoke_test(bento_tag, newer)
+
+def test_a_bento_serves_the_bundle_it_was_built_with(served_model, bento_tag) -> None:
+    bundle = bento_bundle(bento_tag)
+    assert bundle.record == served_model.bundle.record
+    pd.testing.assert_frame_equal(bundle.latest_rows, served_model.bundle.latest_rows)
 
 
 @pytest.fixture(scope="module")
 def spare_bento(served_model) -> str:
     """The model's Bento, asked for again: these tests may delete it and re-import it from an archive."""
     return build_bento(served_model.model_tag)
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalStore(tmp_path / "store")
-    return S3Store(
-        f"s3://stockcast-test/deploy-tests/{tmp_path.name}", endpoint_url=request.getfixturevalue("s3_server")
-    )
 
 
 def test_an_exported_bento_comes_back_from_the_store_alone(store, spare_bento, served_model) -> None:

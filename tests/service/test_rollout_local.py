@@ -5,7 +5,6 @@ previous champion is served again."""
 from __future__ import annotations
 
 import copy
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,27 +13,24 @@ import numpy as np
 import pytest
 import yaml
 
-from stockcast.client import StockcastClient
-from stockcast.deploy import BENTOFILE, build_bento, export_bento, save_bento_model
-from stockcast.registry import ModelRecord, Registry
-from stockcast.rollout import LocalSettings, LocalTarget, RolloutError, SmokeSettings, rollout
-from stockcast.serving import build_bundle
-from stockcast.storage import LocalStore
+from stockcast.core.network import free_port
+from stockcast.core.registry import ModelRecord, Registry
+from stockcast.core.storage import LocalStore
+from stockcast.deploy.config import LocalSettings, SmokeSettings
+from stockcast.deploy.package import BENTOFILE, build_bento, export_bento, save_bento_model
+from stockcast.deploy.rollout import RolloutError, rollout
+from stockcast.deploy.targets import LocalTarget
+from stockcast.serve.client import StockcastClient
+from tests.factories import make_bundle
 
 pytestmark = pytest.mark.slow
 
 SMOKE = SmokeSettings(tickers=2)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def target() -> Iterator[LocalTarget]:
-    serving = LocalTarget(LocalSettings(port=_free_port(), startup_timeout_s=60.0))
+    serving = LocalTarget(LocalSettings(port=free_port(), startup_timeout_s=60.0))
     yield serving
     serving.stop()
 
@@ -43,10 +39,10 @@ def target() -> Iterator[LocalTarget]:
 def nan_bento(served_model) -> tuple[ModelRecord, str]:
     """A later model whose refit went wrong: its ridge coefficients are NaN, so every prediction is NaN. The
     library builds, saves and packages it without complaint; only serving it shows the problem."""
-    record = replace(ModelRecord(**served_model.bundle.record), version="v9001", run_pathspec="TrainFlow/9001")
+    record = replace(served_model.bundle.record, version="v9001", run_pathspec="TrainFlow/9001")
     estimator = copy.deepcopy(served_model.bundle.estimator)
     estimator.named_steps["model"].coef_ = np.full_like(estimator.named_steps["model"].coef_, np.nan)
-    bundle = build_bundle(record, served_model.market.prices, served_model.market.financials, estimator=estimator)
+    bundle = make_bundle(served_model.market, record, estimator=estimator)
     try:
         return record, build_bento(save_bento_model(bundle))
     finally:
@@ -58,7 +54,7 @@ def nan_bento(served_model) -> tuple[ModelRecord, str]:
 @pytest.fixture
 def registry(tmp_path, served_model, bento_tag) -> Registry:
     """A registry whose champion is the session's model, with its Bento exported and recorded."""
-    record = ModelRecord(**served_model.bundle.record)
+    record = served_model.bundle.record
     registry = Registry(record.branch, LocalStore(tmp_path / "store"))
     registry.register(record)
     registry.promote(record.version, reason="first champion", expected_champion=None)

@@ -1,13 +1,14 @@
 """The service in process through ``to_asgi()`` (BentoML's documented way to test HTTP behaviour): its wiring of
-requests to ``stockcast.serving``, of refusals to 400s naming their field, of the size limit and of ``GET /model``."""
+requests to ``stockcast.serve.answers``, of refusals to 400s naming their field, of the size limit and of
+``GET /model``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stockcast.client import ServiceRequestError, history_payload
-from stockcast.serving import predict_tickers
+from stockcast.serve.answers import predict_tickers
+from stockcast.serve.client import ServiceRequestError, history_payload
 
 
 @pytest.fixture(scope="module")

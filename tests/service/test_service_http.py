@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockcast.client import ServiceRequestError, StockcastClient, history_payload
-from stockcast.serving import predict_from_history, predict_tickers, prediction_records
+from stockcast.serve.answers import predict_from_history, predict_tickers, prediction_records
+from stockcast.serve.client import ServiceRequestError, StockcastClient, history_payload
 
 pytestmark = pytest.mark.slow
 

@@ -7,33 +7,22 @@ from dataclasses import replace
 
 import pytest
 
-from stockcast.registry import ChampionChangedError, ModelRecord, Registry, RegistryError, current_code_version, main
-from stockcast.storage import LocalStore, ObjectExistsError, S3Store
+from features import get_feature_set
+from stockcast.core.registry import (
+    LINEAGE_FIELDS,
+    ChampionChangedError,
+    ModelRecord,
+    Registry,
+    RegistryError,
+    current_code_version,
+    main,
+)
+from stockcast.core.storage import LocalStore, ObjectExistsError
+from tests.factories import make_record
 
 
 def _record(version: str, branch: str = "user.test") -> ModelRecord:
-    return ModelRecord(
-        version=version,
-        branch=branch,
-        run_pathspec=f"TrainFlow/{version}",
-        model_task=f"TrainFlow/{version}/refit/7",
-        candidate={"candidate_id": "ridge[alpha=1.0]", "factory": "ridge", "params": {"alpha": 1.0}},
-        data_version="abc123",
-        snapshot_run="IngestFlow/1",
-        feature_set="default",
-        feature_fingerprint="f" * 16,
-        code_version=None,
-        metrics={"rmse": 1.0},
-        gate={"promote": True, "reason": "beats naive"},
-    )
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalStore(tmp_path / "store")
-    endpoint = request.getfixturevalue("s3_server")
-    return S3Store(f"s3://stockcast-test/registry-tests/{tmp_path.name}", endpoint_url=endpoint)
+    return make_record(version, branch=branch, feature_set=get_feature_set("full"))
 
 
 def test_store_exclusive_put_and_listing(store):
@@ -54,8 +43,9 @@ def test_register_get_and_no_champion_before_promotion(store):
     assert registry.get("v1") == record
     assert registry.versions() == ["v1"]
     assert registry.champion() is None and registry.history() == []
-    with pytest.raises(RegistryError, match="already registered"):
-        registry.register(_record("v1"))
+    assert registry.register(_record("v1")) == record  # a retried step registers nothing new
+    with pytest.raises(RegistryError, match="already registered, from run TrainFlow/1"):
+        registry.register(replace(_record("v1"), run_pathspec="TrainFlow/2"))
     with pytest.raises(RegistryError, match="no model version v9"):
         registry.get("v9")
 
@@ -145,7 +135,7 @@ def test_code_version_is_a_commit_or_none(tmp_path):
 
 def test_command_line_show_history_and_rollback(tmp_path, capsys, monkeypatch):
     store = LocalStore(tmp_path)
-    monkeypatch.setattr("stockcast.registry.datastore_store", lambda: store)
+    monkeypatch.setattr("stockcast.core.registry.datastore_store", lambda: store)
     registry = Registry("user.cli", store)
     for version in ("v1", "v2"):
         registry.register(_record(version, branch="user.cli"))
@@ -159,3 +149,14 @@ def test_command_line_show_history_and_rollback(tmp_path, capsys, monkeypatch):
     assert "champion is now v1 (was v2)" in capsys.readouterr().out
     assert main(["--branch", "user.cli", "history"]) == 0
     assert "rollback v1 (was v2): smoke test failed" in capsys.readouterr().out
+
+
+def test_lineage_is_the_records_provenance_as_strings_without_unknowns():
+    record = _record("v3")
+    lineage = record.lineage()
+
+    assert list(lineage) == [name for name in LINEAGE_FIELDS if name != "code_version"]  # no commit: left out
+    assert lineage["model_version"] == "v3" and lineage["candidate_id"] == record.candidate_id
+    assert lineage["run_pathspec"] == record.run_pathspec and lineage["registered_at"] == record.registered_at
+    assert all(isinstance(value, str) for value in lineage.values())
+    assert replace(record, code_version="abc123").lineage()["code_version"] == "abc123"

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from stockcast.data.generator import MarketSpec, generate_market, write_market
 from stockcast.data.ingest import build_snapshot, load_sources, validate_batch
+from stockcast.data.synthetic.generator import MarketSpec, generate_market, write_market
 from stockcast.data.validation import ContractViolationError
 
 TODAY = pd.Timestamp("2026-01-15")

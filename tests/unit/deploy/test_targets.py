@@ -1,4 +1,4 @@
-"""The rollout's configuration and its Kubernetes and BentoCloud targets.
+"""The deployment targets: chosen by configuration, and the Kubernetes and BentoCloud ones driven as they would be.
 
 Only what cannot run here is replaced: the kubectl/docker commands (a recording runner) and BentoCloud's API (its
 functions in ``bentoml``). The endpoint a rolled-out deployment answers at is a real HTTP server on 127.0.0.1. The
@@ -18,21 +18,16 @@ import pytest
 import yaml
 from bentoml.exceptions import BentoMLException, NotFound
 
-from stockcast.config import ConfigError
-from stockcast.deploy import DeployError
-from stockcast.rollout import (
-    DEFAULT_CONFIG,
+from stockcast.deploy.config import BentoCloudSettings, parse_deploy_config
+from stockcast.deploy.targets import (
     ENDPOINT_ENV,
     BentoCloud,
-    BentoCloudSettings,
+    DeployError,
     KubernetesManifest,
     LocalTarget,
-    load_deploy_config,
-    main,
-    parse_deploy_config,
+    build_target,
     run_command,
 )
-from stockcast.rollout import build_target as build_rollout_target
 
 KUBERNETES = 'target = "kubernetes"\n[kubernetes]\nimage = "ghcr.io/acme/stockcast"\nnamespace = "prod"\nreplicas = 3\n'
 
@@ -73,42 +68,16 @@ class RecordingRunner:
         return ""
 
 
-# -- configuration --------------------------------------------------------------------------------------------
-
-
-def test_the_shipped_configuration_is_valid_and_serves_on_loopback() -> None:
-    config = load_deploy_config(DEFAULT_CONFIG)
-    assert config.target == "local" and config.local.host == "127.0.0.1"
-    assert config.smoke.tickers >= 1
-
-
-def test_configuration_errors_name_every_field() -> None:
-    text = 'target = "docker"\n[local]\nport = "3000"\n[smoke]\ntickrs = 2\n'
-    with pytest.raises(ConfigError) as error:
-        parse_deploy_config(text, source="deploy.toml")
-    message = str(error.value)
-    assert message.startswith("invalid deploy.toml:")
-    assert "target: Input should be 'local', 'kubernetes' or 'bentocloud'" in message
-    assert "local.port: Input should be a valid integer" in message
-    assert "smoke.tickrs: Extra inputs are not permitted" in message
-
-
-def test_kubernetes_needs_its_section_and_a_valid_name() -> None:
-    with pytest.raises(ConfigError, match=r"target 'kubernetes' needs a \[kubernetes\] section with image"):
-        parse_deploy_config('target = "kubernetes"')
-    with pytest.raises(ConfigError, match=r"kubernetes\.name: String should match pattern"):
-        parse_deploy_config(KUBERNETES + 'name = "Stock_Cast"\n')
-    with pytest.raises(ConfigError, match="is not valid TOML"):
-        parse_deploy_config("target = ")
+# -- choosing the target -------------------------------------------------------------------------------------
 
 
 def test_the_target_is_chosen_by_configuration_and_endpoints_come_from_the_environment(endpoint) -> None:
-    assert isinstance(build_rollout_target(parse_deploy_config('target = "local"'), {}), LocalTarget)
-    assert isinstance(build_rollout_target(parse_deploy_config('target = "bentocloud"'), {}), BentoCloud)
+    assert isinstance(build_target(parse_deploy_config('target = "local"'), {}), LocalTarget)
+    assert isinstance(build_target(parse_deploy_config('target = "bentocloud"'), {}), BentoCloud)
     kubernetes = parse_deploy_config(KUBERNETES)
     with pytest.raises(DeployError, match=f"target 'kubernetes' needs {ENDPOINT_ENV}"):
-        build_rollout_target(kubernetes, {})
-    target = build_rollout_target(kubernetes, {ENDPOINT_ENV: endpoint + "/"})
+        build_target(kubernetes, {})
+    target = build_target(kubernetes, {ENDPOINT_ENV: endpoint + "/"})
     assert isinstance(target, KubernetesManifest) and target.endpoint == endpoint
 
 
@@ -265,11 +234,3 @@ def test_bentocloud_failures_are_deploy_errors(cloud, monkeypatch: pytest.Monkey
     monkeypatch.setattr(import_module("bentoml.bentos"), "push", refuse)
     with pytest.raises(DeployError, match="of stockcast:v3 failed: 401 Unauthorized"):
         target.deploy("stockcast:v3")
-
-
-def test_the_command_refuses_a_bad_configuration_naming_the_field(tmp_path: Path, capsys) -> None:
-    config = tmp_path / "deploy.toml"
-    config.write_text('target = "kubernetes"\n[kubernetes]\nimage = "ghcr.io/acme/stockcast"\nreplicas = 0\n')
-
-    assert main(["--branch", "prod", "--config", str(config)]) == 2
-    assert f"invalid {config}:\n  kubernetes.replicas: Input should be greater than 0" in capsys.readouterr().err

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from stockcast.cards import NOTHING_REALISED, decisions_card, monitoring_card
-from stockcast.decisions import DecisionRule, compare_strategies, decide
-from stockcast.monitoring import (
+from stockcast.operate.cards import NOTHING_REALISED, decisions_card, monitoring_card
+from stockcast.operate.decisions import DecisionRule, compare_strategies, decide
+from stockcast.operate.monitoring import (
     DRIFT_COLUMNS,
     MonitorThresholds,
     assess,

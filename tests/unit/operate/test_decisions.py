@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockcast.decisions import (
+from stockcast.operate.decisions import (
     BUY_AND_HOLD,
     DAILY_COLUMNS,
     MODEL_RULE,
@@ -167,7 +167,7 @@ NET = np.array([-0.006, 0.004, 0.005, 0.009])
 
 
 def walk_forward(predicted: dict[str, list[float]]) -> pd.DataFrame:
-    """Backtest rows like `stockcast.evaluation.backtest`'s, two folds of two days, closes at 100 and 50."""
+    """Backtest rows like `stockcast.train.backtest.backtest`'s, two folds of two days, closes at 100 and 50."""
     rows = [
         {
             "candidate_id": "model",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from stockcast.monitoring import (
+from stockcast.operate.monitoring import (
     DRIFT_COLUMNS,
     PERFORMANCE_COLUMNS,
     MonitorThresholds,

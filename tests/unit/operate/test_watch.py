@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 
 from features import get_feature_set
-from stockcast.data.generator import MarketSpec, generate_market
-from stockcast.monitor_inputs import (
+from stockcast.core.storage import LocalStore
+from stockcast.data.synthetic.generator import MarketSpec, generate_market
+from stockcast.operate.monitoring import Alert, MonitorReport
+from stockcast.operate.watch import (
     DriftWindows,
     calibrated_drift,
     days_between,
@@ -18,8 +20,6 @@ from stockcast.monitor_inputs import (
     realised_predictions,
     record_alerts,
 )
-from stockcast.monitoring import Alert, MonitorReport
-from stockcast.storage import LocalStore
 
 
 def test_the_windows_are_the_training_tail_and_the_latest_days() -> None:

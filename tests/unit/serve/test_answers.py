@@ -12,58 +12,39 @@ import pandas as pd
 import pytest
 
 from features import FeatureSetMismatch, get_feature_set, latest_feature_rows
+from stockcast.core.registry import ModelRecord
 from stockcast.data.contract import PRICES
-from stockcast.data.generator import MarketSpec, generate_market
-from stockcast.models import FACTORIES, CandidateSpec, fit_candidate, predict_next_close, predict_next_return
-from stockcast.registry import ModelRecord
-from stockcast.serving import (
-    CONTEXT_MARGIN_DAYS,
-    PREDICTION_COLUMNS,
-    ServingBundle,
+from stockcast.serve.answers import (
     ServingInputError,
     TickerQuery,
     answer_queries,
-    build_bundle,
     predict_from_history,
     predict_tickers,
     prediction_records,
-    read_bundle,
-    write_bundle,
 )
-from stockcast.training import build_modelling_data
+from stockcast.serve.bundle import CONTEXT_MARGIN_DAYS, ServingBundle, build_bundle, read_bundle, write_bundle
+from stockcast.serve.schema import PREDICTION_COLUMNS
+from stockcast.train.selection import build_modelling_data
+from stockcast.train.zoo import FACTORIES, CandidateSpec, fit_candidate, predict_next_close, predict_next_return
+from tests.factories import fit_model, make_record, year_market
 
 FEATURE_SET = get_feature_set("full")
 MIN_HISTORY = FEATURE_SET.min_history
 
 
 def _record(fingerprint: str = FEATURE_SET.fingerprint) -> ModelRecord:
-    return ModelRecord(
-        version="v42",
-        branch="user.test",
-        run_pathspec="TrainFlow/42",
-        model_task="TrainFlow/42/refit/7",
-        candidate={"candidate_id": "ridge[alpha=1.0]", "name": "ridge", "factory": "ridge", "params": {"alpha": 1.0}},
-        data_version="abc123",
-        snapshot_run="IngestFlow/1",
-        feature_set=FEATURE_SET.name,
-        feature_fingerprint=fingerprint,
-        code_version=None,
-        metrics={"mean_fold_rmse": 1.0},
-        gate={"promote": True, "reason": "beats naive"},
-    )
+    return make_record("v42", feature_fingerprint=fingerprint)
 
 
 @pytest.fixture(scope="module")
 def market() -> Any:
     """Six tickers in two sectors over 2024: enough for every feature to warm up (min_history 127)."""
-    return generate_market(MarketSpec(n_tickers=6, n_sectors=2, start="2024-01-01", end="2024-12-31", seed=11))
+    return year_market(n_tickers=6, seed=11)
 
 
 @pytest.fixture(scope="module")
 def estimator(market: Any) -> Any:
-    data = build_modelling_data(market.prices, market.financials, None, FEATURE_SET)
-    spec = CandidateSpec("ridge[alpha=1.0]", "ridge", "ridge", {"alpha": 1.0})
-    return fit_candidate(spec, data.frame, data.feature_columns, data.categorical_columns)
+    return fit_model(market, _record())
 
 
 @pytest.fixture(scope="module")
@@ -198,12 +179,12 @@ def test_queries_answered_together_get_exactly_their_own_answers_from_one_model_
         TickerQuery([known[3], known[3]]),
         TickerQuery(list(reversed(known))),
     ]
-    counting = _CountingModel(bundle._latest.model)
-    object.__setattr__(bundle._latest, "model", counting)
+    counting = _CountingModel(bundle.prepared.model)
+    object.__setattr__(bundle.prepared, "model", counting)
     try:
         answers = answer_queries(bundle, queries)
     finally:
-        object.__setattr__(bundle._latest, "model", counting.model)
+        object.__setattr__(bundle.prepared, "model", counting.model)
 
     assert counting.calls == [len(known)]  # one call, each ticker once, whatever the overlap
     assert len(answers) == len(queries)
@@ -226,12 +207,12 @@ def test_queries_answered_together_get_exactly_their_own_answers_from_one_model_
 
 
 def test_no_answerable_query_means_no_model_call(bundle) -> None:
-    counting = _CountingModel(bundle._latest.model)
-    object.__setattr__(bundle._latest, "model", counting)
+    counting = _CountingModel(bundle.prepared.model)
+    object.__setattr__(bundle.prepared, "model", counting)
     try:
         (answer,) = answer_queries(bundle, [TickerQuery([])])
     finally:
-        object.__setattr__(bundle._latest, "model", counting.model)
+        object.__setattr__(bundle.prepared, "model", counting.model)
     assert isinstance(answer, ServingInputError) and answer.field == "tickers"
     assert counting.calls == []
 
@@ -248,7 +229,7 @@ def test_a_non_finite_prediction_fails_only_the_queries_asking_for_that_ticker(b
             return predicted
 
     nan_bundle = replace(bundle, estimator=NanForTheFirstRow())
-    assert nan_bundle._latest.positions[broken] == 0
+    assert nan_bundle.prepared.positions[broken] == 0
     failed, answered = answer_queries(nan_bundle, [TickerQuery([healthy, broken]), TickerQuery([healthy])])
     assert isinstance(failed, RuntimeError) and f"non-finite prediction for ['{broken}']" in str(failed)
     assert [record["ticker"] for record in answered] == [healthy]
@@ -372,7 +353,7 @@ def test_the_bundle_keeps_a_trimmed_context_and_leaves_the_snapshot_unchanged(ma
     assert bundle.context_prices.groupby("ticker")["date"].max().eq(market.prices["date"].max()).all()
     assert len(bundle.context_financials) == len(market.financials)
     assert bundle.min_history == MIN_HISTORY and bundle.feature_columns == tuple(FEATURE_SET.feature_columns)
-    assert bundle.record["run_pathspec"] == "TrainFlow/42" and bundle.model_version == "v42"
+    assert bundle.record.run_pathspec == "TrainFlow/42" and bundle.model_version == "v42"
 
 
 def test_a_bundle_survives_the_round_trip_through_its_file(tmp_path, bundle) -> None:

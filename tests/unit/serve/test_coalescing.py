@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stockcast.coalescing import PerTurnBatcher
+from stockcast.serve.coalescing import PerTurnBatcher
 
 
 class Squarer:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockcast.evaluation import (
+from stockcast.train.backtest import (
     Fold,
     backtest,
     direction_hit_rate,
@@ -20,8 +20,8 @@ from stockcast.evaluation import (
     score_predictions,
     walk_forward_folds,
 )
-from stockcast.gate import decide
-from stockcast.models import CandidateSpec
+from stockcast.train.gate import decide
+from stockcast.train.zoo import CandidateSpec
 
 FEATURES = ["feature_a", "feature_b", "sector"]
 CATEGORICAL = ["sector"]

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from stockcast.config import (
-    ConfigError,
-    OperateConfig,
-    TrainConfig,
-    load_operate_config,
-    load_train_config,
-    parse_operate_config,
-    parse_train_config,
-)
-from stockcast.decisions import DecisionRule
-from stockcast.models import FACTORIES, expand_candidates
-from stockcast.monitoring import MonitorThresholds
+from stockcast.core.config import ConfigError
+from stockcast.train.config import TRAIN_CONFIG_FILE, TrainConfig, load_train_config, parse_train_config
+from stockcast.train.zoo import FACTORIES, naive_spec
 
-BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train.toml"
+BUNDLED_CONFIG = TRAIN_CONFIG_FILE
 
 # Candidates by index: 0 naive, 1 drift, 2 ridge, 3 catboost.
 VALID = """
-feature_set = "default"
+feature_set = "full"
 
 [backtest]
 n_folds = 4
@@ -74,7 +64,7 @@ def test_bundled_config_declares_the_required_zoo_with_a_sane_catboost() -> None
     assert catboost.params["thread_count"] >= 1
     assert catboost.params["iterations"] <= 500
     assert max(catboost.grid.get("depth", [catboost.params.get("depth", 6)])) <= 6
-    assert len(expand_candidates(config)) >= 5
+    assert len(config.candidate_specs()) >= 5
 
 
 def test_parsed_config_survives_metaflows_config_value_wrapper() -> None:
@@ -97,7 +87,8 @@ def test_normalisation_fills_defaults_and_turns_integer_floats_into_floats() -> 
 @pytest.mark.parametrize(
     ("old", "new", "path", "fragment"),
     [
-        ('feature_set = "default"', 'feature_set = "default"\nfeature_sets = "x"', "feature_sets", "Extra inputs"),
+        ('feature_set = "full"', 'feature_set = "full"\nfeature_sets = "x"', "feature_sets", "Extra inputs"),
+        ('feature_set = "full"', 'feature_set = "fundamentals"', "feature_set", "unknown feature set 'fundamentals'"),
         ("n_folds = 4", "n_fold = 4", "backtest.n_fold", "Extra inputs"),
         ("n_folds = 4", "n_folds = 0", "backtest.n_folds", "greater than 0"),
         ("test_days = 63", 'test_days = "63"', "backtest.test_days", "valid integer"),
@@ -151,87 +142,32 @@ def test_invalid_toml_is_reported_as_a_config_error() -> None:
         parse_train_config("feature_set = ")
 
 
-# --- The operations configuration (configs/operate.toml) -------------------------------------------------------
+def test_grid_expansion_gives_every_setting_a_stable_readable_id() -> None:
+    config = TrainConfig.model_validate(
+        {
+            "seed": 3,
+            "candidates": [
+                {"name": "naive", "factory": "naive"},
+                {
+                    "name": "cb",
+                    "factory": "catboost",
+                    "params": {"iterations": 50},
+                    "grid": {"learning_rate": [0.1, 0.05], "depth": [4, 6]},
+                },
+            ],
+        }
+    )
 
-BUNDLED_OPERATE_CONFIG = BUNDLED_CONFIG.with_name("operate.toml")
+    specs = config.candidate_specs()
 
-OPERATE = """
-[decisions]
-cost_bps = 10.0
-threshold_bps = 0.0
-max_positions = 10
-max_weight = 0.1
-allow_short = false
-
-[monitor]
-window_days = 20
-min_days = 5
-max_rmse_vs_naive = 1.02
-psi_threshold = 0.25
-max_drifted_share = 0.25
-max_data_age_days = 4
-"""
-
-
-def test_bundled_operate_config_states_the_defaults() -> None:
-    parsed = parse_operate_config(BUNDLED_OPERATE_CONFIG.read_text(encoding="utf-8"))
-
-    assert json.loads(json.dumps(parsed)) == parsed
-    assert load_operate_config(BUNDLED_OPERATE_CONFIG) == OperateConfig()
-    assert OperateConfig.model_validate(parsed).decisions == DecisionRule()
-
-
-def test_an_empty_operate_config_is_all_defaults_and_survives_metaflows_wrapper() -> None:
-    from metaflow.user_configs.config_parameters import ConfigValue
-
-    parsed = parse_operate_config("")
-
-    assert OperateConfig.model_validate(ConfigValue(parsed)) == OperateConfig()
-    assert parsed["monitor"]["window_days"] == MonitorThresholds().window_days
-
-
-def test_integers_are_accepted_for_float_settings() -> None:
-    parsed = parse_operate_config(OPERATE.replace("cost_bps = 10.0", "cost_bps = 5"))
-
-    assert parsed["decisions"]["cost_bps"] == 5.0
-    assert isinstance(parsed["decisions"]["cost_bps"], float)
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "path", "fragment"),
-    [
-        ("[decisions]", "[decision]", "decision", "Extra inputs"),
-        ("cost_bps = 10.0", "cost_bp = 10.0", "decisions.cost_bp", "Extra inputs"),
-        ("cost_bps = 10.0", "cost_bps = -1.0", "decisions.cost_bps", "greater than or equal to 0"),
-        ("cost_bps = 10.0", 'cost_bps = "10"', "decisions.cost_bps", "valid number"),
-        ("threshold_bps = 0.0", "threshold_bps = -5.0", "decisions.threshold_bps", "greater than or equal to 0"),
-        ("max_positions = 10", "max_positions = 0", "decisions.max_positions", "greater than 0"),
-        ("max_positions = 10", "max_positions = 2.5", "decisions.max_positions", "valid integer"),
-        ("max_weight = 0.1", "max_weight = 1.5", "decisions.max_weight", "less than or equal to 1"),
-        ("allow_short = false", 'allow_short = "no"', "decisions.allow_short", "valid boolean"),
-        ("window_days = 20", "window_days = 0", "monitor.window_days", "greater than 0"),
-        ("min_days = 5", "min_days = 21", "monitor.min_days", "must not exceed window_days (20)"),
-        ("max_rmse_vs_naive = 1.02", "max_rmse_vs_naive = 0.0", "monitor.max_rmse_vs_naive", "greater than 0"),
-        ("psi_threshold = 0.25", "psi_threshold = -0.1", "monitor.psi_threshold", "greater than 0"),
-        ("max_drifted_share = 0.25", "max_drifted_share = 2.0", "monitor.max_drifted_share", "less than or equal"),
-        ("max_data_age_days = 4", "max_data_age_day = 4", "monitor.max_data_age_day", "Extra inputs"),
-    ],
-)
-def test_every_invalid_operate_setting_is_refused_naming_its_field(
-    old: str, new: str, path: str, fragment: str
-) -> None:
-    assert old in OPERATE, "the case must change the valid configuration"
-    parse_operate_config(OPERATE)
-
-    with pytest.raises(ConfigError) as raised:
-        parse_operate_config(OPERATE.replace(old, new, 1))
-
-    message = str(raised.value)
-    assert message.startswith("invalid operations configuration:")
-    assert f"\n  {path}: " in message
-    assert fragment in message
-
-
-def test_invalid_operate_toml_is_reported_as_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="operations configuration is not valid TOML"):
-        parse_operate_config("[monitor")
+    assert [spec.candidate_id for spec in specs] == [
+        "naive",
+        "cb[depth=4,learning_rate=0.1]",
+        "cb[depth=4,learning_rate=0.05]",
+        "cb[depth=6,learning_rate=0.1]",
+        "cb[depth=6,learning_rate=0.05]",
+    ]
+    assert specs[2].params == {"iterations": 50, "depth": 4, "learning_rate": 0.05}
+    assert {spec.random_seed for spec in specs} == {3}
+    assert config.candidate_specs() == specs
+    assert naive_spec(specs) is specs[0]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from stockcast.gate import daily_losses, decide, diebold_mariano, newey_west_lag
+from stockcast.train.gate import daily_losses, decide, diebold_mariano, newey_west_lag
 
 N_DAYS, N_TICKERS = 120, 8
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockcast.ci_report import render_report
+from stockcast.train.pr_report import render_report
 
 LEADERBOARD = pd.DataFrame(
     {

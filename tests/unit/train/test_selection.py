@@ -8,23 +8,25 @@ import numpy as np
 import pytest
 
 from features import PRICES_ONLY_FEATURE_SET, get_feature_set
-from stockcast.config import BacktestConfig
-from stockcast.data.generator import MarketSpec, generate_market
-from stockcast.evaluation import ORACLE_COLUMN, evaluate_candidate
-from stockcast.models import CandidateSpec, usable_mask
-from stockcast.registry import ModelRecord
-from stockcast.training import (
-    BacktestResult,
+from stockcast.core.registry import ModelRecord
+from stockcast.data.synthetic.generator import MarketSpec, generate_market
+from stockcast.train.backtest import ORACLE_COLUMN
+from stockcast.train.config import BacktestConfig, GateConfig
+from stockcast.train.selection import (
     backtest_items,
     build_modelling_data,
     feature_sets_needed,
     plan_folds,
+    run_backtest,
     select_and_gate,
 )
+from stockcast.train.zoo import CandidateSpec, usable_mask
+from tests.factories import make_record
 
 NAIVE = CandidateSpec("naive", "naive", "naive", {}, 0)
 DRIFT = CandidateSpec("drift", "drift", "drift", {}, 0)
 RIDGE = CandidateSpec("ridge[alpha=10.0]", "ridge", "ridge", {"alpha": 10.0}, 0)
+GATE = GateConfig(alpha=0.05, min_days=5)
 BACKTEST = BacktestConfig(n_folds=2, test_days=30, gap_days=1, window="expanding", min_train_days=60)
 
 
@@ -39,20 +41,7 @@ def data(market):
 
 
 def _champion(spec: CandidateSpec, feature_set: str = "full") -> ModelRecord:
-    return ModelRecord(
-        version="v1",
-        branch="user.test",
-        run_pathspec="TrainFlow/1",
-        model_task="TrainFlow/1/refit/9",
-        candidate=asdict(spec),
-        data_version="d",
-        snapshot_run="IngestFlow/1",
-        feature_set=feature_set,
-        feature_fingerprint="f",
-        code_version=None,
-        metrics={},
-        gate={},
-    )
+    return make_record("v1", candidate=asdict(spec), feature_set=get_feature_set(feature_set))
 
 
 def test_modelling_frame_has_target_and_oracle_beside_the_features(data, market):
@@ -85,19 +74,12 @@ def test_the_champion_is_added_only_when_no_candidate_is_exactly_it():
 
 def _results(data, items):
     folds = plan_folds(data, BACKTEST)
-    return [
-        BacktestResult(
-            item,
-            evaluate_candidate(item.spec, data.frame, folds, data.feature_columns, data.categorical_columns),
-            0.0,
-        )
-        for item in items
-    ]
+    return [run_backtest(item, data, folds) for item in items]
 
 
 def test_the_challenger_is_the_argmin_of_mean_fold_rmse(data):
     results = _results(data, backtest_items([NAIVE, DRIFT, RIDGE], "full", None))
-    selection = select_and_gate(results, None, alpha=0.05, min_days=5)
+    selection = select_and_gate(results, None, GATE)
     scores = {r.item.spec.candidate_id: r.evaluation.overall["mean_fold_rmse"] for r in results}
     assert selection.challenger.candidate_id == min(scores, key=scores.get)
     assert list(selection.leaderboard["candidate_id"]) == sorted(scores, key=scores.get)
@@ -106,7 +88,7 @@ def test_the_challenger_is_the_argmin_of_mean_fold_rmse(data):
 
 def test_an_identical_champion_is_not_beaten_and_is_named_by_version(data):
     results = _results(data, backtest_items([NAIVE, RIDGE], "full", None))
-    challenger = select_and_gate(results, None, alpha=0.05, min_days=5).challenger
-    selection = select_and_gate(results, _champion(challenger), alpha=0.05, min_days=5)
+    challenger = select_and_gate(results, None, GATE).challenger
+    selection = select_and_gate(results, _champion(challenger), GATE)
     assert selection.decision.promote is False
     assert f"the champion v1 ({challenger.candidate_id})" in selection.decision.reason

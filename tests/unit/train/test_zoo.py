@@ -9,18 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockcast.config import TrainConfig
-from stockcast.models import (
+from stockcast.train.zoo import (
     CONTEXT_PARAMETERS,
     FACTORIES,
     CandidateSpec,
     QuantileClipper,
     build_estimator,
     candidate_id,
-    expand_candidates,
     fit_candidate,
     hyper_parameter_types,
-    naive_spec,
     predict_next_close,
     predict_next_return,
 )
@@ -57,37 +54,6 @@ def modelling_frame(n_tickers: int = 4, n_days: int = 80, seed: int = 0) -> pd.D
 def spec_for(factory: str, **params: object) -> CandidateSpec:
     merged = {**FAST_PARAMS.get(factory, {}), **params}
     return CandidateSpec(candidate_id(factory, merged), factory, factory, merged, random_seed=7)
-
-
-def test_grid_expansion_gives_every_setting_a_stable_readable_id() -> None:
-    config = TrainConfig.model_validate(
-        {
-            "seed": 3,
-            "candidates": [
-                {"name": "naive", "factory": "naive"},
-                {
-                    "name": "cb",
-                    "factory": "catboost",
-                    "params": {"iterations": 50},
-                    "grid": {"learning_rate": [0.1, 0.05], "depth": [4, 6]},
-                },
-            ],
-        }
-    )
-
-    specs = expand_candidates(config)
-
-    assert [spec.candidate_id for spec in specs] == [
-        "naive",
-        "cb[depth=4,learning_rate=0.1]",
-        "cb[depth=4,learning_rate=0.05]",
-        "cb[depth=6,learning_rate=0.1]",
-        "cb[depth=6,learning_rate=0.05]",
-    ]
-    assert specs[2].params == {"iterations": 50, "depth": 4, "learning_rate": 0.05}
-    assert {spec.random_seed for spec in specs} == {3}
-    assert expand_candidates(config) == specs
-    assert naive_spec(specs) is specs[0]
 
 
 def test_candidate_ids_format_values_unambiguously() -> None:
@@ -222,7 +188,7 @@ def test_inconsistent_columns_and_empty_training_data_are_refused() -> None:
         build_estimator(spec_for("ridge"), ["signal"], ["sector"])
     with pytest.raises(ValueError, match="duplicates"):
         build_estimator(spec_for("ridge"), ["signal", "signal"], [])
-    with pytest.raises(KeyError, match="lacks column"):
+    with pytest.raises(ValueError, match=r"the modelling frame: missing column\(s\) \['noise'\]"):
         fit_candidate(spec_for("ridge"), frame.drop(columns="noise"), FEATURES, CATEGORICAL)
     with pytest.raises(ValueError, match="no usable rows"):
         fit_candidate(spec_for("ridge"), frame.assign(is_warm=False), FEATURES, CATEGORICAL)

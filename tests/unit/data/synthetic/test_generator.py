@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from stockcast.data.contract import FINANCIALS, ORACLE, PRICES
-from stockcast.data.generator import (
+from stockcast.data.synthetic.generator import (
     MAX_TICKERS,
     SECTORS,
     MarketData,
@@ -484,7 +484,7 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "stockcast.data.generator",
+        "stockcast.data.synthetic.generator",
         "--out",
         str(tmp_path),
         "--tickers",

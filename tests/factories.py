@@ -1,0 +1,208 @@
+"""Test objects built in code, shared by the tests and the benchmarks: markets, registry records, fitted models,
+serving bundles and training configurations.
+
+Every test that needs one of these builds it here, so a change to what a record or a bundle holds is made once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features import FeatureSet, get_feature_set
+from stockcast.core.registry import ModelRecord
+from stockcast.data.synthetic.generator import (
+    MarketData,
+    MarketSpec,
+    generate_market,
+    split_days,
+    write_days,
+    write_market,
+)
+
+FULL = get_feature_set("full")
+RIDGE_PARAMS: dict[str, Any] = {"alpha": 1.0}
+
+
+def year_market(*, n_tickers: int = 6, seed: int = 11, n_sectors: int = 2, year: int = 2024) -> MarketData:
+    """A small generated market over one calendar year: enough for every feature to warm up (``min_history`` 127)."""
+    return generate_market(
+        MarketSpec(n_tickers=n_tickers, n_sectors=n_sectors, start=f"{year}-01-01", end=f"{year}-12-31", seed=seed)
+    )
+
+
+def make_record(
+    version: str = "v42",
+    *,
+    branch: str = "user.test",
+    feature_set: FeatureSet = FULL,
+    candidate_id: str = "ridge[alpha=1.0]",
+    factory: str = "ridge",
+    params: dict[str, Any] | None = None,
+    **fields: Any,
+) -> ModelRecord:
+    """A registry record of a model trained by ``TrainFlow/<number of version>``; any field can be overridden."""
+    run = version.lstrip("v") or "0"
+    values: dict[str, Any] = {
+        "version": version,
+        "branch": branch,
+        "run_pathspec": f"TrainFlow/{run}",
+        "model_task": f"TrainFlow/{run}/refit/7",
+        "candidate": {
+            "candidate_id": candidate_id,
+            "name": factory,
+            "factory": factory,
+            "params": RIDGE_PARAMS if params is None else params,
+            "random_seed": 0,
+        },
+        "data_version": "abc123",
+        "snapshot_run": "IngestFlow/1",
+        "feature_set": feature_set.name,
+        "feature_fingerprint": feature_set.fingerprint,
+        "code_version": None,
+        "metrics": {"mean_fold_rmse": 1.0, "rmse_vs_naive": 0.99},
+        "gate": {"promote": True, "reason": "beats the naive baseline"},
+    }
+    return ModelRecord(**(values | fields))
+
+
+def fit_model(market: MarketData, record: ModelRecord) -> Any:
+    """The record's model (its candidate spec) fitted on every usable row of the market."""
+    from stockcast.train.selection import build_modelling_data, champion_spec
+    from stockcast.train.zoo import fit_candidate
+
+    data = build_modelling_data(market.prices, market.financials, None, get_feature_set(record.feature_set))
+    return fit_candidate(champion_spec(record), data.frame, data.feature_columns, data.categorical_columns)
+
+
+def make_bundle(
+    market: MarketData,
+    record: ModelRecord | None = None,
+    *,
+    estimator: Any | None = None,
+    prices: pd.DataFrame | None = None,
+) -> Any:  # -> ServingBundle
+    """The serving bundle of ``record`` (default ``make_record()``) on ``market`` (or on ``prices`` cut from it), with
+    ``estimator`` or the record's model fitted on the market."""
+    from stockcast.serve.bundle import build_bundle
+
+    record = record or make_record()
+    fitted = estimator if estimator is not None else fit_model(market, record)
+    return build_bundle(record, market.prices if prices is None else prices, market.financials, estimator=fitted)
+
+
+def with_record(bundle: Any, **fields: Any) -> Any:  # -> ServingBundle
+    """The bundle with some fields of its record changed (another version, another run)."""
+    return replace(bundle, record=replace(bundle.record, **fields))
+
+
+# --- Training configurations and the planted market ---------------------------------------------------------------
+
+SMALL_CONFIG = """
+feature_set = "full"
+seed = 7
+
+[backtest]
+n_folds = 3
+test_days = 60
+gap_days = 1
+window = "expanding"
+min_train_days = 120
+
+[gate]
+alpha = 0.05
+min_days = 20
+
+[[candidates]]
+name = "naive"
+factory = "naive"
+
+[[candidates]]
+name = "drift"
+factory = "drift"
+
+[[candidates]]
+name = "ridge"
+factory = "ridge"
+grid = { alpha = [10.0] }
+
+[[candidates]]
+name = "hist_gbm"
+factory = "hist_gradient_boosting"
+params = { max_iter = 30, min_samples_leaf = 50 }
+grid = { learning_rate = [0.1] }
+
+[[candidates]]
+name = "catboost"
+factory = "catboost"
+params = { iterations = 40, thread_count = 1 }
+grid = { depth = [3] }
+"""
+"""Every factory of the zoo, each small: the configuration of the test that compares a full model selection."""
+
+
+def config_with(config: str, names: list[str]) -> str:
+    """A training configuration keeping only the candidates named (in their order in ``config``)."""
+    head, *blocks = config.split("[[candidates]]")
+    kept = [block for block in blocks if any(f'name = "{name}"' in block.split("\n")[1] for name in names)]
+    return head + "".join(f"[[candidates]]{block}" for block in kept)
+
+
+QUICK_CONFIG = config_with(SMALL_CONFIG, ["naive", "ridge"])
+"""Naive and ridge only: a quick TrainFlow run that still beats naive on the planted market, for the tests that need
+a champion (or a run to resume) rather than a model selection."""
+
+PLANTED = MarketSpec(
+    n_tickers=40,
+    start="2022-06-01",
+    end="2024-12-31",
+    seed=5,
+    reversal_speed=0.5,
+    overreaction_share=1.0,
+    earnings_drift_share=0.5,
+    valuation_pull=0.01,
+)
+"""A market whose predictable part is strong enough that 40 tickers × 2.5 years settle the gate clearly."""
+
+HELD_OUT_DAYS = 2
+"""The planted market's last days, held out as day folders for the daily loop."""
+SHIFT_DAY = 2  # a calm held-out day, then volatility sixteen times higher from the second one on
+REGIME_VOL_MULTIPLIER = 16.0
+# Drift is judged on 1-day windows, so that the regime shows on its first day: on this market 4 of 53 features are
+# beyond their usual distance on the calm day, 20 on the first day of the regime. Performance alerts are held off,
+# and a retrain may follow the previous one at once, so that only the regime change calls for retraining, as soon
+# as it shows.
+OPERATE_CONFIG = """
+[monitor]
+window_days = 5
+min_days = 2
+max_rmse_vs_naive = 1.5
+max_decay_vs_backtest = 1.5
+drift_window_days = 1
+max_drifted_share = 0.2
+retrain_cooldown_days = 0
+"""
+
+
+@dataclass(frozen=True)
+class Market:
+    """The files of the planted market: the history, and one folder per held-out day."""
+
+    history: dict[str, Path]
+    days: list[Path]
+    shift_date: str
+
+
+def write_planted_market(folder: Path) -> Market:
+    """``PLANTED`` with a volatility regime from its ``SHIFT_DAY``-th held-out day on, written as the history's files
+    and one folder per held-out day."""
+    dates = pd.bdate_range(PLANTED.start, PLANTED.end)
+    shift_date = f"{dates[-HELD_OUT_DAYS + SHIFT_DAY - 1]:%Y-%m-%d}"
+    spec = replace(PLANTED, regime_shift_date=shift_date, regime_vol_multiplier=REGIME_VOL_MULTIPLIER)
+    history, days = split_days(generate_market(spec), HELD_OUT_DAYS)
+    return Market(
+        history=write_market(history, folder / "history"), days=write_days(days, folder / "days"), shift_date=shift_date
+    )

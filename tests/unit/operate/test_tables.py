@@ -1,0 +1,40 @@
+"""Published prediction tables: written once per day and model, read back per branch."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from stockcast.operate.tables import load_predictions, publish_predictions
+from stockcast.serve.schema import TABLE_COLUMNS
+
+TABLE = pd.DataFrame(
+    {
+        "ticker": ["AAA", "BBB"],
+        "as_of": pd.to_datetime(["2024-12-31", "2024-12-31"]),
+        "last_close": [10.0, 20.0],
+        "predicted_return": [0.01, -0.02],
+        "predicted_close": [10.1, 19.6],
+        "model_version": ["v42", "v42"],
+        "feature_fingerprint": ["f" * 16, "f" * 16],
+        "data_version": ["snap-v2", "snap-v2"],
+    }
+)[TABLE_COLUMNS]
+
+
+def test_a_table_is_published_once_per_day_and_model(store) -> None:
+    table = TABLE
+    assert load_predictions(store, "user.test").empty
+
+    first = publish_predictions(table, store, "user.test")
+    changed = table.assign(predicted_close=table["predicted_close"] + 1.0)
+    again = publish_predictions(changed, store, "user.test")
+    other_model = publish_predictions(table.assign(model_version="v43"), store, "user.test")
+
+    assert first.written and not again.written and other_model.written
+    assert first.url == again.url == store.url("predictions/user.test/2024-12-31/v42.csv")
+    pd.testing.assert_frame_equal(again.table, table, check_dtype=False)  # the kept table, not the changed one
+    loaded = load_predictions(store, "user.test")
+    assert sorted(loaded["model_version"].unique()) == ["v42", "v43"]
+    kept = loaded[loaded["model_version"] == "v42"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, table, check_dtype=False)  # the first table, not the changed one
+    assert load_predictions(store, "user.other").empty
