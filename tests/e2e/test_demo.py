@@ -1,0 +1,136 @@
+"""The README's quickstart, end to end: the commands ``make demo`` runs, then ``make serve``, on a small market.
+
+The market is the planted one (``tests.factories.write_planted_market``): a history that a model beats the naive
+baseline on, then held-out days, one calm and one in a volatility regime sixteen times stronger. The commands are the
+demo's own, as a user types them (the flow files and the console scripts, in fresh processes, on the user's
+``@project`` branch), with the small training and operations configurations of the tests; results are read back the
+way a user would: the command output, the registry, the Client API and the HTTP service.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stockcast.core.network import free_port
+from stockcast.core.registry import Registry
+from stockcast.core.runs import successful_runs, user_branch
+from stockcast.deploy.targets import DeployError, wait_ready
+from stockcast.serve.client import StockcastClient
+from tests.factories import PLANTED
+from tests.harness import MAX_WORKERS, REPO_ROOT, card_text, metaflow_home
+
+pytestmark = pytest.mark.slow
+
+
+def _command(*words: str, env: dict[str, str] | None = None) -> str:
+    """Run one command of the quickstart in a fresh process; its output, or the test fails with it."""
+    done = subprocess.run(
+        list(words),
+        cwd=metaflow_home(),
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(words)} exited with {done.returncode}:\n{output}"
+    return output
+
+
+def _script(name: str) -> str:
+    """A console script of this environment (``pyproject.toml``'s ``[project.scripts]``)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_change_and_serves(
+    market, configs, tmp_path
+) -> None:
+    python, flows, workers = sys.executable, REPO_ROOT / "flows", str(MAX_WORKERS)
+    # make demo: ingest the history, train (and deploy) a champion, then operate it one day at a time.
+    ingested = _command(
+        python,
+        str(flows / "ingest.py"),
+        "run",
+        "--prices",
+        str(market.history["prices"]),
+        "--financials",
+        str(market.history["financials"]),
+    )
+    trained = _command(
+        python,
+        str(flows / "train.py"),
+        "--config",
+        "config",
+        configs["quick"],
+        "run",
+        "--max-workers",
+        workers,
+    )
+    days = sorted(str(folder) for folder in market.days)
+    operated = _command(
+        _script("stockcast-day"),
+        *days,
+        "--train-config",
+        configs["quick"],
+        "--operate-config",
+        configs["operate"],
+        "--max-workers",
+        workers,
+    )
+
+    assert f"{PLANTED.n_tickers} tickers" in ingested and "Published snapshot" in ingested
+    assert "promoted to champion" in trained and "Serve it: python -m stockcast.deploy serve" in trained
+    branch = user_branch()
+    registry = Registry(branch)
+    first_champion = registry.history()[0].version
+    # One report per day, in order; the calm day raises no alert, the regime's first day calls for a retrain.
+    lines = operated.splitlines()
+    day_lines = [line for line in lines if line[:10] in {Path(day).name for day in days}]
+    assert [line[:10] for line in day_lines] == [Path(day).name for day in days], operated
+    calm, shifted = operated.split(day_lines[1])
+    assert "alert:" not in calm and market.shift_date == Path(days[1]).name
+    assert "[drift]" in shifted and "retrained: TrainFlow/" in shifted, operated
+
+    # The retrain ran the full chain: a new model registered; when promoted, it has a Bento and predicted again.
+    monitor = successful_runs("MonitorFlow", branch)[0]  # the regime's first day
+    drifted = monitor.data.drift[monitor.data.drift["drifted"]]
+    assert {"range_pct", "volatility_5d"} & set(drifted["feature"])  # what a volatility regime moves first
+    assert len(monitor.data.performance) >= 1  # the calm day's prediction was realised on the regime's first day
+    assert "drift" in card_text(monitor["assess"].task, "monitoring").lower()
+    assert registry.store.list(f"alerts/{branch}/{market.shift_date}/")
+    assert len(registry.versions()) == 2
+    champion = registry.require_champion()
+    assert registry.bento(champion.version) is not None
+    assert ("promoted; predicted again" in shifted) == (champion.version != first_champion)
+
+    # make serve, on a machine whose BentoML store is empty: the champion's Bento comes back from its archive.
+    port, log = free_port(), tmp_path / "serve.log"
+    server = subprocess.Popen(
+        [python, "-m", "stockcast.deploy", "serve", "--port", str(port)],
+        cwd=metaflow_home(),
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(endpoint, 90.0, gave_up=lambda: None if server.poll() is None else "the server exited")
+        except DeployError as exc:
+            raise AssertionError(f"{exc}\n{log.read_text()}") from None
+        with StockcastClient(endpoint) as client:
+            served = client.model()
+            answer = client.predict(served["tickers"][:2])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert served["model_version"] == champion.version and served["lineage"] == champion.lineage()
+    assert [row["model_version"] for row in answer] == [champion.version] * 2
