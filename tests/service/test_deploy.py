@@ -67,7 +67,7 @@ def test_the_bento_holds_the_service_the_packages_the_model_and_pinned_requireme
     assert [str(model.tag) for model in bento.info.all_models] == [served_model.model_tag]
     assert bento.info.labels["model_tag"] == served_model.model_tag
     assert bento.info.labels["run_pathspec"] == "TrainFlow/7"
-    for source in ("bentos/service.py", "stockcast/serve/answers.py", "features/build.py"):
+    for source in ("bentos/service.py", "bentos/schemas.py", "bentos/guard.py", "stockcast/serve/answers.py"):
         assert (root / "src" / source).is_file(), source
     assert not (root / "src" / "tests").exists()
     requirements = (root / "env" / "python" / "requirements.txt").read_text().split()
