@@ -14,6 +14,7 @@ parser returns the validated, normalised plain dict (every default filled in) th
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +41,15 @@ def invalid(message: str, *at: str | int) -> PydanticCustomError:
     """An error for a validator to raise; ``at`` extends the field path pydantic reports for the validator."""
     # The message travels as a context value, never as the template, so braces in it are not format fields.
     return PydanticCustomError("invalid_config", "{message}", {"message": message, "at": at})
+
+
+def one_of(value: str, known: Iterable[str], kind: str, kinds: str) -> str:
+    """``value`` when it is one of the ``known`` names, else an error for a validator that lists them (``kind`` and
+    ``kinds``: what they are called, one and several)."""
+    names = sorted(known)
+    if value not in names:
+        raise invalid(f"unknown {kind} {value!r}; known {kinds}: {', '.join(names)}")
+    return value
 
 
 def parse_settings(text: str, schema: type[SettingsModel], *, source: str) -> SettingsModel:

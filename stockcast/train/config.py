@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from features import FEATURE_SETS
-from stockcast.core.config import CONFIG_DIR, Settings, as_stored, invalid, load_settings, parse_settings
+from stockcast.core.config import CONFIG_DIR, Settings, as_stored, invalid, load_settings, one_of, parse_settings
 
 if TYPE_CHECKING:
     from stockcast.train.zoo import CandidateSpec
@@ -90,9 +90,7 @@ class CandidateConfig(Settings):
     def _factory_is_registered(cls, factory: str) -> str:
         from stockcast.train.zoo import FACTORIES
 
-        if factory not in FACTORIES:
-            raise invalid(f"unknown factory {factory!r}; known factories: {', '.join(sorted(FACTORIES))}")
-        return factory
+        return one_of(factory, FACTORIES, "factory", "factories")
 
     @field_validator("params")
     @classmethod
@@ -150,9 +148,7 @@ class TrainConfig(Settings):
     @field_validator("feature_set")
     @classmethod
     def _feature_set_is_defined(cls, name: str) -> str:
-        if name not in FEATURE_SETS:
-            raise invalid(f"unknown feature set {name!r}; known feature sets: {', '.join(sorted(FEATURE_SETS))}")
-        return name
+        return one_of(name, FEATURE_SETS, "feature set", "feature sets")
 
     @field_validator("candidates")
     @classmethod
