@@ -36,7 +36,7 @@ class SnapshotFlow(StockcastFlow):
         day) become artefacts that later steps read with ``snapshot()``."""
         snapshot = resolve_snapshot(self.snapshot_run, current.branch_name)
         self.snapshot_pathspec, self.data_version = snapshot.run_pathspec, snapshot.version
-        self.data_end = snapshot.summary["date_range"][1]
+        self.data_end = snapshot.last_day
         return snapshot
 
     def snapshot(self) -> Snapshot:

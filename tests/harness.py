@@ -7,7 +7,11 @@ read that configuration.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from tests.factories import Market
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 S3_BUCKET = "stockcast-test"
@@ -68,3 +72,28 @@ def card_text(task, card_id: str) -> str:
     (card,) = get_cards(task, id=card_id)
     payloads = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', card.get())
     return "\n".join(base64.b64decode(payload).decode() for payload in payloads)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The session's champion: its branch, the snapshot ingested there, and the TrainFlow run that promoted it."""
+
+    branch: str
+    history: str
+    training: Any  # metaflow.Run
+    output: str
+
+    @property
+    def registry_branch(self) -> str:
+        """The ``@project`` branch a test run's artefacts and registry live on."""
+        return f"test.{self.branch}"
+
+
+def train_champion(runner: FlowRunner, market: Market, config: str, env: dict[str, str] | None = None) -> Champion:
+    """The market's history ingested on the runner's branch and TrainFlow run on it with ``config``; it must promote
+    its winner (packaged as a Bento)."""
+    history = runner.ingest(market.history, env)
+    trained = runner("train", env=env, config=config, snapshot=history)
+    assert trained.successful, trained.output
+    assert trained.run.data.promoted, trained.run.data.decision["reason"]
+    return Champion(runner.branch, history, trained.run, trained.output)

@@ -4,8 +4,8 @@ Every hand-over between flows goes through a named, successful run (DESIGN.md §
 ``project_branch:<branch>`` tag that Metaflow's ``@project`` puts on them, so a developer's runs never feed
 production's flows and vice versa.
 
-``launch_flow`` is the one way this project starts a flow from Python (the daily loop, the pull-request report, the
-tests and the benchmarks): ``metaflow.Runner`` on ``flows/<name>.py``, with the project branch and the configuration
+``launch_flow`` is the one way this project starts a flow from Python (the daily loop, the pull-request report and
+the tests): ``metaflow.Runner`` on ``flows/<name>.py``, with the project branch and the configuration
 file as options, the outcome read back with the Client API.
 """
 

@@ -98,6 +98,11 @@ class Snapshot:
         return self._run.data.oracle
 
     @property
+    def last_day(self) -> str:
+        """The last trading day of the snapshot's prices (``YYYY-MM-DD``): the day its newest answers are as of."""
+        return self.summary["date_range"][1]
+
+    @property
     def tickers(self) -> list[str]:
         """Every ticker with prices in the snapshot."""
         return self.summary["tickers"]

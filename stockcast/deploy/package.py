@@ -34,7 +34,7 @@ from bentoml.exceptions import NotFound
 from stockcast.core.registry import ModelRecord, Registry
 from stockcast.core.storage import ObjectStore
 from stockcast.deploy.smoke import smoke_test
-from stockcast.deploy.targets import DeployError, LocalServe
+from stockcast.deploy.targets import DeployError, LocalServe, served_model_tag
 from stockcast.serve.bundle import (
     BENTO_MODEL_NAME,
     BUNDLE_FILE,
@@ -195,11 +195,22 @@ def release(
 
 def bento_bundle(bento_tag: str) -> ServingBundle:
     """The ``ServingBundle`` a Bento serves, read from its model in the local BentoML store."""
-    bento = bentoml.bentos.get(bento_tag)
-    models = [info.tag for info in bento.info.all_models if info.tag.name == BENTO_MODEL_NAME]
-    if len(models) != 1:
-        raise DeployError(f"Bento {bento.tag} should package one {BENTO_MODEL_NAME} model, found {models}")
-    return read_bundle(bentoml.models.get(models[0]).path_of(BUNDLE_FILE))
+    return read_bundle(bentoml.models.get(served_model_tag(bento_tag)).path_of(BUNDLE_FILE))
+
+
+def registered_bento(registry: Registry, version: str) -> str:
+    """The tag of the Bento the registry recorded for ``version``, imported into the local BentoML store from its
+    archive when the store lacks it; ``DeployError`` when none was recorded or its archive cannot be read."""
+    bento = registry.bento(version)
+    if bento is None:
+        raise DeployError(
+            f"model {version} on branch {registry.branch} has no Bento: only a TrainFlow deploy step that promoted "
+            "it builds one"
+        )
+    try:
+        return import_bento(bento["archive"], registry.store)
+    except (KeyError, ValueError) as exc:
+        raise DeployError(f"the Bento archive of {version} cannot be read from {bento['archive']}: {exc}") from exc
 
 
 def export_bento(bento_tag: str, store: ObjectStore) -> str:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from stockcast.core.config import ConfigError
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
 from stockcast.deploy.config import DEPLOY_CONFIG_FILE, SmokeSettings, load_deploy_config
-from stockcast.deploy.package import bento_bundle, import_bento
+from stockcast.deploy.package import bento_bundle, registered_bento
 from stockcast.deploy.smoke import smoke_test
 from stockcast.deploy.targets import DeployError, DeployTarget, build_target
 
@@ -58,7 +57,7 @@ def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | Non
     if champion is None:
         raise RolloutError(f"branch {registry.branch} has no champion to roll out")
     try:
-        bento_tag = _bento_tag(registry, champion)
+        bento_tag = registered_bento(registry, champion)
         endpoint = target.deploy(bento_tag)
         smoke_test(endpoint, bento_bundle(bento_tag), smoke)
         return RolloutResult(registry.branch, champion, bento_tag, endpoint)
@@ -69,7 +68,7 @@ def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | Non
     except RegistryError as exc:
         raise RolloutError(f"{failure}\nand it cannot be rolled back: {exc}") from exc
     try:
-        previous_tag = _bento_tag(registry, event.version)
+        previous_tag = registered_bento(registry, event.version)
         endpoint = target.deploy(previous_tag)
         smoke_test(endpoint, bento_bundle(previous_tag), smoke)
     except DeployError as exc:
@@ -77,17 +76,6 @@ def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | Non
             f"{failure}\nThe registry was rolled back to {event.version}, whose redeployment failed too: {exc}"
         ) from exc
     return RolloutResult(registry.branch, event.version, previous_tag, endpoint, champion, failure)
-
-
-def _bento_tag(registry: Registry, version: str) -> str:
-    """The Bento recorded for ``version``, imported into the local BentoML store from its archive if needed."""
-    bento: dict[str, Any] | None = registry.bento(version)
-    if bento is None:
-        raise DeployError(
-            f"model {version} on branch {registry.branch} has no Bento recorded: only a TrainFlow "
-            "deploy step that promoted it builds one"
-        )
-    return import_bento(bento["archive"], registry.store)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,8 @@ import sys
 
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
-from stockcast.deploy.package import import_bento
-from stockcast.deploy.targets import DeployError, bentoml_serve_command
+from stockcast.deploy.package import registered_bento
+from stockcast.deploy.targets import DeployError, bentoml_serve_command, served_model_tag
 from stockcast.serve.bundle import MODEL_TAG_ENV
 
 
@@ -21,14 +21,8 @@ def serve_command(registry: Registry, version: str | None, *, host: str, port: i
     serves; the Bento is imported from the registry's archive when this machine's BentoML store lacks it.
     ``DeployError`` says what is missing."""
     version = registry.get(version).version if version else registry.require_champion().version
-    bento = registry.bento(version)
-    if bento is None:
-        raise DeployError(f"model {version} on branch {registry.branch} has no Bento: only promoted models get one")
-    try:
-        bento_tag = import_bento(bento["archive"], registry.store)
-    except (KeyError, ValueError) as exc:
-        raise DeployError(f"the Bento archive of {version} cannot be read from {bento['archive']}: {exc}") from exc
-    return bentoml_serve_command(bento_tag, host=host, port=port), bento["model_tag"]
+    bento_tag = registered_bento(registry, version)
+    return bentoml_serve_command(bento_tag, host=host, port=port), served_model_tag(bento_tag)
 
 
 def main(argv: list[str] | None = None) -> int:

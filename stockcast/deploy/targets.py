@@ -50,6 +50,16 @@ def is_ready(endpoint: str, *, timeout: float = 5.0) -> bool:
         return False
 
 
+def served_model_tag(bento_tag: str) -> str:
+    """The tag of the one stockcast model a Bento packages: what its service must be told to load
+    (``STOCKCAST_MODEL_TAG``), so that it serves that model even when the local store holds newer ones."""
+    bento = bentoml.bentos.get(bento_tag)
+    models = [str(info.tag) for info in bento.info.all_models if info.tag.name == BENTO_MODEL_NAME]
+    if len(models) != 1:
+        raise DeployError(f"Bento {bento.tag} should package one {BENTO_MODEL_NAME} model, found {models}")
+    return models[0]
+
+
 def bentoml_serve_command(bento_tag: str, *, host: str, port: int) -> list[str]:
     """The command that serves ``bento_tag`` on ``host:port`` with this environment's BentoML."""
     return [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
@@ -119,9 +129,7 @@ class LocalServe(DeployTarget):
         if self._process is not None:
             raise DeployError(f"already serving (pid {self._process.pid}); stop() it before deploying again")
         bento = bentoml.bentos.get(bento_tag)
-        models = [str(info.tag) for info in bento.info.all_models if info.tag.name == BENTO_MODEL_NAME]
-        if len(models) != 1:
-            raise DeployError(f"Bento {bento.tag} should package one {BENTO_MODEL_NAME} model, found {models}")
+        model_tag = served_model_tag(bento_tag)
         port = self.port or free_port(self.host)
         endpoint = f"http://{self.host}:{port}"
         command = bentoml_serve_command(str(bento.tag), host=self.host, port=port)
@@ -135,7 +143,7 @@ class LocalServe(DeployTarget):
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, MODEL_TAG_ENV: models[0]},
+                env={**os.environ, MODEL_TAG_ENV: model_tag},
                 start_new_session=True,
             )
         process = self._process

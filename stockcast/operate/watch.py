@@ -129,7 +129,7 @@ def days_between(earlier: str | pd.Timestamp, later: str | pd.Timestamp) -> int:
 def last_training_data_end(branch: str) -> str | None:
     """The last day of the data the branch's latest successful TrainFlow run trained on (None before the first)."""
     runs = successful_runs(TRAIN_FLOW, branch)
-    return load_snapshot(runs[0].data.snapshot_pathspec).summary["date_range"][1] if runs else None
+    return load_snapshot(runs[0].data.snapshot_pathspec).last_day if runs else None
 
 
 def retrain_call(
@@ -191,7 +191,7 @@ class Verdict:
 
 def training_data_end(record: ModelRecord) -> str:
     """The last day of the data ``record`` was trained on: the model's age is counted from it."""
-    return load_snapshot(record.snapshot_run).summary["date_range"][1]
+    return load_snapshot(record.snapshot_run).last_day
 
 
 def measure(

@@ -7,38 +7,15 @@ TrainFlow's and BatchPredictFlow's tests read it, and no test changes which mode
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from tests.factories import Market
-from tests.harness import FlowRunner
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The session's champion: its branch, the snapshot ingested there, and the TrainFlow run that promoted it."""
-
-    branch: str
-    history: str
-    training: Any  # metaflow.Run
-    output: str
-
-    @property
-    def registry_branch(self) -> str:
-        """The ``@project`` branch a test run's artefacts and registry live on."""
-        return f"test.{self.branch}"
+from tests.harness import Champion, FlowRunner, train_champion
 
 
 @pytest.fixture(scope="session")
 def champion(market: Market, configs: dict[str, str]) -> Champion:
     """The history ingested on a fresh branch; TrainFlow with every factory of the zoo promotes its winner, packaged
     as a Bento."""
-    branch = f"champ{uuid.uuid4().hex[:8]}"
-    runner = FlowRunner(branch)
-    history = runner.ingest(market.history)
-    trained = runner("train", config=configs["small"], snapshot=history)
-    assert trained.successful, trained.output
-    assert trained.run.data.promoted, trained.run.data.decision["reason"]
-    return Champion(branch, history, trained.run, trained.output)
+    return train_champion(FlowRunner(f"champ{uuid.uuid4().hex[:8]}"), market, configs["small"])

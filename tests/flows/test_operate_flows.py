@@ -21,19 +21,10 @@ from stockcast.deploy.targets import LocalServe
 from stockcast.operate.tables import prediction_key
 from stockcast.serve.client import StockcastClient
 from stockcast.serve.schema import TABLE_COLUMNS
-from tests.factories import PLANTED, Market
-from tests.harness import S3_DATASTORE_ENV, FlowRunner, card_text, metaflow_home
+from tests.factories import PLANTED
+from tests.harness import S3_DATASTORE_ENV, Champion, FlowRunner, card_text, metaflow_home, train_champion
 
 pytestmark = pytest.mark.slow
-
-
-def _trained(market: Market, configs: dict[str, str], env: dict[str, str] | None = None) -> tuple[str, Run]:
-    """A fresh branch with the market's history ingested and a champion trained on it (naive and ridge only)."""
-    runner = FlowRunner(f"op{uuid.uuid4().hex[:8]}")
-    history = runner.ingest(market.history, env)
-    training = runner.succeed("train", env=env, config=configs["quick"], snapshot=history)
-    assert training.data.promoted, training.data.decision["reason"]
-    return runner.branch, training
 
 
 def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once(champion, configs, tmp_path):
@@ -78,15 +69,15 @@ def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once
 
 
 @pytest.fixture(scope="module")
-def s3_trained(market, configs, s3_server) -> tuple[str, dict]:
+def s3_trained(market, configs, s3_server) -> Champion:
     """The history ingested and a champion trained on the S3 datastore, on a branch of its own, for the S3 tests
     below (a task on S3 costs seconds more than a local one, so they share it)."""
-    return _trained(market, configs, env=S3_DATASTORE_ENV)
+    return train_champion(FlowRunner(f"s3op{uuid.uuid4().hex[:8]}"), market, configs["quick"], env=S3_DATASTORE_ENV)
 
 
 @pytest.mark.s3
 def test_training_on_the_s3_datastore_keeps_the_registry_and_the_bento_there(s3_trained, s3_client):
-    branch, run = s3_trained
+    branch, run = s3_trained.branch, s3_trained.training
     assert run["register"].task.metadata_dict["ds-type"] == "s3"
     store = S3Store("s3://stockcast-test/metaflow/stockcast", endpoint_url=s3_client.meta.endpoint_url)
     registry = Registry(f"test.{branch}", store)
@@ -103,7 +94,7 @@ def test_training_on_the_s3_datastore_keeps_the_registry_and_the_bento_there(s3_
 
 @pytest.mark.s3
 def test_prediction_and_monitoring_on_the_s3_datastore(s3_trained, market, configs, s3_client):
-    branch, training = s3_trained
+    branch, training = s3_trained.branch, s3_trained.training
     runner = FlowRunner(branch)
     predicted = runner("predict", env=S3_DATASTORE_ENV, config=configs["operate"])
     assert predicted.successful, predicted.output
