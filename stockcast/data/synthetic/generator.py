@@ -1,12 +1,17 @@
-"""A deterministic synthetic stock market: daily prices, quarterly financials and the oracle next-day close.
+"""A deterministic synthetic stock market: daily prices, quarterly financials, corporate actions and the oracle
+next-day close.
 
 Why it exists: the demo, every test fixture and the benchmarks need data that behaves like a real market (fat
-tails, volatility clustering, a factor structure, earnings seasons) yet is exactly reproducible from a seed and
-carries a *known*, weak predictable component, so that a model's skill can be judged against the best forecast
-achievable (the oracle) as well as against the naive "tomorrow = today".
+tails, volatility clustering, a factor structure, earnings seasons, an exchange calendar and, on request, the
+quirks of real vendor data) yet is exactly reproducible from a seed and carries a *known*, weak predictable
+component, so that a model's skill can be judged against the best forecast achievable (the oracle) as well as
+against the naive "tomorrow = today".
 
-The model, in words (i is a ticker, t a business day; every quantity named below is per ticker unless it says)
+The model, in words (i is a ticker, t a trading day; every quantity named below is per ticker unless it says)
 -------------------------------------------------------------------------------------------------------------
+Calendar. The market trades on the sessions of an exchange calendar (``MarketSpec.calendar``, NYSE by default,
+from ``stockcast.data.calendar``): no rows on weekends or exchange holidays such as 25 December.
+
 Shocks. A market factor, one factor per sector and one idiosyncratic shock per ticker each follow a GARCH(1,1)
 process with unit-variance Student-t innovations: today's variance = omega + alpha × yesterday's squared shock
 + (persistence − alpha) × yesterday's variance. Sector and idiosyncratic variances are further multiplied by
@@ -22,8 +27,8 @@ eps = net_income / shares_outstanding. Before each report the generator tracks t
 (expected margin × expected revenue; both noises are independent with mean zero, so this is the exact
 conditional mean) and scores the report by its standardised surprise SUE = (net income − expectation) / its
 standard deviation, which has mean zero. Figures are published on report_date = period_end + 15 to 70 days
-(median about 30, annual reports later), moved forward to a business day. financial_info holds the reports
-published from a year before a ticker's first price row (as a prospectus would) to its last one.
+(median about 30, annual reports later), moved forward to a trading day of the calendar. financial_info holds the
+reports published from a year before a ticker's first price row (as a prospectus would) to its last one.
 
 Daily return. On day t the close moves by the simple return
     R_t = mu_t + u_t + lambda_i × SUE           (the last term on report days only: the news is out before the open),
@@ -39,30 +44,60 @@ where the expected return mu_t is fixed at the close of t − 1 (clipped to ±5 
 Together these explain a few per cent of the variance of next-day returns (the tests measure it), in line with
 the small predictability of real markets; the reversal is most of it. Prices stay positive by construction:
 |mu| <= 5 %, |u| <= 50 % and a report-day jump is below 25 % (the surprise's noises are clipped to ±3).
+The simulated close is a total-return path in the share units of the first day; the raw close written is that
+path divided by the ticker's *price factor* (below), which only corporate actions change.
 
-Oracle. expected_next_close_t = close_t × (1 + mu_{t+1}), divided by the split ratio when a split takes effect on
-t + 1 (splits are announced in advance). It is the exact conditional expectation of the next raw close under this
-model, because u and SUE have mean zero given everything known at t. Rows exist for every price row except a
-delisted ticker's last day; on the calendar's last day it is the forecast for the next business day.
+Oracle. expected_next_close_t = raw close_t × (1 + mu_{t+1}) × price factor_t / price factor_{t+1}: the exact
+conditional expectation of the raw close of the calendar's next trading day under this model (u and SUE have mean
+zero given everything known at t), on the basis that day trades on. Corporate actions are announced in advance,
+so on the day before an ex-date the forecast is already divided by a split's ratio, multiplied by a reverse
+split's, and multiplied by the share of the price a spin-off leaves. A row exists for every price row except a
+ticker's last row before a delisting or a rename (nothing trades the next day); the day before a missing day
+keeps its row (the close of the next trading day exists, the vendor just did not deliver it); on the calendar's
+last day it is the forecast for the next trading day.
 
 OHLC and volume. open = previous close × exp(gap), the gap being a share of the day's log return (most of it on
 report days) plus noise; high and low are the maximum and minimum of a Brownian bridge from open to close with
 the day's conditional volatility, sampled exactly. log volume = the ticker's base + an AR(1) term + a term in
 the day's |standardised move| + a report-day boost.
 
-Quirks, off by default. ``listings``: some tickers list late, some delist early (one row per business day
-while listed; financials only from a year before listing to delisting). ``splits``: a few 2:1 and 3:1 splits
-scale raw open/high/low/close down and volume, eps and shares up from their effective day (eps and shares in
-the share units of their report day), and ``adj_close`` (the close in the share units of the ticker's last
-listed day) stays continuous. ``regime_shift_date``: from that day on the market, sector and idiosyncratic
-shocks are multiplied by ``regime_vol_multiplier`` (earnings jumps are not) and every market beta is shifted by
-``regime_beta_shift``.
+Quirks of real data, each off by default; ``quirks=True`` turns them all on
+---------------------------------------------------------------------------
+Corporate actions fall strictly inside the history: not in the first 130 trading days (features have warmed up)
+nor in the last 10 (held-out days never cut one); in a market too short for that, between a third of the way in
+and a tenth before the end. A ticker has at most one split, reverse split, spin-off or rename, and a market of
+50 tickers × 1 year with ``quirks=True`` has at least one of each, for any seed.
+  * ``listings``: about 20 % of the tickers list late and 10 % delist early (a ``delisting`` action on the first
+    trading day after the last row); financials only from a year before listing to delisting.
+  * ``splits``: about 10 % of the tickers split 2-for-1 or 3-for-1 (``split``, ratio 2 or 3 new shares per old).
+  * ``reverse_splits``: about 4 % (at least one) consolidate 1-for-10 or 1-for-5 (``reverse_split``, ratio 10 or
+    5 old shares per new).
+    For both, raw open/high/low/close are divided by the shares per original share in effect and volume is
+    multiplied by it; eps and shares_outstanding are in the share units of their report day.
+  * ``spinoff``: one ticker spins a business off: from the ex-date its raw prices are a fraction f in 0.60..0.75
+    (``spinoff``, ratio f) of the path, a one-day drop that is not a return; volume and financials are unchanged.
+  * ``rename``: one ticker OLD stops trading and 27 to 31 calendar days later the same company trades as NEW, a
+    symbol no other ticker uses (``rename``, ticker OLD, new_ticker NEW, ex-date NEW's first day); the days in
+    between have no rows, and the price path runs on through the gap. Reports published after OLD's last row
+    are NEW's.
+  * ``missing_days``: one market-wide missing day (a trading day on which the vendor delivered no row at all) and,
+    for about 10 % of the tickers (at least one), a vendor gap of 1 to 3 consecutive trading days; never on an
+    action's ex-date or the day before it, nor on a ticker's first or last row.
+``adj_close``: when a price-changing action is enabled (splits, reverse splits, spin-off) and ``with_adj_close``
+holds, stock_price.csv has an ``adj_close`` column: the raw close back-adjusted for every action later in the
+ticker's history (the close divided by the price factor of the ticker's last listed day), so it has no jump at
+an ex-date and equals the close from the last action on. ``with_adj_close=False`` keeps the actions in the raw
+prices without it (a "prices only" vendor). ``MarketData.actions`` is the truth of the actions
+(``corporate_actions.csv``, written on request). ``regime_shift_date``: from that day on the market, sector and
+idiosyncratic shocks are multiplied by ``regime_vol_multiplier`` (earnings jumps are not) and every market beta
+is shifted by ``regime_beta_shift``.
 
-Determinism. Each concern (universe, fundamentals, returns, open/high/low, volume, listings, splits) draws from
-its own child of ``numpy.random.SeedSequence(seed)``, so a quirk never changes the underlying paths: with
-``splits=True``, ``adj_close`` × the ticker's total split ratio is the ``close`` of the same spec without splits,
-and ``listings=True`` only hides rows. Prices are rounded to 6 decimals, currency amounts to whole units, share
-counts and volume to whole shares, eps to 4 decimals; the CSV files carry exactly the in-memory values.
+Determinism. Each concern (universe, fundamentals, returns, open/high/low, volume, listings, splits, reverse
+splits, spin-off, rename, missing days) draws from its own child of ``numpy.random.SeedSequence(seed)``, so a
+quirk never changes the underlying paths: it only hides rows, relabels a renamed ticker's later rows, or rescales
+raw prices and shares. With any quirks, ``adj_close`` × the ticker's final price factor is the ``close`` of the
+same spec without quirks. Prices are rounded to 6 decimals, currency amounts to whole units, share counts and
+volume to whole shares, eps to 4 decimals; the CSV files carry exactly the in-memory values.
 """
 
 from __future__ import annotations
@@ -70,13 +105,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stockcast.data.contract import FINANCIALS, ORACLE, PRICES
+from stockcast.data.calendar import DATA_CALENDAR, DEFAULT_CALENDAR, CalendarError, trading_days
+from stockcast.data.contract import ACTIONS, FINANCIALS, ORACLE, PRICES
 
 FloatArray = np.ndarray
 IntArray = np.ndarray
@@ -117,6 +153,19 @@ _PREHISTORY_QUARTERS = 8  # fundamentals start this early so trailing figures ex
 _LISTING_HISTORY = pd.Timedelta(days=365)  # financials published from this long before listing (a prospectus)
 _NOISE_CLIP = 3.0  # fundamental noises are standard normals clipped to ±3 (symmetric: the mean stays zero)
 _CLIPPED_VARIANCE = 0.995007  # variance of a standard normal clipped to ±3
+_REPORT_ROLL_MARGIN = pd.Timedelta(days=100)  # report dates fall up to ~75 days after the last quarter end
+
+QUIRKS: tuple[str, ...] = ("listings", "splits", "reverse_splits", "spinoff", "rename", "missing_days")
+"""The quirk flags of ``MarketSpec``; ``quirks=True`` turns every one on."""
+ACTION_KINDS: tuple[str, ...] = ("split", "reverse_split", "spinoff", "rename", "delisting")
+"""The ``kind`` values of ``MarketData.actions`` (``features.inputs.ACTION_INPUT``)."""
+_PRICE_ACTION_QUIRKS = ("splits", "reverse_splits", "spinoff")  # the quirks that rescale raw prices
+_WARM_UP_DAYS = 130  # no action in the first 130 trading days: the features (min_history 127) have warmed up
+_HELD_OUT_GUARD_DAYS = 10  # nor in the last 10: held-out days never cut one
+_SPLIT_SHARE = 0.1  # of the tickers split forward
+_REVERSE_SPLIT_SHARE = 0.04  # of the tickers consolidate
+_VENDOR_GAP_SHARE = 0.1  # of the tickers miss 1 to 3 days
+_RENAME_GAP_DAYS = 27  # calendar days from OLD's last row to NEW's first, plus 0 to 4
 
 
 @dataclass(frozen=True)
@@ -124,12 +173,20 @@ class MarketSpec:
     """What to generate: the universe, the calendar, the seed, the quirks and the predictable component."""
 
     n_tickers: int = 50
-    start: str = "2021-01-04"  # business-day calendar (pandas bdate_range), inclusive
+    start: str = "2021-01-04"  # inclusive: the market opens on the calendar's first session from this day
     end: str = "2025-12-31"  # a fixed past date: the output never changes and is never "in the future"
     seed: int = 42
     n_sectors: int = 10  # at most len(SECTORS)
-    listings: bool = False  # quirk: ragged histories (late listings, early delistings)
-    splits: bool = False  # quirk: 2:1 / 3:1 splits in raw prices, plus an adj_close column
+    calendar: str = DEFAULT_CALENDAR  # exchange calendar (``stockcast.data.calendar``): rows on its sessions only
+    # Quirks of real data (module docstring), each off by default; ``quirks`` turns every one on.
+    quirks: bool = False
+    listings: bool = False  # ragged histories: late listings, early delistings
+    splits: bool = False  # 2-for-1 / 3-for-1 splits in raw prices
+    reverse_splits: bool = False  # 1-for-10 / 1-for-5 consolidations in raw prices
+    spinoff: bool = False  # one spin-off: a one-day drop of the raw price that is not a return
+    rename: bool = False  # one ticker renamed after a gap of about 29 calendar days
+    missing_days: bool = False  # vendor gaps of 1-3 days for some tickers, and one market-wide missing day
+    with_adj_close: bool = True  # write adj_close when the raw prices carry splits, reverse splits or a spin-off
     regime_shift_date: str | None = None  # from this day on, shocks are scaled and betas shifted:
     regime_vol_multiplier: float = 2.0  # by this factor
     regime_beta_shift: float = 0.0  # by this amount
@@ -148,11 +205,22 @@ class MarketSpec:
         if not _is_integer(self.n_sectors) or not 1 <= self.n_sectors <= len(SECTORS):
             problems.append(f"n_sectors must be an integer in 1..{len(SECTORS)}, got {self.n_sectors!r}")
         start, end = _parse_date("start", self.start, problems), _parse_date("end", self.end, problems)
-        if start is not None and end is not None:
+        if not isinstance(self.calendar, str) or self.calendar == DATA_CALENDAR:
+            problems.append(f"calendar must be an exchange code such as {DEFAULT_CALENDAR!r}, got {self.calendar!r}")
+        elif start is not None and end is not None:
             if start >= end:
                 problems.append(f"start ({self.start}) must be before end ({self.end})")
-            elif len(pd.bdate_range(start, end)) < 2:
-                problems.append(f"start..end ({self.start}..{self.end}) must span at least 2 business days")
+            else:
+                try:
+                    sessions = trading_days(self.calendar, start, end)
+                except CalendarError as exc:
+                    problems.append(f"calendar: {exc}")
+                else:
+                    if len(sessions) < 2:
+                        problems.append(
+                            f"start..end ({self.start}..{self.end}) must span at least 2 trading days of "
+                            f"calendar {self.calendar}"
+                        )
         if end is not None and end > pd.Timestamp.today().normalize():
             problems.append(f"end ({self.end}) must not be in the future")
         if self.regime_shift_date is not None:
@@ -174,18 +242,49 @@ class MarketSpec:
         if problems:
             raise ValueError("Invalid MarketSpec: " + "; ".join(problems))
 
-    def calendar(self) -> pd.DatetimeIndex:
-        """The business days from start to end inclusive (weekends excluded, no holidays), at ns resolution."""
-        return pd.bdate_range(self.start, self.end).as_unit("ns")
+    def trading_days(self) -> pd.DatetimeIndex:
+        """The sessions of the exchange calendar from start to end inclusive (naive midnights, ns resolution)."""
+        return trading_days(self.calendar, self.start, self.end)
+
+    def quirk_enabled(self, name: str) -> bool:
+        """Whether the quirk ``name`` (one of ``QUIRKS``) is on, by its own flag or by ``quirks``."""
+        if name not in QUIRKS:
+            raise ValueError(f"unknown quirk {name!r}; known: {', '.join(QUIRKS)}")
+        return bool(self.quirks or getattr(self, name))
+
+    @property
+    def active_quirks(self) -> tuple[str, ...]:
+        """The quirks that are on, in ``QUIRKS`` order."""
+        return tuple(name for name in QUIRKS if self.quirk_enabled(name))
+
+    @property
+    def writes_adj_close(self) -> bool:
+        """Whether stock_price.csv gets adj_close: raw prices carry actions, and ``with_adj_close`` holds."""
+        return self.with_adj_close and any(self.quirk_enabled(name) for name in _PRICE_ACTION_QUIRKS)
+
+
+def empty_actions() -> pd.DataFrame:
+    """A corporate-actions table without rows, with the contract's columns and dtypes."""
+    return pd.DataFrame(
+        {
+            "ticker": pd.array([], dtype="str"),
+            "ex_date": pd.Series([], dtype="datetime64[ns]"),
+            "kind": pd.array([], dtype="str"),
+            "ratio": pd.Series([], dtype="float64"),
+            "new_ticker": pd.array([], dtype="str"),
+        }
+    )
 
 
 @dataclass(frozen=True)
 class MarketData:
-    """The generated market: the two contract tables and the oracle (kept apart from the user-facing data)."""
+    """The generated market: the two contract tables, the oracle (kept apart from the user-facing data) and the
+    truth of the corporate actions (``ACTIONS`` columns; empty when no quirk makes any)."""
 
     prices: pd.DataFrame
     financials: pd.DataFrame
     oracle: pd.DataFrame
+    actions: pd.DataFrame = field(default_factory=empty_actions)
 
 
 def _is_integer(value: object) -> bool:
@@ -361,7 +460,8 @@ def _simulate_fundamentals(rng: np.random.Generator, spec: MarketSpec, universe:
     # Annual (Q4) reports take longer; lags stay within 15..68 days before rolling to a business day.
     lag = np.clip(u.report_lag_days + 12.0 * (quarter_of_year == 3)[:, None] + 4.0 * lag_shock, 15, 68)
     due = period_end.to_numpy().astype("datetime64[D]")[:, None] + np.round(lag).astype("timedelta64[D]")
-    report_date = np.busday_offset(due, 0, roll="forward").astype("datetime64[ns]")
+    holidays = _exchange_holidays(spec.calendar, period_end[0], period_end[-1] + _REPORT_ROLL_MARGIN)
+    report_date = np.busday_offset(due, 0, roll="forward", holidays=holidays).astype("datetime64[ns]")
     ttm_revenue = pd.DataFrame(revenue).rolling(4).sum().to_numpy()
     return _Fundamentals(
         period_end=period_end,
@@ -374,6 +474,17 @@ def _simulate_fundamentals(rng: np.random.Generator, spec: MarketSpec, universe:
         sue=sue,
         log_anchor=np.log(u.price_to_sales * ttm_revenue / shares),
     )
+
+
+def _exchange_holidays(calendar: str, first: pd.Timestamp, last: pd.Timestamp) -> np.ndarray:
+    """The weekdays from first to last on which the exchange does not trade (datetime64[D]), so that reports are
+    published on trading days. Empty when the range reaches beyond what the calendar covers: reports then only
+    skip weekends."""
+    try:
+        sessions = trading_days(calendar, first, last)
+    except CalendarError:
+        return np.array([], dtype="datetime64[D]")
+    return pd.bdate_range(first, last).difference(sessions).to_numpy().astype("datetime64[D]")
 
 
 def _report_days(calendar: pd.DatetimeIndex, fundamentals: _Fundamentals) -> tuple[IntArray, np.ndarray]:
@@ -586,7 +697,7 @@ def _listing_windows(rng: np.random.Generator, spec: MarketSpec, days: int) -> t
     """First and last listed day index per ticker: about 20 % list late and 10 % delist early when enabled."""
     n = spec.n_tickers
     first, last = np.zeros(n, dtype=int), np.full(n, days - 1)
-    if not spec.listings:
+    if not spec.quirk_enabled("listings"):
         return first, last
     late_pick, early_pick = rng.permutation(n), rng.permutation(n)
     late_at, early_at = rng.random(n), rng.random(n)
@@ -601,39 +712,255 @@ def _listing_windows(rng: np.random.Generator, spec: MarketSpec, days: int) -> t
     return first, last
 
 
-def _split_factors(
-    rng: np.random.Generator, spec: MarketSpec, first: IntArray, last: IntArray, days: int
-) -> FloatArray:
-    """Cumulative split ratio in effect on each day (days × tickers); all ones unless splits are enabled."""
-    n = spec.n_tickers
-    factor = np.ones((days, n))
-    if not spec.splits:
-        return factor
-    pick, position, ratio_draw = rng.permutation(n), rng.random(n), rng.random(n)
-    chosen = pick[: max(1, round(0.1 * n))]
-    chosen = chosen[last[chosen] > first[chosen]]  # a split needs a listed day before it to be visible
-    effective = first[chosen] + 1 + np.floor(position[chosen] * (last[chosen] - first[chosen])).astype(int)
-    ratio = np.where(ratio_draw[chosen] < 0.7, 2.0, 3.0)
-    after = np.arange(days)[:, None] >= effective
-    factor[:, chosen] = np.where(after, ratio, 1.0)
-    return factor
+def _action_window(days: int) -> tuple[int, int]:
+    """The first and last day index (inclusive) on which an action or a missing day may fall: after the first
+    130 trading days and before the last 10; in a market too short for that, from a third of the way in to a
+    tenth before the end."""
+    low, high = _WARM_UP_DAYS, days - 1 - _HELD_OUT_GUARD_DAYS
+    if low > high:
+        low, high = max(1, days // 3), days - 1 - days // 10
+    return low, high
 
 
-# ---------------------------------------------------------------------------------------------- assembly
+def _pick_events(
+    rng: np.random.Generator, count: int, low: IntArray, high: IntArray, taken: np.ndarray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Up to ``count`` random tickers not yet ``taken`` whose allowed day range low..high is not empty, a uniform
+    day in that range for each, and a uniform number in [0, 1) for each (to draw a ratio). Marks them taken."""
+    n = len(low)
+    order, position, extra = rng.permutation(n), rng.random(n), rng.random(n)
+    chosen = order[(low[order] <= high[order]) & ~taken[order]][:count]
+    day = low[chosen] + np.floor(position[chosen] * (high[chosen] - low[chosen] + 1)).astype(int)
+    taken[chosen] = True
+    return chosen, day, extra[chosen]
+
+
+def _fresh_symbol(rng: np.random.Generator, used: set[str]) -> str:
+    """A ticker symbol nobody in ``used`` has (the new name of a renamed company)."""
+    while True:
+        for symbol in _ticker_symbols(rng, 8):
+            if symbol not in used:
+                return str(symbol)
+
+
 @dataclass(frozen=True)
-class _Listing:
-    """Which rows exist and in which share units: listing windows and cumulative split ratios."""
+class _Rename:
+    """A renamed company: OLD (its universe symbol) trades up to ``old_last``, NEW from ``new_first`` on."""
+
+    column: int  # the company's column in the (days × tickers) arrays
+    old_last: int  # day index of OLD's last row
+    new_first: int  # day index of NEW's first row: the rename's ex-date
+    new_symbol: str
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One split, reverse split or spin-off: the ticker's column, its ex-date's day index, its kind and ratio."""
+
+    column: int
+    day: int
+    kind: str
+    ratio: float
+
+
+@dataclass(frozen=True)
+class _Quirks:
+    """Which rows exist, under which symbol and in which units: everything the quirks decide."""
 
     first: IntArray  # first listed day index per ticker
     last: IntArray  # last listed day index per ticker
-    split_factor: FloatArray  # (days, tickers): shares per original share in effect on each day
+    share_factor: FloatArray  # (days, tickers): shares per original share in effect on each day
+    price_factor: FloatArray  # (days, tickers): path price / raw price (the share factor over spin-offs' f)
+    hidden: np.ndarray  # (days, tickers) bool: listed days without a row (rename gap, missing days)
+    events: tuple[_Event, ...]
+    rename: _Rename | None
 
     @property
-    def listed(self) -> np.ndarray:
-        day = np.arange(len(self.split_factor))[:, None]
-        return (day >= self.first) & (day <= self.last)
+    def rows(self) -> np.ndarray:
+        """(days, tickers) bool: the (day, ticker) pairs with a price row."""
+        day = np.arange(len(self.hidden))[:, None]
+        return (day >= self.first) & (day <= self.last) & ~self.hidden
+
+    def last_rows(self) -> IntArray:
+        """Day index of each ticker's last row (its company's last row, for a renamed one)."""
+        rows = self.rows
+        return len(rows) - 1 - np.argmax(rows[::-1], axis=0)
 
 
+@dataclass(frozen=True)
+class _QuirkStreams:
+    """One random stream per quirk that moves or hides rows (listings have their own, drawn before)."""
+
+    splits: np.random.Generator
+    reverse_splits: np.random.Generator
+    spinoff: np.random.Generator
+    rename: np.random.Generator
+    missing_days: np.random.Generator
+
+
+def _events(kind: str, columns: IntArray, days: IntArray, ratios: FloatArray) -> list[_Event]:
+    return [_Event(int(c), int(d), kind, float(r)) for c, d, r in zip(columns, days, ratios, strict=True)]
+
+
+def _draw_quirks(
+    *,
+    streams: _QuirkStreams,
+    spec: MarketSpec,
+    calendar: pd.DatetimeIndex,
+    tickers: np.ndarray,
+    first: IntArray,
+    last: IntArray,
+) -> _Quirks:
+    """Corporate actions, the rename and the missing days, on top of the listing windows ``first``..``last``.
+
+    Each kind draws from its own stream and takes tickers no earlier kind took (order: splits, reverse splits,
+    spin-off, rename), so a ticker has at most one of them; ex-dates fall inside the action window and on a day
+    the ticker is listed after its first.
+    """
+    days, n = len(calendar), len(tickers)
+    window_low, window_high = _action_window(days)
+    low, high = np.maximum(window_low, first + 1), np.minimum(window_high, last)
+    taken = np.zeros(n, dtype=bool)
+    share_factor = np.ones((days, n))
+    events: list[_Event] = []
+
+    if spec.quirk_enabled("splits"):
+        chosen, day, extra = _pick_events(streams.splits, max(1, round(_SPLIT_SHARE * n)), low, high, taken)
+        events += _events("split", chosen, day, np.where(extra < 0.7, 2.0, 3.0))
+    if spec.quirk_enabled("reverse_splits"):
+        count = max(1, round(_REVERSE_SPLIT_SHARE * n))
+        chosen, day, extra = _pick_events(streams.reverse_splits, count, low, high, taken)
+        events += _events("reverse_split", chosen, day, np.where(extra < 0.5, 10.0, 5.0))
+    for event in events:
+        share_factor[event.day :, event.column] *= event.ratio if event.kind == "split" else 1 / event.ratio
+    price_factor = share_factor
+    if spec.quirk_enabled("spinoff"):
+        chosen, day, extra = _pick_events(streams.spinoff, 1, low, high, taken)
+        spinoffs = _events("spinoff", chosen, day, np.round(0.6 + 0.15 * extra, 4))
+        price_factor = share_factor.copy()
+        for event in spinoffs:
+            price_factor[event.day :, event.column] /= event.ratio
+        events += spinoffs
+
+    hidden = np.zeros((days, n), dtype=bool)
+    rename = None
+    if spec.quirk_enabled("rename"):
+        rng = streams.rename
+        gap = pd.to_timedelta(_RENAME_GAP_DAYS + rng.integers(0, 5, n), unit="D")
+        # OLD's last row is early enough that NEW's first day (gap later) is still within the window.
+        old_high = calendar.searchsorted(calendar[high] - gap, side="right") - 1
+        chosen, day, _ = _pick_events(rng, 1, low, old_high, taken)
+        if len(chosen):
+            column, old_last = int(chosen[0]), int(day[0])
+            new_first = int(calendar.searchsorted(calendar[old_last] + gap[column]))
+            rename = _Rename(column, old_last, new_first, _fresh_symbol(rng, set(tickers)))
+            hidden[old_last + 1 : new_first, column] = True
+
+    if spec.quirk_enabled("missing_days"):
+        _hide_missing_days(
+            rng=streams.missing_days,
+            hidden=hidden,
+            first=first,
+            last=last,
+            events=events,
+            rename=rename,
+            window=(window_low, window_high),
+        )
+    return _Quirks(first, last, share_factor, price_factor, hidden, tuple(events), rename)
+
+
+def _hide_missing_days(
+    *,
+    rng: np.random.Generator,
+    hidden: np.ndarray,
+    first: IntArray,
+    last: IntArray,
+    events: list[_Event],
+    rename: _Rename | None,
+    window: tuple[int, int],
+) -> None:
+    """Mark one market-wide missing day and a vendor gap of 1-3 days for some tickers in ``hidden`` (in place).
+
+    Neither falls on an action's ex-date or the day before it (so every action shows between two consecutive
+    rows), nor on a rename's boundary rows; vendor gaps also spare a ticker's first and last rows and the days
+    next to the market-wide one. The market-wide day avoids listing boundaries too when it can.
+    """
+    days, n = hidden.shape
+    window_low, window_high = window
+    action_days = np.zeros((days, n), dtype=bool)
+    for event in events:
+        action_days[event.day - 1 : event.day + 1, event.column] = True
+    if rename is not None:
+        action_days[rename.old_last : rename.new_first + 1, rename.column] = True
+    loose = action_days.any(axis=1)
+    strict = loose.copy()
+    strict[first] = strict[last] = strict[np.minimum(last + 1, days - 1)] = True
+    draw = rng.random()
+    market_day = None
+    for busy in (strict, loose):
+        candidates = window_low + np.flatnonzero(~busy[window_low : window_high + 1])
+        if len(candidates):
+            market_day = int(candidates[int(draw * len(candidates))])
+            hidden[market_day] = True
+            break
+
+    order, length, position = rng.permutation(n), 1 + rng.integers(0, 3, n), rng.random(n)
+    remaining = max(1, round(_VENDOR_GAP_SHARE * n))
+    for column in order:
+        if remaining == 0:
+            break
+        free = np.zeros(days + 1, dtype=bool)  # a trailing False ends every run
+        free[max(window_low, first[column] + 1) : min(window_high, last[column] - 1) + 1] = True
+        free[:days] &= ~hidden[:, column] & ~action_days[:, column]
+        if market_day is not None:
+            free[max(0, market_day - 1) : market_day + 2] = False
+        size = int(length[column])
+        # A gap may start at s when free[s : s + size] holds: a sliding sum over the window equals its size.
+        ok = np.convolve(free[:days].astype(int), np.ones(size, dtype=int), mode="valid") == size
+        starts = np.flatnonzero(ok)
+        if len(starts):
+            start = int(starts[int(position[column] * len(starts))])
+            hidden[start : start + size, column] = True
+            remaining -= 1
+
+
+def _actions_frame(calendar: pd.DatetimeIndex, tickers: np.ndarray, quirks: _Quirks) -> pd.DataFrame:
+    """The truth of the actions, one row each (``ACTIONS`` columns), sorted by ticker, ex_date and kind.
+
+    Delistings are every ticker whose rows end before the calendar's last day, on the first trading day after
+    its last row; a renamed company's later actions are under its new symbol.
+    """
+    rename = quirks.rename
+
+    def symbol(column: int, day: int) -> str:
+        renamed = rename is not None and column == rename.column and day >= rename.new_first
+        return rename.new_symbol if renamed else str(tickers[column])  # type: ignore[union-attr]
+
+    records: list[tuple[str, pd.Timestamp, str, float, str | None]] = [
+        (symbol(e.column, e.day), calendar[e.day], e.kind, e.ratio, None) for e in quirks.events
+    ]
+    if rename is not None:
+        records.append((str(tickers[rename.column]), calendar[rename.new_first], "rename", np.nan, rename.new_symbol))
+    last_rows = quirks.last_rows()
+    for column in np.flatnonzero(last_rows < len(calendar) - 1):
+        day = int(last_rows[column]) + 1
+        records.append((symbol(int(column), day), calendar[day], "delisting", np.nan, None))
+    if not records:
+        return empty_actions()
+    ticker, ex_date, kind, ratio, new_ticker = zip(*records, strict=True)
+    frame = pd.DataFrame(
+        {
+            "ticker": pd.array(ticker, dtype="str"),
+            "ex_date": pd.DatetimeIndex(ex_date).as_unit("ns"),
+            "kind": pd.array(kind, dtype="str"),
+            "ratio": np.array(ratio, dtype="float64"),
+            "new_ticker": pd.array(new_ticker, dtype="str"),
+        }
+    )
+    return frame.sort_values(["ticker", "ex_date", "kind"], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------- assembly
 def _long(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """A (days × tickers) array as one ticker-major column of the selected rows."""
     return values.T[rows.T]
@@ -646,6 +973,20 @@ def _keys(universe: _Universe, calendar: pd.DatetimeIndex, rows: np.ndarray) -> 
         "date": _long(np.broadcast_to(calendar.to_numpy()[:, None], shape), rows),
         "ticker": pd.array(_long(np.broadcast_to(universe.tickers, shape), rows), dtype="str"),
     }
+
+
+def _renamed(
+    frame: pd.DataFrame, date_column: str, calendar: pd.DatetimeIndex, tickers: np.ndarray, quirks: _Quirks
+) -> pd.DataFrame:
+    """The frame with a renamed company's rows dated after OLD's last row under NEW, re-sorted by ticker and date."""
+    rename = quirks.rename
+    if rename is None:
+        return frame
+    later = (frame["ticker"].eq(tickers[rename.column]) & (frame[date_column] > calendar[rename.old_last])).to_numpy()
+    moved, rest = frame[later].assign(ticker=rename.new_symbol), frame[~later]
+    # The rest stays sorted by ticker and date; NEW, a symbol of its own, goes where it sorts.
+    at = int(rest["ticker"].searchsorted(rename.new_symbol))
+    return pd.concat([rest.iloc[:at], moved, rest.iloc[at:]], ignore_index=True)
 
 
 def _round_price(values: FloatArray) -> FloatArray:
@@ -661,53 +1002,60 @@ def _prices_frame(
     fundamentals: _Fundamentals,
     calendar: pd.DatetimeIndex,
     paths: _Paths,
-    listing: _Listing,
+    quirks: _Quirks,
     with_adj_close: bool,
 ) -> pd.DataFrame:
-    """stock_price.csv rows: raw (split-affected) prices and volume while listed."""
-    listed, factor = listing.listed, listing.split_factor
+    """stock_price.csv rows: raw (action-affected) prices and volume on the days with a row."""
+    rows, factor = quirks.rows, quirks.price_factor
     open_, high, low = _open_high_low(micro_rng, paths)
+    volume = _volume(volume_rng, universe, fundamentals, calendar, paths)
     columns = {
-        **_keys(universe, calendar, listed),
-        "open": _long(_round_price(open_ / factor), listed),
-        "high": _long(_round_price(high / factor), listed),
-        "low": _long(_round_price(low / factor), listed),
-        "close": _long(_round_price(paths.close / factor), listed),
-        "volume": _long(_volume(volume_rng, universe, fundamentals, calendar, paths) * factor, listed),
+        **_keys(universe, calendar, rows),
+        "open": _long(_round_price(open_ / factor), rows),
+        "high": _long(_round_price(high / factor), rows),
+        "low": _long(_round_price(low / factor), rows),
+        "close": _long(_round_price(paths.close / factor), rows),
+        # Whole shares: a reverse split divides volume, which may leave a fraction.
+        "volume": _long(np.round(volume * quirks.share_factor), rows),
     }
     if with_adj_close:
-        # In the share units of the last listed day: continuous across every split, equal to close after it.
-        final_factor = factor[listing.last, np.arange(factor.shape[1])]
-        columns[ADJ_CLOSE] = _long(_round_price(paths.close / final_factor), listed)
-    return pd.DataFrame(columns)
+        # Back-adjusted for every later action: in the units of the last listed day, equal to close after the
+        # ticker's last action and continuous across every ex-date.
+        final_factor = factor[quirks.last, np.arange(factor.shape[1])]
+        columns[ADJ_CLOSE] = _long(_round_price(paths.close / final_factor), rows)
+    return _renamed(pd.DataFrame(columns), "date", calendar, universe.tickers, quirks)
 
 
-def _oracle_frame(universe: _Universe, calendar: pd.DatetimeIndex, paths: _Paths, listing: _Listing) -> pd.DataFrame:
-    """E[raw close of t+1 | the close of t], from the close as written; a split effective on t+1 is known at t."""
-    factor = listing.split_factor
+def _oracle_frame(universe: _Universe, calendar: pd.DatetimeIndex, paths: _Paths, quirks: _Quirks) -> pd.DataFrame:
+    """E[raw close of the next trading day | the close of t], from the close as written, on the basis the next
+    day trades on (actions are announced in advance). No row where nothing trades the next day: a delisted
+    ticker's last row and a renamed ticker's last row under its old symbol."""
+    factor = quirks.price_factor
     next_factor = np.vstack([factor[1:], factor[-1:]])
     close = _round_price(paths.close / factor)
     expected = np.round(close * (1 + paths.expected_next_return) * factor / next_factor, PRICE_DECIMALS)
-    # A delisted ticker has no next close: its last listed day gets no row.
     day = np.arange(len(calendar))[:, None]
-    rows = listing.listed & ((day < listing.last) | (listing.last == len(calendar) - 1))
-    return pd.DataFrame({**_keys(universe, calendar, rows), "expected_next_close": _long(expected, rows)})
+    rows = quirks.rows & ((day < quirks.last) | (quirks.last == len(calendar) - 1))
+    if quirks.rename is not None:
+        rows[quirks.rename.old_last, quirks.rename.column] = False
+    frame = pd.DataFrame({**_keys(universe, calendar, rows), "expected_next_close": _long(expected, rows)})
+    return _renamed(frame, "date", calendar, universe.tickers, quirks)
 
 
 def _financials_frame(
-    universe: _Universe, fundamentals: _Fundamentals, calendar: pd.DatetimeIndex, listing: _Listing
+    universe: _Universe, fundamentals: _Fundamentals, calendar: pd.DatetimeIndex, quirks: _Quirks
 ) -> pd.DataFrame:
     """financial_info.csv rows: reports published from a year before listing until delisting (and by the end)."""
     f = fundamentals
     q_count, n = f.revenue.shape
-    first_day = calendar.to_numpy()[listing.first] - _LISTING_HISTORY.to_timedelta64()
-    last_day = calendar.to_numpy()[listing.last]
+    first_day = calendar.to_numpy()[quirks.first] - _LISTING_HISTORY.to_timedelta64()
+    last_day = calendar.to_numpy()[quirks.last]
     published = (f.report_date >= first_day) & (f.report_date <= last_day)
     report_index, in_calendar = _report_days(calendar, f)
-    # Per-share figures are in the share units of the report day (splits before it are applied).
-    on_report_day = listing.split_factor[np.minimum(report_index, len(calendar) - 1), np.arange(n)]
-    split_at_report = np.where(in_calendar, on_report_day, 1.0)
-    shares = f.shares * split_at_report
+    # Per-share figures are in the share units of the report day (actions before it are applied).
+    on_report_day = quirks.share_factor[np.minimum(report_index, len(calendar) - 1), np.arange(n)]
+    share_factor = np.where(in_calendar, on_report_day, 1.0)
+    shares = np.round(f.shares * share_factor)
     eps = np.round(f.net_income / shares, EPS_DECIMALS)
     period_end = np.broadcast_to(f.period_end.to_numpy()[:, None], (q_count, n))
     tickers = np.broadcast_to(universe.tickers, (q_count, n))
@@ -726,20 +1074,27 @@ def _financials_frame(
             "sector": pd.array(_long(sectors, published), dtype="str"),
         }
     )
-    return frame[FINANCIALS.required_names]
+    return _renamed(frame[FINANCIALS.required_names], "report_date", calendar, universe.tickers, quirks)
 
 
 def generate_market(spec: MarketSpec = MarketSpec()) -> MarketData:
     """Generate the market described by ``spec``: the same spec always yields identical frames."""
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(7)]
-    universe_rng, fundamentals_rng, returns_rng, micro_rng, volume_rng, listing_rng, split_rng = streams
-    calendar = spec.calendar()
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(11)]
+    universe_rng, fundamentals_rng, returns_rng, micro_rng, volume_rng, listing_rng = streams[:6]
+    calendar = spec.trading_days()
 
     universe = _draw_universe(universe_rng, spec)
     fundamentals = _simulate_fundamentals(fundamentals_rng, spec, universe)
     paths = _simulate_returns(returns_rng, spec, universe, fundamentals, calendar)
     first, last = _listing_windows(listing_rng, spec, len(calendar))
-    listing = _Listing(first, last, _split_factors(split_rng, spec, first, last, len(calendar)))
+    quirks = _draw_quirks(
+        streams=_QuirkStreams(*streams[6:]),
+        spec=spec,
+        calendar=calendar,
+        tickers=universe.tickers,
+        first=first,
+        last=last,
+    )
     return MarketData(
         prices=_prices_frame(
             micro_rng=micro_rng,
@@ -748,17 +1103,20 @@ def generate_market(spec: MarketSpec = MarketSpec()) -> MarketData:
             fundamentals=fundamentals,
             calendar=calendar,
             paths=paths,
-            listing=listing,
-            with_adj_close=spec.splits,
+            quirks=quirks,
+            with_adj_close=spec.writes_adj_close,
         ),
-        financials=_financials_frame(universe, fundamentals, calendar, listing),
-        oracle=_oracle_frame(universe, calendar, paths, listing),
+        financials=_financials_frame(universe, fundamentals, calendar, quirks),
+        oracle=_oracle_frame(universe, calendar, paths, quirks),
+        actions=_actions_frame(calendar, universe.tickers, quirks),
     )
 
 
 # ------------------------------------------------------------------------------------------------ output
-def write_market(data: MarketData, out_dir: str | Path) -> dict[str, Path]:
-    """Write stock_price.csv, financial_info.csv and, beside them, oracle.csv; return their paths.
+def write_market(data: MarketData, out_dir: str | Path, *, with_actions: bool = False) -> dict[str, Path]:
+    """Write stock_price.csv, financial_info.csv and, beside them, oracle.csv; with ``with_actions`` also
+    corporate_actions.csv (header only when there are none). Return their paths by name (``"actions"`` for the
+    last).
 
     Values are written with Python's shortest round-trip float format, so reading a file back gives exactly
     the in-memory numbers (they were rounded when generated); dates are ISO (YYYY-MM-DD).
@@ -770,6 +1128,8 @@ def write_market(data: MarketData, out_dir: str | Path) -> dict[str, Path]:
         "financials": (data.financials, directory / FINANCIALS.file_name),
         "oracle": (data.oracle, directory / ORACLE.file_name),
     }
+    if with_actions:
+        targets["actions"] = (data.actions, directory / ACTIONS.file_name)
     for frame, path in targets.values():
         frame.to_csv(path, index=False, date_format="%Y-%m-%d")
     return {name: path for name, (_, path) in targets.items()}
@@ -777,7 +1137,8 @@ def write_market(data: MarketData, out_dir: str | Path) -> dict[str, Path]:
 
 def split_days(data: MarketData, n_days: int) -> tuple[MarketData, list[tuple[pd.Timestamp, MarketData]]]:
     """The market as history plus its last ``n_days`` trading days, each as what arrives on that day: the day's
-    price and oracle rows and the reports published (``report_date``) on it. What the daily loop ingests."""
+    price and oracle rows, the reports published (``report_date``) and the actions effective (``ex_date``) since
+    the previous day with prices. What the daily loop ingests; the pieces add up to the market."""
     dates = pd.Index(sorted(data.prices["date"].unique()))
     if not 0 < n_days < len(dates):
         raise ValueError(f"n_days must be between 1 and {len(dates) - 1} (the market has {len(dates)} days)")
@@ -787,32 +1148,30 @@ def split_days(data: MarketData, n_days: int) -> tuple[MarketData, list[tuple[pd
         mask = frame[column] <= high if low is None else frame[column].gt(low) & frame[column].le(high)
         return frame[mask].reset_index(drop=True)
 
-    history = MarketData(
-        prices=between(data.prices, "date", None, cut),
-        financials=between(data.financials, "report_date", None, cut),
-        oracle=between(data.oracle, "date", None, cut),
-    )
-    days = [
-        (
-            day,
-            MarketData(
-                prices=between(data.prices, "date", previous, day),
-                financials=between(data.financials, "report_date", previous, day),
-                oracle=between(data.oracle, "date", previous, day),
-            ),
+    def window(low: pd.Timestamp | None, high: pd.Timestamp) -> MarketData:
+        return MarketData(
+            prices=between(data.prices, "date", low, high),
+            financials=between(data.financials, "report_date", low, high),
+            oracle=between(data.oracle, "date", low, high),
+            actions=between(data.actions, "ex_date", low, high),
         )
-        for previous, day in zip(dates[-n_days - 1 : -1], dates[-n_days:], strict=True)
+
+    days = [
+        (day, window(previous, day)) for previous, day in zip(dates[-n_days - 1 : -1], dates[-n_days:], strict=True)
     ]
-    return history, days
+    return window(None, cut), days
 
 
-def write_days(days: list[tuple[pd.Timestamp, MarketData]], out_dir: str | Path) -> list[Path]:
-    """Write each day into ``out_dir/<YYYY-MM-DD>/``: stock_price.csv, oracle.csv, and financial_info.csv only when
-    reports were published that day. Returns the day folders in date order."""
+def write_days(
+    days: list[tuple[pd.Timestamp, MarketData]], out_dir: str | Path, *, with_actions: bool = False
+) -> list[Path]:
+    """Write each day into ``out_dir/<YYYY-MM-DD>/``: stock_price.csv, oracle.csv, financial_info.csv only when
+    reports were published that day and, with ``with_actions``, corporate_actions.csv only when actions took
+    effect. Returns the day folders in date order."""
     folders = []
     for day, data in days:
         folder = Path(out_dir) / f"{day:%Y-%m-%d}"
-        paths = write_market(data, folder)
+        paths = write_market(data, folder, with_actions=with_actions and not data.actions.empty)
         if data.financials.empty:
             paths["financials"].unlink()
         folders.append(folder)
@@ -820,19 +1179,34 @@ def write_days(days: list[tuple[pd.Timestamp, MarketData]], out_dir: str | Path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: generate a market and write its three CSV files (``stockcast-generate --help``)."""
+    """Command line: generate a market and write its CSV files (``stockcast-generate --help``)."""
     defaults = MarketSpec()
     parser = argparse.ArgumentParser(
         prog="stockcast-generate",
-        description="Write a deterministic synthetic market: stock_price.csv, financial_info.csv and oracle.csv.",
+        description="Write a deterministic synthetic market: stock_price.csv, financial_info.csv and oracle.csv "
+        "(and corporate_actions.csv with --actions-file).",
     )
     parser.add_argument("--out", required=True, type=Path, help="directory to write the files into")
     parser.add_argument("--tickers", type=int, default=defaults.n_tickers, help="number of tickers")
-    parser.add_argument("--start", default=defaults.start, help="first business day (YYYY-MM-DD)")
-    parser.add_argument("--end", default=defaults.end, help="last business day (YYYY-MM-DD), not in the future")
+    parser.add_argument("--start", default=defaults.start, help="first day (YYYY-MM-DD)")
+    parser.add_argument("--end", default=defaults.end, help="last day (YYYY-MM-DD), not in the future")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed: same seed, same files")
+    parser.add_argument("--calendar", default=defaults.calendar, help="exchange calendar to trade on (e.g. XNYS, XLON)")
+    parser.add_argument("--quirks", action="store_true", help="every quirk below at once")
     parser.add_argument("--listings", action="store_true", help="ragged histories: late listings, early delistings")
-    parser.add_argument("--splits", action="store_true", help="stock splits in raw prices, plus an adj_close column")
+    parser.add_argument("--splits", action="store_true", help="2-for-1 / 3-for-1 stock splits in raw prices")
+    parser.add_argument("--reverse-splits", action="store_true", help="1-for-10 / 1-for-5 reverse splits")
+    parser.add_argument("--spinoff", action="store_true", help="one spin-off: a one-day drop in the raw price")
+    parser.add_argument("--rename", action="store_true", help="one ticker renamed after a month without rows")
+    parser.add_argument(
+        "--missing-days", action="store_true", help="vendor gaps of 1-3 days and one market-wide missing day"
+    )
+    parser.add_argument(
+        "--no-adj-close", action="store_true", help="no adj_close column even when raw prices carry actions"
+    )
+    parser.add_argument(
+        "--actions-file", action="store_true", help="also write corporate_actions.csv (the truth of the actions)"
+    )
     parser.add_argument("--regime-shift-date", default=None, help="from this day on, shocks are scaled (YYYY-MM-DD)")
     parser.add_argument(
         "--regime-vol-multiplier", type=float, default=defaults.regime_vol_multiplier, help="by this factor"
@@ -851,19 +1225,25 @@ def main(argv: list[str] | None = None) -> int:
             start=args.start,
             end=args.end,
             seed=args.seed,
+            calendar=args.calendar,
+            quirks=args.quirks,
             listings=args.listings,
             splits=args.splits,
+            reverse_splits=args.reverse_splits,
+            spinoff=args.spinoff,
+            rename=args.rename,
+            missing_days=args.missing_days,
+            with_adj_close=not args.no_adj_close,
             regime_shift_date=args.regime_shift_date,
             regime_vol_multiplier=args.regime_vol_multiplier,
         )
         data, days = split_days(generate_market(spec), args.daily) if args.daily else (generate_market(spec), [])
     except ValueError as exc:
         parser.error(str(exc))
-    paths = write_market(data, args.out)
-    rows = {"prices": len(data.prices), "financials": len(data.financials), "oracle": len(data.oracle)}
+    paths = write_market(data, args.out, with_actions=args.actions_file)
     for name, path in paths.items():
-        print(f"{path}: {rows[name]} rows")
-    for folder in write_days(days, Path(args.out) / "days"):
+        print(f"{path}: {len(getattr(data, name))} rows")
+    for folder in write_days(days, Path(args.out) / "days", with_actions=args.actions_file):
         print(f"{folder}/: one day's files")
     return 0
 

@@ -126,8 +126,8 @@ def test_frames_follow_the_contract_columns_dtypes_order_and_keys(panel: MarketD
     pd.testing.assert_frame_equal(financials, financials.sort_values(["ticker", "report_date"], ignore_index=True))
 
 
-def test_every_ticker_trades_every_business_day_of_the_calendar(panel: MarketData) -> None:
-    calendar = PANEL.calendar()
+def test_every_ticker_trades_every_trading_day_of_the_calendar(panel: MarketData) -> None:
+    calendar = PANEL.trading_days()
     # With unique (ticker, date) keys, a full count of calendar days means no day is missing.
     assert panel.prices.date.isin(calendar).all()
     assert (panel.prices.groupby("ticker").size() == len(calendar)).all()
@@ -316,7 +316,7 @@ def test_without_the_predictable_component_only_the_drift_is_predictable() -> No
 # ------------------------------------------------------------------------------------------------ quirks
 def test_listings_give_ragged_but_gapless_histories(quirk_base: MarketData) -> None:
     ragged = generate_market(replace(QUIRK_BASE, listings=True))
-    calendar = QUIRK_BASE.calendar()
+    calendar = QUIRK_BASE.trading_days()
     spans = ragged.prices.groupby("ticker").date.agg(["min", "max", "count"])
     assert (spans["min"] > calendar[0]).sum() >= 1
     assert (spans["max"] < calendar[-1]).sum() >= 1
@@ -512,7 +512,10 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
         ({"n_sectors": 0}, "n_sectors"),
         ({"n_sectors": len(SECTORS) + 1}, "n_sectors"),
         ({"start": "2024-02-01", "end": "2024-01-01"}, "start"),
-        ({"start": "2024-01-06", "end": "2024-01-07"}, "2 business days"),
+        ({"start": "2024-01-06", "end": "2024-01-07"}, "2 trading days"),
+        ({"start": "2024-12-24", "end": "2024-12-25"}, "2 trading days"),  # Christmas: one session only
+        ({"calendar": "NOPE"}, "calendar"),
+        ({"calendar": "data"}, "calendar"),
         ({"start": "not a date"}, "start"),
         ({"end": None}, "end"),
         ({"end": "2999-01-01"}, "end"),
@@ -538,7 +541,7 @@ def test_ticker_symbols_never_read_as_missing_values() -> None:
 
 
 def test_a_minimal_market_is_generated() -> None:
-    data = generate_market(MarketSpec(n_tickers=1, n_sectors=1, start="2024-01-01", end="2024-01-02"))
+    data = generate_market(MarketSpec(n_tickers=1, n_sectors=1, start="2024-01-02", end="2024-01-03"))
     assert len(data.prices) == 2
     assert len(data.oracle) == 2
     assert data.prices.ticker.nunique() == 1
