@@ -5,8 +5,12 @@ and ``features_from_history`` (a history sent in an HTTP request) select the row
 same computation, so the three cannot disagree: every feature at t depends only on the last ``min_history``
 rows of its ticker (and, for cross-sectional ranks, on the other tickers' rows on date t).
 
+Every entry point takes the corporate actions known (``actions``, see ``features.adjust``): prices, targets and
+per-share figures are adjusted for them before anything is computed, so a split is never read as a crash.
+
 Output layout: one row per (ticker, date), sorted by (ticker, date) like every table of the project, with a fresh
-RangeIndex; columns ``date``, ``ticker``, ``close``, then ``feature_set.feature_columns``, then ``is_warm``.
+RangeIndex; columns ``date``, ``ticker``, ``close`` (adjusted: on each ticker's last row it is the raw close),
+then ``feature_set.feature_columns``, then ``is_warm``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.adjust import SPINOFF_FACTOR, adjust_financials, adjust_prices
 from features.definitions import FeatureDefinition, Kind
 from features.errors import InsufficientHistory
-from features.inputs import FINANCIAL_INPUT, PRICE_INPUT, InputTable
+from features.inputs import ACTION_INPUT, FINANCIAL_INPUT, PRICE_INPUT, InputTable
 from features.sets import DEFAULT_FEATURE_SET, KEY_COLUMNS, WARM_COLUMN, FeatureSet
 from features.windows import PricePanel, ticker_positions, warm_up_mask
 
@@ -27,6 +32,7 @@ def build_features(
     prices: pd.DataFrame,
     financials: pd.DataFrame | None = None,
     *,
+    actions: pd.DataFrame | None = None,
     feature_set: FeatureSet = DEFAULT_FEATURE_SET,
     as_of: AsOf = None,
 ) -> pd.DataFrame:
@@ -37,28 +43,48 @@ def build_features(
     The inputs are not modified.
     """
     cutoff = _as_timestamp(as_of)
-    return _compute(_prepare_prices(prices, cutoff), _prepare_financials(financials, cutoff), feature_set)
+    known = _prepare_actions(actions, cutoff)
+    return _compute(_prepare_prices(prices, cutoff, known), _prepare_financials(financials, cutoff, known), feature_set)
 
 
-def build_target(prices: pd.DataFrame) -> pd.DataFrame:
-    """What the model learns to predict: each ticker's next close and the return to it.
+def build_target(
+    prices: pd.DataFrame,
+    *,
+    actions: pd.DataFrame | None = None,
+    trading_days: pd.DatetimeIndex | None = None,
+    max_missing_days: int | None = None,
+) -> pd.DataFrame:
+    """What the model learns to predict: each ticker's next close and the return to it, on the adjusted series.
 
     Kept apart from the features so the target can never leak into them. Columns ``date``, ``ticker``,
-    ``next_close``, ``next_return`` (next_close / close - 1), rows in the same (ticker, date) order as
-    ``build_features``; NaN on each ticker's last row, whose next close is not known yet.
+    ``next_close``, ``next_return`` (next_close / close - 1) and ``spans_gap``, rows in the same (ticker, date) order
+    as ``build_features``; NaN on each ticker's last row, whose next close is not known yet. "Next" means the next
+    trading day: a target whose next row lies more than ``max_missing_days`` trading days (of ``trading_days``, by
+    default the dates the data has) after the one that should follow is not a next-day return; it is NaN and
+    ``spans_gap`` is True (None: no limit).
     """
-    table = _prepare_prices(prices, None)
+    table = _prepare_prices(prices, None, _prepare_actions(actions, None))
     position = ticker_positions(table["ticker"])
     close = table["close"].to_numpy(dtype=float)
     next_close = np.r_[close[1:], np.nan]
     # The next row belongs to the same ticker unless it starts a new block (position 0).
     next_close[np.r_[position[1:] == 0, True]] = np.nan
+    spans_gap = np.zeros(len(table), dtype=bool)
+    if max_missing_days is not None and len(table):
+        dates = table["date"].to_numpy()
+        calendar = pd.DatetimeIndex(trading_days if trading_days is not None else np.unique(dates)).unique()
+        day_number = calendar.sort_values().searchsorted(dates)
+        # Trading days skipped between a row and its ticker's next row; NaN on the ticker's last row.
+        skipped = np.r_[day_number[1:] - day_number[:-1] - 1, 0].astype(float)
+        spans_gap = np.isfinite(next_close) & (skipped > max_missing_days)
+        next_close[spans_gap] = np.nan
     return pd.DataFrame(
         {
             "date": table["date"],
             "ticker": table["ticker"],
             "next_close": next_close,
             "next_return": next_close / close - 1.0,
+            "spans_gap": spans_gap,
         }
     )
 
@@ -67,6 +93,7 @@ def latest_feature_rows(
     prices: pd.DataFrame,
     financials: pd.DataFrame | None = None,
     *,
+    actions: pd.DataFrame | None = None,
     feature_set: FeatureSet = DEFAULT_FEATURE_SET,
     as_of: AsOf = None,
 ) -> pd.DataFrame:
@@ -76,12 +103,14 @@ def latest_feature_rows(
     own code, so the values equal the training matrix's for the same ticker and date.
     """
     cutoff = _as_timestamp(as_of)
-    table = _prepare_prices(prices, cutoff)
+    known = _prepare_actions(actions, cutoff)
+    table = _prepare_prices(prices, cutoff, known)
+    reports = _prepare_financials(financials, cutoff, known)
     if table.empty:
-        return _compute(table, _prepare_financials(financials, cutoff), feature_set)
+        return _compute(table, reports, feature_set)
     earliest_latest_date = table.groupby("ticker", sort=False)["date"].max().min()
     needed = _rows_needed(table, earliest_latest_date, feature_set.min_history)
-    features = _compute(needed, _prepare_financials(financials, cutoff), feature_set)
+    features = _compute(needed, reports, feature_set)
     return features.groupby("ticker", sort=False).tail(1).reset_index(drop=True)
 
 
@@ -91,18 +120,21 @@ def features_from_history(
     *,
     context_prices: pd.DataFrame | None = None,
     context_financials: pd.DataFrame | None = None,
+    actions: pd.DataFrame | None = None,
     feature_set: FeatureSet = DEFAULT_FEATURE_SET,
 ) -> pd.DataFrame:
     """Feature rows for one ticker's supplied price history (an HTTP request), one per date that has
-    ``min_history`` days of history behind it, oldest first.
+        ``min_history`` days of history behind it, oldest first.
 
-    Cross-sectional features need the other tickers: ``context_prices`` (the panel the service packaged) is
-    combined with the history, which replaces that ticker's rows in it, and ranks are computed on the same dates
-    from the combined rows; where the context has no other ticker on a date they are NaN. ``financials`` (that
-    ticker's reports) likewise replace its reports in ``context_financials``; when None, the context's reports
-    of the ticker are used. Raises ``InsufficientHistory`` with fewer than ``feature_set.min_history`` rows.
+        Cross-sectional features need the other tickers: ``context_prices`` (the panel the service packaged) is
+        combined with the history, which replaces that ticker's rows in it, and ranks are computed on the same dates
+        from the combined rows; where the context has no other ticker on a date they are NaN. ``financials`` (that
+        ticker's reports) likewise replace its reports in ``context_financials``; when None, the context's reports
+        of the ticker are used. ``actions`` (the corporate actions the caller knows) adjust the history and the context
+    alike. Raises ``InsufficientHistory`` with fewer than ``feature_set.min_history`` rows.
     """
-    own = _prepare_prices(history, None)
+    known = _prepare_actions(actions, None)
+    own = _prepare_prices(history, None, known)
     tickers = own["ticker"].unique()
     if len(tickers) != 1:
         raise ValueError(f"a history must hold exactly one ticker, got {len(tickers)}: {sorted(tickers)[:5]}")
@@ -111,10 +143,10 @@ def features_from_history(
         raise InsufficientHistory(
             ticker=ticker, required=feature_set.min_history, supplied=len(own), feature_set_name=feature_set.name
         )
-    prices = _replace_ticker(_prepare_prices(context_prices, None), own, ticker)
-    reports = _prepare_financials(context_financials, None)
+    prices = _replace_ticker(_prepare_prices(context_prices, None, known), own, ticker)
+    reports = _prepare_financials(context_financials, None, known)
     if financials is not None:
-        own_reports = _prepare_financials(financials, None)
+        own_reports = _prepare_financials(financials, None, known)
         if not own_reports["ticker"].eq(ticker).all():
             raise ValueError(f"financials sent with the history of {ticker} hold other tickers' reports")
         reports = _replace_ticker(reports, own_reports, ticker)
@@ -129,14 +161,18 @@ def features_from_history(
 def _compute(prices: pd.DataFrame, financials: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
     """The feature computation proper, on prepared tables (prices sorted by (ticker, date))."""
     position = ticker_positions(prices["ticker"])
+    spinoff_factor = prices[SPINOFF_FACTOR].to_numpy(dtype=float)
     panel = PricePanel(
         **{name: prices[name].to_numpy(dtype=float) for name in ("open", "high", "low", "close", "volume")},
+        # The row's own traded value, raw: a level known at t (see features.adjust on point in time).
+        dollar_volume=prices["close"].to_numpy(dtype=float) * prices["volume"].to_numpy(dtype=float) / spinoff_factor,
         position=position,
     )
     computed: dict[str, np.ndarray] = {}
     for definition in feature_set.definitions_of(Kind.PRICE):
         computed |= _checked(definition, definition.family.compute(panel, **definition.kwargs))
-    keys = prices[list(KEY_COLUMNS)]
+    # Per-share report figures are in split-adjusted units, so the close they are compared with is too.
+    keys = prices[list(KEY_COLUMNS)].assign(close=prices["close"].to_numpy(dtype=float) / spinoff_factor)
     for definition in feature_set.definitions_of(Kind.FUNDAMENTAL):
         computed |= _checked(definition, definition.family.compute(keys, financials, **definition.kwargs))
     for definition in feature_set.definitions_of(Kind.CROSS_SECTIONAL):
@@ -187,8 +223,17 @@ def _as_timestamp(as_of: AsOf) -> pd.Timestamp | None:
     return None if as_of is None else pd.Timestamp(as_of).as_unit("ns")
 
 
-def _prepare_prices(prices: pd.DataFrame | None, as_of: pd.Timestamp | None) -> pd.DataFrame:
-    """A typed copy of the contract columns up to ``as_of``, sorted by (ticker, date), duplicates refused."""
+def _prepare_actions(actions: pd.DataFrame | None, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    """A typed copy of the corporate actions effective by ``as_of`` (all when None)."""
+    table = _typed_copy(actions, ACTION_INPUT)
+    if as_of is not None:
+        table = table[table["ex_date"] <= as_of]
+    return table.reset_index(drop=True)
+
+
+def _prepare_prices(prices: pd.DataFrame | None, as_of: pd.Timestamp | None, actions: pd.DataFrame) -> pd.DataFrame:
+    """A typed copy of the contract columns up to ``as_of``, sorted by (ticker, date), duplicates refused,
+    adjusted for ``actions`` (with ``SPINOFF_FACTOR``)."""
     table = _typed_copy(prices, PRICE_INPUT)
     if as_of is not None:
         table = table[table["date"] <= as_of].reset_index(drop=True)
@@ -203,7 +248,9 @@ def _prepare_prices(prices: pd.DataFrame | None, as_of: pd.Timestamp | None) -> 
             f"prices hold {int(duplicated.sum())} duplicate (ticker, date) rows, e.g. {first['ticker']} "
             f"{first['date'].date()}; features need one row per ticker and trading day"
         )
-    return table
+    if actions.empty:
+        return table.assign(**{SPINOFF_FACTOR: np.ones(len(table))})
+    return adjust_prices(table, actions)
 
 
 def _steps(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -218,12 +265,15 @@ def _tickers_ascend(table: pd.DataFrame, same_ticker: np.ndarray) -> bool:
     return bool((tickers[1:][~same_ticker] > tickers[:-1][~same_ticker]).all())
 
 
-def _prepare_financials(financials: pd.DataFrame | None, as_of: pd.Timestamp | None) -> pd.DataFrame:
-    """A typed copy of the contract columns with reports published up to ``as_of``."""
+def _prepare_financials(
+    financials: pd.DataFrame | None, as_of: pd.Timestamp | None, actions: pd.DataFrame
+) -> pd.DataFrame:
+    """A typed copy of the contract columns with reports published up to ``as_of``, adjusted for ``actions``."""
     table = _typed_copy(financials, FINANCIAL_INPUT)
     if as_of is not None:
-        table = table[table["report_date"] <= as_of]
-    return table.reset_index(drop=True)
+        # Rows without a report date carry the sector alone, known throughout.
+        table = table[(table["report_date"] <= as_of) | table["report_date"].isna()]
+    return adjust_financials(table.reset_index(drop=True), actions)
 
 
 def _typed_copy(table: pd.DataFrame | None, inputs: InputTable) -> pd.DataFrame:

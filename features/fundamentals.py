@@ -9,6 +9,9 @@ Trailing figures (four-quarter sums, the same quarter a year earlier) are comput
 report order, so each report row only combines reports published no later than itself. They are NaN unless the
 quarters involved are consecutive (period ends roughly a quarter apart), so a missing quarter is never papered
 over. A ticker without reports, or dates before its first report, get NaN: nothing is invented.
+
+Every feature is a ratio or a growth rate, none a per-share level (EPS itself is not a feature): a split changes
+per-share levels, so a level at t would depend on whether a later split had been applied (``features.adjust``).
 """
 
 from __future__ import annotations
@@ -98,10 +101,14 @@ def fundamentals(
 ) -> dict[str, np.ndarray]:
     """Fundamental ratios and earnings signals per (date, ticker) of ``keys``, as known at each day's close."""
     close = keys["close"].to_numpy(dtype=float)
+    dated = financials["report_date"].notna()
+    static_sector = _static_sectors(keys, financials[~dated])
+    financials = financials[dated]
     if financials.empty:
         missing = np.full(len(keys), np.nan)
         names = [spec.name for spec in fundamentals_columns(quarter_gap_days=quarter_gap_days)]
-        return {name: missing.copy() if name != _SECTOR else missing.astype(object) for name in names}
+        columns = {name: missing.copy() for name in names}
+        return columns | {_SECTOR: static_sector}
     reports = _as_of_reports(keys, quarterly_metrics(financials, quarter_gap_days=quarter_gap_days))
     eps = reports["eps"].to_numpy(dtype=float)
     eps_ttm = reports["eps_ttm"].to_numpy(dtype=float)
@@ -109,8 +116,6 @@ def fundamentals(
     eps_change = eps - eps_year_ago
     days_since = (keys["date"].to_numpy() - reports["report_date"].to_numpy()) / np.timedelta64(1, "D")
     return {
-        "eps": eps,
-        "eps_ttm": eps_ttm,
         "earnings_growth_yoy": divide(eps_change, np.abs(eps_year_ago)),
         "earnings_surprise": eps_change / close,
         "pe_ratio": _positive_ratio(close, eps_ttm),
@@ -121,8 +126,19 @@ def fundamentals(
         "net_margin": reports["net_margin"].to_numpy(dtype=float),
         "leverage": reports["leverage"].to_numpy(dtype=float),
         "days_since_report": days_since.astype(float),
-        _SECTOR: reports[_SECTOR].to_numpy(dtype=object, na_value=np.nan),
+        # The latest report's sector; before a ticker's first report, or without reports, its sector row's.
+        _SECTOR: np.where(
+            reports[_SECTOR].isna().to_numpy(), static_sector, reports[_SECTOR].to_numpy(dtype=object, na_value=np.nan)
+        ),
     }
+
+
+def _static_sectors(keys: pd.DataFrame, sector_rows: pd.DataFrame) -> np.ndarray:
+    """Each key row's sector from the rows without dates (sector metadata), NaN where there is none."""
+    if sector_rows.empty:
+        return np.full(len(keys), np.nan, dtype=object)
+    by_ticker = sector_rows.drop_duplicates("ticker", keep="last").set_index("ticker")[_SECTOR]
+    return keys["ticker"].map(by_ticker).to_numpy(dtype=object, na_value=np.nan)
 
 
 def fundamentals_columns(*, quarter_gap_days: tuple[int, int]) -> tuple[ColumnSpec, ...]:
@@ -130,8 +146,6 @@ def fundamentals_columns(*, quarter_gap_days: tuple[int, int]) -> tuple[ColumnSp
     trailing = f"over the last four reported quarters (NaN unless consecutive: period ends {quarter_gap_days[0]}-"
     trailing += f"{quarter_gap_days[1]} days apart)"
     return (
-        ColumnSpec("eps", "EPS of the latest quarter reported by t.", 1),
-        ColumnSpec("eps_ttm", f"Trailing EPS: sum of quarterly EPS {trailing}.", 1),
         ColumnSpec(
             "earnings_growth_yoy",
             "(EPS - EPS of the same quarter a year earlier) / |year-earlier EPS|, both reported by t; NaN when "
@@ -146,8 +160,8 @@ def fundamentals_columns(*, quarter_gap_days: tuple[int, int]) -> tuple[ColumnSp
         ),
         ColumnSpec(
             "pe_ratio",
-            "P/E: close(t) / trailing EPS; NaN when trailing EPS <= 0 (a P/E of a loss is not comparable: "
-            "earnings_yield carries that information).",
+            f"P/E: close(t) / trailing EPS (the sum of quarterly EPS {trailing}); NaN when trailing EPS <= 0 "
+            "(a P/E of a loss is not comparable: earnings_yield carries that information).",
             1,
         ),
         ColumnSpec("earnings_yield", "Trailing EPS / close(t): the P/E inverted, defined for losses too.", 1),
@@ -159,7 +173,13 @@ def fundamentals_columns(*, quarter_gap_days: tuple[int, int]) -> tuple[ColumnSp
         ColumnSpec("net_margin", "Net income / revenue of the latest quarter; NaN when revenue <= 0.", 1),
         ColumnSpec("leverage", "Total liabilities / total assets of the latest quarter; NaN when assets <= 0.", 1),
         ColumnSpec("days_since_report", "Calendar days from the latest report date to t (0 on a report day).", 1),
-        ColumnSpec(_SECTOR, "Sector of the company, as given by its latest report (categorical).", 1, categorical=True),
+        ColumnSpec(
+            _SECTOR,
+            "Sector of the company, as given by its latest report, or by its sector row (a row without dates: "
+            "sector metadata alone) before its first report or without reports (categorical).",
+            1,
+            categorical=True,
+        ),
     )
 
 

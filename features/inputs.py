@@ -53,8 +53,10 @@ FINANCIAL_INPUT = InputTable(
     "financials",
     (
         Column("ticker", "text"),
-        Column("period_end", "date"),
-        Column("report_date", "date"),
+        # A row without dates carries the ticker's sector alone (sector metadata without fundamentals); its figures
+        # are empty.
+        Column("period_end", "date", nullable=True),
+        Column("report_date", "date", nullable=True),
         # Reported figures may be absent for a quarter (a bank reports no "revenue" line, say): missing stays
         # missing and is never invented downstream.
         Column("revenue", "number", nullable=True),
@@ -67,3 +69,20 @@ FINANCIAL_INPUT = InputTable(
     ),
 )
 """One row per ticker and fiscal quarter; its figures are known from ``report_date`` on."""
+
+ACTION_INPUT = InputTable(
+    "corporate actions",
+    (
+        Column("ticker", "text"),
+        Column("ex_date", "date"),
+        Column("kind", "text"),
+        Column("ratio", "number", nullable=True),
+        Column("new_ticker", "text", nullable=True),
+    ),
+)
+"""One row per corporate action, effective from ``ex_date`` (the first day that trades on the new basis).
+
+Kinds (``features.adjust.ACTION_KINDS``): ``split`` (``ratio`` new shares per old share: 2 for a 2-for-1, 0.1 for a
+1-for-10), ``reverse_split`` (``ratio`` old shares per new share: 10 for a 1-for-10), ``spinoff`` (``ratio`` the share
+of the parent's price kept on the ex-date, between 0 and 1), ``rename`` (``new_ticker`` trades from ``ex_date`` on;
+the histories join) and ``delisting`` (no trading from ``ex_date`` on)."""

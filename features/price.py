@@ -330,22 +330,27 @@ def obv_trend_columns(*, window: int) -> tuple[ColumnSpec, ...]:
 # --- transformations -------------------------------------------------------------------------------------------
 
 
-def log_levels(panel: PricePanel) -> Columns:
-    """Log of the close and of the volume."""
-    return {"log_close": _log_close(panel), "log_volume": np.log1p(panel.volume)}
+def log_dollar_volume(panel: PricePanel) -> Columns:
+    """Log of the day's traded value."""
+    return {"log_dollar_volume": np.log1p(panel.dollar_volume)}
 
 
-def log_levels_columns() -> tuple[ColumnSpec, ...]:
-    """Columns of ``log_levels``."""
+def log_dollar_volume_columns() -> tuple[ColumnSpec, ...]:
+    """Columns of ``log_dollar_volume``."""
     return (
-        ColumnSpec("log_close", "ln(close(t)).", 1),
-        ColumnSpec("log_volume", "ln(1 + volume(t)).", 1),
+        ColumnSpec(
+            "log_dollar_volume",
+            "ln(1 + close(t) × volume(t)), raw: the day's traded value, a liquidity level that splits do not change. "
+            "(The log close and log volume are not features: their levels change at every split.)",
+            1,
+        ),
     )
 
 
 def zscores(panel: PricePanel, *, windows: tuple[int, ...]) -> Columns:
     """Time-series z-scores of the close and of log volume."""
-    log_volume = np.log1p(panel.volume)
+    # ln(volume), not ln(1 + volume): a z-score of it does not change when a split rescales every volume.
+    log_volume = np.log(np.where(panel.volume > 0, panel.volume, np.nan))
     columns: Columns = {}
     for n in windows:
         for label, values in (("close", panel.close), ("volume", log_volume)):
@@ -364,7 +369,7 @@ def zscores_columns(*, windows: tuple[int, ...]) -> tuple[ColumnSpec, ...]:
             n,
         )
         for n in windows
-        for label, what in (("close", "close"), ("volume", "ln(1 + volume)"))
+        for label, what in (("close", "close"), ("volume", "ln(volume)"))
     )
 
 
@@ -385,5 +390,7 @@ RSI = Family("rsi", "oscillator", Kind.PRICE, rsi, rsi_columns)
 MACD = Family("macd", "oscillator", Kind.PRICE, macd, macd_columns)
 VOLUME_RATIO = Family("volume_ratio", "volume", Kind.PRICE, volume_ratio, volume_ratio_columns)
 OBV_TREND = Family("obv_trend", "volume", Kind.PRICE, obv_trend, obv_trend_columns)
-LOG_LEVELS = Family("log_levels", "transformation", Kind.PRICE, log_levels, log_levels_columns)
+LOG_DOLLAR_VOLUME = Family(
+    "log_dollar_volume", "transformation", Kind.PRICE, log_dollar_volume, log_dollar_volume_columns
+)
 ZSCORES = Family("zscores", "transformation", Kind.PRICE, zscores, zscores_columns)

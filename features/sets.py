@@ -26,7 +26,7 @@ from features.price import (
     BOLLINGER,
     EMA,
     INTRADAY_RANGE,
-    LOG_LEVELS,
+    LOG_DOLLAR_VOLUME,
     LOG_RETURNS,
     MACD,
     MOMENTUM,
@@ -157,7 +157,7 @@ _PRICE_DEFINITIONS = (
     define(MACD, fast=12, slow=26, signal=9, window_per_span=3),
     define(VOLUME_RATIO, windows=(5, 21)),
     define(OBV_TREND, window=21),
-    define(LOG_LEVELS),
+    define(LOG_DOLLAR_VOLUME),
     define(ZSCORES, windows=(21, 63)),
 )
 _RANKED = ("return_21d", "momentum_126_21")

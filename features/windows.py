@@ -31,6 +31,8 @@ class PricePanel:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+    dollar_volume: np.ndarray
+    """The row's raw traded value (raw close × raw volume): unlike the adjusted columns, a level of row t itself."""
     position: np.ndarray
 
 

@@ -16,15 +16,17 @@ FUNDAMENTALS_ONLY = FeatureSet("fundamentals_only", (define(FUNDAMENTALS, quarte
 CLOSE = 50.0
 
 
-def reports(periods: list[str], eps: list[float], *, lag_days: int = 30, ticker: str = "AAA") -> pd.DataFrame:
+def reports(periods: list[str], quarterly_eps: list[float], *, lag_days: int = 30, ticker: str = "AAA") -> pd.DataFrame:
     period_end = pd.to_datetime(periods).as_unit("ns")
-    eps_values = np.asarray(eps, dtype=float)
+    eps_values = np.asarray(quarterly_eps, dtype=float)
     return pd.DataFrame(
         {
             "ticker": ticker,
             "period_end": period_end,
             "report_date": period_end + pd.Timedelta(days=lag_days),
-            "revenue": 1e7 * np.arange(1, len(eps) + 1),
+            # A constant revenue makes the net margin a tenth of the EPS: how the tests see which report is in use
+            # (EPS itself is a per-share level, not a feature).
+            "revenue": 1e7,
             "net_income": 1e6 * eps_values,
             "eps": eps_values,
             "total_assets": 100.0,
@@ -47,6 +49,16 @@ def on(features: pd.DataFrame, day: str) -> pd.Series:
     return features.set_index("date").loc[pd.Timestamp(day)]
 
 
+def eps(row: pd.Series) -> float:
+    """The EPS of the report in use on a row (see ``reports``)."""
+    return round(row["net_margin"] * 10.0, 9)
+
+
+def eps_ttm(row: pd.Series) -> float:
+    """The trailing EPS in use on a row."""
+    return row["earnings_yield"] * CLOSE
+
+
 def test_a_report_counts_from_its_report_date_inclusive_never_from_period_end(daily):
     features = build_features(daily, reports(QUARTERS, [1, 2, 3, 4, 5]), feature_set=FUNDAMENTALS_ONLY)
     # Q1 2023 ends 31 March and is published 30 April (a Sunday): invisible at the period end and until then.
@@ -55,27 +67,27 @@ def test_a_report_counts_from_its_report_date_inclusive_never_from_period_end(da
         assert row[FUNDAMENTALS_ONLY.feature_columns].drop("sector").isna().all() and pd.isna(row["sector"])
     # Published figures are known by the close of the report day (here the first trading day on or after it).
     first_report = on(features, "2023-05-01")
-    assert first_report["eps"] == 1.0 and first_report["sector"] == "Technology"
+    assert eps(first_report) == 1.0 and first_report["sector"] == "Technology"
     assert first_report["days_since_report"] == 1.0  # reported on Sunday 30 April
     q2_report_day = on(features, "2023-07-31")  # Q2 published 30 July, a Sunday; Q3 on 30 October, a Monday
-    assert q2_report_day["eps"] == 2.0
-    assert on(features, "2023-10-27")["eps"] == 2.0 and on(features, "2023-10-30")["eps"] == 3.0
+    assert eps(q2_report_day) == 2.0
+    assert eps(on(features, "2023-10-27")) == 2.0 and eps(on(features, "2023-10-30")) == 3.0
     assert on(features, "2023-10-30")["days_since_report"] == 0.0
 
 
 def test_ratios_from_trailing_four_quarters_by_hand(daily):
     features = build_features(daily, reports(QUARTERS, [1, 2, 3, 4, 5]), feature_set=FUNDAMENTALS_ONLY)
     after_q4 = on(features, "2024-02-01")  # Q4 2023 published 30 January 2024
-    assert after_q4["eps_ttm"] == pytest.approx(10.0)
+    assert eps_ttm(after_q4) == pytest.approx(10.0)
     assert after_q4["pe_ratio"] == pytest.approx(CLOSE / 10.0)
     assert after_q4["earnings_yield"] == pytest.approx(10.0 / CLOSE)
-    # Market cap 50 × 1e6 over trailing revenue (1 + 2 + 3 + 4) × 1e7.
-    assert after_q4["price_to_sales"] == pytest.approx(CLOSE * 1e6 / 1e8)
-    assert after_q4["net_margin"] == pytest.approx(4e6 / 4e7)
+    # Market cap 50 × 1e6 over trailing revenue 4 × 1e7.
+    assert after_q4["price_to_sales"] == pytest.approx(CLOSE * 1e6 / 4e7)
+    assert after_q4["net_margin"] == pytest.approx(4e6 / 1e7)
     assert after_q4["leverage"] == pytest.approx(0.4)
     assert np.isnan(after_q4["earnings_growth_yoy"])  # no quarter a year earlier yet
     after_q1 = on(features, "2024-05-01")  # Q1 2024 (eps 5) against Q1 2023 (eps 1)
-    assert after_q1["eps_ttm"] == pytest.approx(14.0)
+    assert eps_ttm(after_q1) == pytest.approx(14.0)
     assert after_q1["earnings_growth_yoy"] == pytest.approx(4.0)
     assert after_q1["earnings_surprise"] == pytest.approx(4.0 / CLOSE)
 
@@ -83,23 +95,23 @@ def test_ratios_from_trailing_four_quarters_by_hand(daily):
 def test_trailing_figures_are_missing_across_a_missing_quarter(daily):
     with_gap = reports([q for q in QUARTERS if q != "2023-09-30"], [1, 2, 4, 5])
     after = on(build_features(daily, with_gap, feature_set=FUNDAMENTALS_ONLY), "2024-05-01")
-    assert after["eps"] == 5.0
-    assert np.isnan(after["eps_ttm"]) and np.isnan(after["pe_ratio"]) and np.isnan(after["earnings_growth_yoy"])
+    assert eps(after) == 5.0
+    assert np.isnan(eps_ttm(after)) and np.isnan(after["pe_ratio"]) and np.isnan(after["earnings_growth_yoy"])
 
 
 def test_ratios_to_losses_are_missing_not_negative(daily):
     losses = on(
         build_features(daily, reports(QUARTERS, [-1, -2, 1, -1, 1]), feature_set=FUNDAMENTALS_ONLY), "2024-02-01"
     )
-    assert losses["eps_ttm"] == pytest.approx(-3.0)
+    assert eps_ttm(losses) == pytest.approx(-3.0)
     assert np.isnan(losses["pe_ratio"]) and losses["earnings_yield"] == pytest.approx(-3.0 / CLOSE)
-    assert losses["net_margin"] == pytest.approx(-1e6 / 4e7)  # a loss-making quarter still has a margin
+    assert losses["net_margin"] == pytest.approx(-1e6 / 1e7)  # a loss-making quarter still has a margin
 
 
 def test_of_two_reports_published_the_same_day_the_later_quarter_is_used(daily):
     same_day = reports(QUARTERS[:2], [1, 2])
     same_day["report_date"] = pd.Timestamp("2023-08-15")
-    assert on(build_features(daily, same_day, feature_set=FUNDAMENTALS_ONLY), "2023-08-15")["eps"] == 2.0
+    assert eps(on(build_features(daily, same_day, feature_set=FUNDAMENTALS_ONLY), "2023-08-15")) == 2.0
 
 
 def test_without_financials_the_fundamentals_are_missing_never_invented(make_prices):
@@ -165,7 +177,7 @@ def test_target_is_next_close_and_return_per_ticker(make_bars):
         [make_bars([10.0, 11.0, 12.1], ticker="AAA"), make_bars([5.0, 4.0], ticker="BBB")], ignore_index=True
     )
     target = build_target(prices.iloc[::-1])  # input order does not matter
-    assert list(target.columns) == ["date", "ticker", "next_close", "next_return"]
+    assert list(target.columns) == ["date", "ticker", "next_close", "next_return", "spans_gap"]
     np.testing.assert_allclose(target["next_close"], [11.0, 12.1, np.nan, 4.0, np.nan], equal_nan=True)
     np.testing.assert_allclose(target["next_return"], [0.1, 0.1, np.nan, -0.2, np.nan], equal_nan=True)
     assert not set(target.columns) & set(DEFAULT_FEATURE_SET.feature_columns)

@@ -104,13 +104,14 @@ def test_a_report_is_invisible_until_its_report_date(market):
     prices, financials, before = market
     report = financials[financials["report_date"] > prices["date"].iloc[FEATURE_SET.min_history]].iloc[0]
     changed = financials.copy()
-    changed.loc[report.name, "eps"] = report["eps"] * 100.0
-    after = build_features(prices, changed)
     mine = (before["ticker"] == report["ticker"]).to_numpy()
     until = mine & (before["date"] < report["report_date"]).to_numpy()
     from_on = mine & (before["date"] >= report["report_date"]).to_numpy()
-    np.testing.assert_array_equal(after.loc[until, "eps"], before.loc[until, "eps"])
-    assert (after.loc[from_on, "eps"] != before.loc[from_on, "eps"]).any()  # the change shows from the report on
+    # Net margin: the report's net income over its revenue (EPS itself is not a feature).
+    changed.loc[report.name, "net_income"] = report["net_income"] * 3.0 + 1e6
+    after = build_features(prices, changed)
+    np.testing.assert_array_equal(after.loc[until, "net_margin"], before.loc[until, "net_margin"])
+    assert (after.loc[from_on, "net_margin"] != before.loc[from_on, "net_margin"]).any()  # shows from the report on
 
 
 @PROPERTY

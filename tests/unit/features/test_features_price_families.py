@@ -15,7 +15,7 @@ from features.price import (
     BOLLINGER,
     EMA,
     INTRADAY_RANGE,
-    LOG_LEVELS,
+    LOG_DOLLAR_VOLUME,
     LOG_RETURNS,
     MACD,
     MOMENTUM,
@@ -162,13 +162,12 @@ def test_volume_ratio_is_missing_not_infinite_when_nothing_traded(make_bars):
     assert np.isnan(column(prices, VOLUME_RATIO, "volume_ratio_2", windows=(2,))).all()
 
 
-def test_log_levels_and_zscores_against_numpy(make_prices):
+def test_log_dollar_volume_and_zscores_against_numpy(make_prices):
     prices = make_prices(n_tickers=1, n_days=20, seed=7)
     close, volume = prices["close"].to_numpy(), prices["volume"].to_numpy()
-    np.testing.assert_allclose(column(prices, LOG_LEVELS, "log_close"), np.log(close))
-    np.testing.assert_allclose(column(prices, LOG_LEVELS, "log_volume"), np.log1p(volume))
+    np.testing.assert_allclose(column(prices, LOG_DOLLAR_VOLUME, "log_dollar_volume"), np.log1p(close * volume))
     features = build_features(prices, feature_set=single(ZSCORES, windows=(5,)))
-    for name, values in (("zscore_close_5", close), ("zscore_volume_5", np.log1p(volume))):
+    for name, values in (("zscore_close_5", close), ("zscore_volume_5", np.log(volume))):
         expected = [
             (values[t] - values[t - 4 : t + 1].mean()) / values[t - 4 : t + 1].std(ddof=1) for t in range(4, 20)
         ]
