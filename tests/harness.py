@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tests.factories import Market
+if TYPE_CHECKING:  # the factories import the library, which imports Metaflow: conftest imports this module first
+    from tests.factories import Market
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 S3_BUCKET = "stockcast-test"

@@ -21,14 +21,18 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
+from stockcast.core.errors import UserError
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 """The shipped configuration files (``configs/`` at the repository root)."""
 
 SettingsModel = TypeVar("SettingsModel", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration is invalid; the message lists every problem with its field path."""
+
+    headline = "Invalid configuration"
 
 
 class Settings(BaseModel):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from stockcast.core.errors import UserError
 
-class ParameterError(ValueError):
+
+class ParameterError(UserError):
     """A flow parameter has a value it cannot take; the message names the parameter and the rule."""
+
+    headline = "Invalid parameter"
 
 
 def parse_fraction(name: str, value: float) -> float:

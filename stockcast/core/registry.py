@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from stockcast.core.errors import UserError
 from stockcast.core.runs import task_by_pathspec, user_branch
 from stockcast.core.storage import ObjectExistsError, ObjectStore, datastore_store
 
@@ -48,6 +49,12 @@ def _now() -> str:
 
 class RegistryError(RuntimeError):
     """A registry operation cannot be done as asked; the message says why."""
+
+
+class NoChampionError(UserError):
+    """The branch has no champion yet: nothing to serve, predict with or watch."""
+
+    headline = "No champion"
 
 
 class ChampionChangedError(RegistryError):
@@ -200,10 +207,13 @@ class Registry:
         return self.get(version) if version else None
 
     def require_champion(self) -> ModelRecord:
-        """The current champion; ``RegistryError`` saying how to get one if the branch has none yet."""
+        """The current champion; ``NoChampionError`` saying how to get one if the branch has none yet."""
         champion = self.champion()
         if champion is None:
-            raise RegistryError(f"no champion on branch '{self.branch}': run `python flows/train.py run` first")
+            raise NoChampionError(
+                f"branch '{self.branch}' has no champion yet: train one with `python flows/train.py run` (when no "
+                "model beats the naive baseline, naive itself becomes the branch's baseline champion)"
+            )
         return champion
 
     def bento(self, version: str) -> dict[str, Any] | None:

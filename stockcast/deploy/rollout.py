@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from stockcast.core.config import ConfigError
+from stockcast.core.errors import UserError
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
 from stockcast.deploy.config import DEPLOY_CONFIG_FILE, SmokeSettings, load_deploy_config
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_deploy_config(args.config)
         target = build_target(config)
         result = rollout(Registry(args.branch or user_branch()), target, config.smoke)
-    except (ConfigError, DeployError, RolloutError, RegistryError) as exc:
+    except (UserError, DeployError, RolloutError, RegistryError) as exc:
         print(f"stockcast-rollout: {exc}", file=sys.stderr)
         return 2
     serving = f"{result.model_version} ({result.bento_tag}) serves at {result.endpoint}"

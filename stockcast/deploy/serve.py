@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from stockcast.core.errors import UserError
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
 from stockcast.deploy.package import registered_bento
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = Registry(args.branch or user_branch())
     try:
         command, model_tag = serve_command(registry, args.version, host=args.host, port=args.port)
-    except (DeployError, RegistryError) as exc:
+    except (DeployError, RegistryError, UserError) as exc:
         print(f"stockcast.deploy: {exc}", file=sys.stderr)
         return 1
     bento_tag = command[command.index("serve") + 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stockcast.core.registry import Registry, RegistryError
+from stockcast.core.registry import NoChampionError, Registry, RegistryError
 from stockcast.core.storage import LocalStore
 from stockcast.deploy.serve import main, serve_command
 from stockcast.deploy.targets import DeployError
@@ -14,7 +14,7 @@ from tests.factories import make_record
 
 def test_serving_needs_a_champion_a_known_version_and_a_readable_bento(tmp_path) -> None:
     registry = Registry("user.test", LocalStore(tmp_path))
-    with pytest.raises(RegistryError, match=r"no champion on branch 'user.test': run `python flows/train.py run`"):
+    with pytest.raises(NoChampionError, match=r"branch 'user.test' has no champion yet: train one with `python flows/"):
         serve_command(registry, None, host="127.0.0.1", port=3000)
 
     registry.register(make_record("v1"))
@@ -32,4 +32,4 @@ def test_serving_needs_a_champion_a_known_version_and_a_readable_bento(tmp_path)
 def test_the_serve_command_line_reports_instead_of_crashing(monkeypatch, capsys, tmp_path) -> None:
     monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", str(tmp_path))
     assert main(["--branch", "user.nobody", "serve"]) == 1
-    assert "no champion on branch 'user.nobody'" in capsys.readouterr().err
+    assert "branch 'user.nobody' has no champion yet" in capsys.readouterr().err
