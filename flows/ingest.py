@@ -1,20 +1,26 @@
 """IngestFlow: validate the day's files and publish a new, content-versioned data snapshot.
 
     python flows/ingest.py run --prices data/demo/stock_price.csv --financials data/demo/financial_info.csv
+    python flows/ingest.py run --prices my_prices/          # a folder of per-ticker vendor files, prices only
 
-Sources may be local paths, http(s):// or s3:// URLs. A file that fails validation fails the run: nothing is
-published and the latest snapshot stays what it was. Downstream flows read the result with
+Sources may be local paths, http(s):// or s3:// URLs. ``configs/data.toml`` names the trading calendar and how
+corporate actions are found (``--config config other.toml`` to use another). A file that fails validation fails
+the run: nothing is published and the latest snapshot stays what it was. Downstream flows read the result with
 ``stockcast.data.snapshot.latest_snapshot()``.
 """
 
-from metaflow import Parameter, card, current, namespaced_event_name, project, retry, step, trigger
+from metaflow import Config, Parameter, card, current, namespaced_event_name, project, retry, step, trigger
 
 from stockcast.core.events import DATA_EVENT
 from stockcast.core.params import parse_fraction, parse_optional_date
 from stockcast.data.card import snapshot_card
-from stockcast.data.ingest import build_snapshot, load_sources, validate_batch
+from stockcast.data.config import DATA_CONFIG_FILE, DataConfig, parse_data_config
+from stockcast.data.ingest import build_snapshot, load_sources, quarantine_summary, validate_batch
 from stockcast.data.snapshot import latest_snapshot_or_none, load_snapshot
 from stockcast.flowbase import StockcastFlow
+
+DEMO_PRICES = "data/demo/stock_price.csv"
+DEMO_FINANCIALS = "data/demo/financial_info.csv"
 
 
 # Deployed on Argo Workflows, a `data_arrived` event of this project branch (`mfns.stockcast.<branch>.data_arrived`)
@@ -30,15 +36,25 @@ from stockcast.flowbase import StockcastFlow
 class IngestFlow(StockcastFlow):
     """Load, validate and merge the contract files into a new data snapshot of this project branch."""
 
+    config = Config("config", default=lambda _ctx: str(DATA_CONFIG_FILE), parser=parse_data_config, help="data TOML")
+
     prices_uri = Parameter(
         "prices",
-        default="data/demo/stock_price.csv",
-        help="stock_price.csv: a path, an http(s):// URL or an s3:// URL (S3 uses the Metaflow S3 endpoint settings).",
+        default=DEMO_PRICES,
+        help="stock_price.csv, or a folder of per-ticker vendor CSVs (Date, Open, High, Low, Close, Adj Close, "
+        "Volume): a path, an http(s):// URL or an s3:// URL (S3 uses the Metaflow S3 endpoint settings).",
     )
     financials_uri = Parameter(
         "financials",
-        default="data/demo/financial_info.csv",
-        help="financial_info.csv (same kinds of source); pass an empty string to ingest prices alone.",
+        default="",
+        help="financial_info.csv (same kinds of source). Empty: none, except for the demo's prices, which come "
+        "with the demo's financials. A sectors.csv (ticker, sector) beside the prices gives sectors without it.",
+    )
+    actions_uri = Parameter(
+        "actions",
+        default="",
+        help="corporate_actions.csv (ticker, ex_date, kind, ratio, new_ticker); empty: the one beside the prices, "
+        "if any. Actions are also read off adj_close and suspected from prices (configs/data.toml).",
     )
     max_quarantined_fraction = Parameter(
         "max-quarantined-fraction",
@@ -55,8 +71,11 @@ class IngestFlow(StockcastFlow):
     @step
     def start(self):
         """Check the parameters (a bad value stops here, naming it) and find this branch's previous snapshot."""
+        self.settings = DataConfig.model_validate(self.config)
         self.quarantine_limit = parse_fraction("max-quarantined-fraction", self.max_quarantined_fraction)
         self.as_of_today = parse_optional_date("today", self.today)
+        # Only the demo's own prices bring the demo's financials: a user's --prices alone means prices alone.
+        self.financials_source = self.financials_uri or (DEMO_FINANCIALS if self.prices_uri == DEMO_PRICES else "")
         previous = latest_snapshot_or_none(current.branch_name)
         self.previous_snapshot = previous.run_pathspec if previous else None
         self.next(self.load)
@@ -65,7 +84,7 @@ class IngestFlow(StockcastFlow):
     @step
     def load(self):
         """Read the input files; kept as artefacts so every snapshot can be traced to its exact inputs."""
-        self.raw = load_sources(self.prices_uri, self.financials_uri)
+        self.raw = load_sources(self.prices_uri, self.financials_source, self.actions_uri)
         self.next(self.validate)
 
     @step
@@ -73,8 +92,14 @@ class IngestFlow(StockcastFlow):
         """Validate every file against the contract; a rejected file fails the run here, before publishing."""
         previous = load_snapshot(self.previous_snapshot) if self.previous_snapshot else None
         self.batch = validate_batch(
-            self.raw, previous, today=self.as_of_today, max_quarantined_fraction=self.quarantine_limit
+            self.raw,
+            previous,
+            today=self.as_of_today,
+            max_quarantined_fraction=self.quarantine_limit,
+            calendar=self.settings.calendar,
         )
+        for line in quarantine_summary([report.to_dict() for report in self.batch.reports]):
+            print(line)
         self.next(self.publish)
 
     @card(type="blank", id="snapshot")
@@ -83,8 +108,9 @@ class IngestFlow(StockcastFlow):
     def publish(self):
         """Merge into the previous snapshot and publish the merged tables under their content version."""
         previous = load_snapshot(self.previous_snapshot) if self.previous_snapshot else None
-        content = build_snapshot(previous, self.batch)
+        content = build_snapshot(previous, self.batch, self.settings)
         self.prices, self.financials, self.oracle = content.prices, content.financials, content.oracle
+        self.actions = content.actions
         self.snapshot = content.summary
         current.card["snapshot"].extend(snapshot_card(self.snapshot, self.prices))
         self.next(self.end)
@@ -98,6 +124,15 @@ class IngestFlow(StockcastFlow):
             f"{summary['n_tickers']} tickers, {summary['rows']['prices']} price rows, "
             f"{summary['date_range'][0]} to {summary['date_range'][1]}."
         )
+        for action in summary["actions"]:
+            print(f"Corporate action: {action['description']}")
+        missing = summary["missing_days"]
+        if missing["market"] or missing["tickers"]:
+            print(
+                f"Missing trading days ({summary['calendar']}): {len(missing['market'])} with no prices at all"
+                f"{' (' + ', '.join(missing['market'][:5]) + ')' if missing['market'] else ''}; "
+                f"{len(missing['tickers'])} ticker(s) lack days of their own history."
+            )
         print(f"Card: python flows/ingest.py card get {current.run_id}/publish --id snapshot snapshot.html")
 
 

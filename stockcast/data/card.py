@@ -32,11 +32,41 @@ def snapshot_card(summary: dict, prices: pd.DataFrame, *, chart_tickers: int = 5
     )
     violations = pd.DataFrame(
         [
-            {"file": v["file"], "rule": v["rule"], "column": v["column"], "rows": v["count"], "action": v["action"]}
+            {
+                "file": v["file"],
+                "rule": v["rule"],
+                "column": v["column"],
+                "rows": v["count"],
+                "CSV lines (first)": ", ".join(str(line) for line in v["lines"]),
+                "action": v["action"],
+            }
             for report in summary["validation"]
             for v in report["violations"]
         ],
-        columns=["file", "rule", "column", "rows", "action"],
+        columns=["file", "rule", "column", "rows", "CSV lines (first)", "action"],
+    )
+    actions = pd.DataFrame(
+        [
+            {"ticker": a["ticker"], "ex-date": a["ex_date"], "action": a["description"], "source": a["source"]}
+            for a in summary.get("actions", [])
+        ],
+        columns=["ticker", "ex-date", "action", "source"],
+    )
+    missing = summary.get("missing_days", {"market": [], "tickers": {}})
+    gaps = pd.DataFrame(
+        [
+            {
+                "ticker": "(every ticker)",
+                "missing days": len(missing["market"]),
+                "first": ", ".join(missing["market"][:5]),
+            }
+        ]
+        * bool(missing["market"])
+        + [
+            {"ticker": ticker, "missing days": gap["count"], "first": ", ".join(gap["first"])}
+            for ticker, gap in missing["tickers"].items()
+        ],
+        columns=["ticker", "missing days", "first"],
     )
     shown = sorted(prices["ticker"].unique())[:chart_tickers]
     recent = prices[prices["ticker"].isin(shown)][["date", "ticker", "close"]]
@@ -45,5 +75,13 @@ def snapshot_card(summary: dict, prices: pd.DataFrame, *, chart_tickers: int = 5
         table(overview),
         Markdown("## Rows left out by validation" if len(violations) else "## Validation: every row accepted"),
         *([table(violations)] if len(violations) else []),
+        Markdown(
+            f"## Corporate actions ({len(actions)})\n\nDeclared in corporate_actions.csv, read off adj_close, or "
+            "suspected from a one-day move at a usual split ratio with the matching volume jump (confirm those in "
+            "corporate_actions.csv). Features and targets are computed on prices adjusted for them."
+        ),
+        *([table(actions)] if len(actions) else []),
+        Markdown(f"## Missing trading days ({summary.get('calendar', 'data')} calendar)"),
+        table(gaps) if len(gaps) else Markdown("None: every ticker has every trading day of its history."),
         line_chart(recent, x="date", y="close", color="ticker", title=f"Close of {', '.join(shown)}"),
     ]

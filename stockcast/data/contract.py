@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.inputs import FINANCIAL_INPUT, PRICE_INPUT, Column
+from features.inputs import ACTION_INPUT, FINANCIAL_INPUT, PRICE_INPUT, Column
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,22 @@ FINANCIALS = FileContract(
     optional_columns=(),
     key=("ticker", "period_end"),
 )
+
+ACTIONS = FileContract(
+    file_name="corporate_actions.csv",
+    columns=ACTION_INPUT.columns,
+    optional_columns=(),
+    key=("ticker", "ex_date", "kind"),
+)
+"""Optional: splits, reverse splits, spin-offs, renames and delistings (``features.inputs.ACTION_INPUT``)."""
+
+SECTORS = FileContract(
+    file_name="sectors.csv",
+    columns=(Column("ticker", "text"), Column("sector", "text")),
+    optional_columns=(),
+    key=("ticker",),
+)
+"""Optional: each ticker's sector, for the sector feature when there are no financials (or to fill them in)."""
 
 ORACLE = FileContract(
     file_name="oracle.csv",

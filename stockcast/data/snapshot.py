@@ -15,6 +15,7 @@ from functools import cached_property
 import pandas as pd
 
 from stockcast.core.runs import NoRunError, latest_successful_run, run_by_pathspec
+from stockcast.data.actions import empty_actions
 from stockcast.data.contract import FINANCIALS
 
 INGEST_FLOW = "IngestFlow"
@@ -96,6 +97,21 @@ class Snapshot:
     def oracle(self) -> pd.DataFrame | None:
         """The generator's best achievable next-day close, when the data came from the generator."""
         return self._run.data.oracle
+
+    @cached_property
+    def actions(self) -> pd.DataFrame:
+        """The corporate actions of the snapshot (declared, read off adj_close, suspected), with their source."""
+        return self._run.data.actions if "actions" in self._run.data else empty_actions()
+
+    @property
+    def n_days(self) -> int:
+        """How many trading days the snapshot's prices cover (days with at least one price)."""
+        return int(self.summary.get("n_days") or self.prices["date"].nunique())
+
+    @property
+    def calendar(self) -> str:
+        """The trading calendar the snapshot's data was checked against."""
+        return self.summary.get("calendar", "data")
 
     @property
     def last_day(self) -> str:

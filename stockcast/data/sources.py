@@ -42,6 +42,28 @@ def read_optional_source(uri: str) -> bytes | None:
         return None
 
 
+def list_csv_files(uri: str) -> list[str] | None:
+    """The ``.csv`` files of a folder, sorted (a local folder, or an ``s3://`` prefix ending with ``/``); None when
+    ``uri`` names a file rather than a folder."""
+    scheme = urlparse(uri).scheme
+    if scheme == "s3" and uri.endswith("/"):
+        from metaflow import S3
+
+        try:
+            with S3() as s3:
+                return sorted(obj.url for obj in s3.list_recursive([uri]) if obj.url.endswith(".csv"))
+        except Exception as exc:  # the S3 client raises several unrelated types for access and network errors
+            raise SourceError(f"{uri}: cannot be listed on S3 ({exc})") from exc
+    if scheme in ("", "file"):
+        path = Path(urlparse(uri).path if scheme == "file" else uri)
+        if path.is_dir():
+            files = sorted(str(child) for child in path.glob("*.csv"))
+            if not files:
+                raise SourceNotFoundError(f"{uri}: a folder without .csv files")
+            return files
+    return None
+
+
 def sibling(uri: str, file_name: str) -> str:
     """The URI of ``file_name`` in the same folder (or URL prefix) as ``uri``."""
     head, _, _ = uri.rpartition("/")

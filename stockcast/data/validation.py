@@ -21,7 +21,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from stockcast.data.contract import FINANCIALS, ORACLE, PRICES, FileContract
+from stockcast.core.errors import UserError
+from stockcast.data.calendar import DATA_CALENDAR, CalendarError, trading_days
+from stockcast.data.contract import FINANCIALS, ORACLE, PRICES, SECTORS, FileContract
 
 Action = Literal["reject", "quarantine"]
 
@@ -98,8 +100,10 @@ class ValidationReport:
         }
 
 
-class ContractViolationError(ValueError):
+class ContractViolationError(UserError):
     """Raised when a file is rejected; the message lists every rule it broke."""
+
+    headline = "Input rejected"
 
     def __init__(self, reports: Iterable[ValidationReport]) -> None:
         self.reports = [r for r in reports if r.rejected]
@@ -238,8 +242,9 @@ def _finish(
         checker.reject(
             "max_quarantined_fraction",
             FILE_LEVEL,
-            f"{n_bad} of {checker.n_rows} rows are invalid, more than the allowed "
-            f"{max_quarantined_fraction:.0%}; fix the file rather than lose that much data",
+            f"{n_bad} of {checker.n_rows} rows are invalid, more than the allowed {max_quarantined_fraction:.6g} "
+            f"({max_quarantined_fraction * 100:.6g} %, option max-quarantined-fraction); fix the file rather than "
+            "lose that much data, or raise the option",
         )
     accepted = typed[~checker.quarantined]
     if checker.violations and any(v.action == "reject" for v in checker.violations):
@@ -252,7 +257,7 @@ RowRule = tuple[str, str, str, Callable[[pd.DataFrame], pd.Series]]
 """(rule, column, detail, predicate selecting the rows that break it)."""
 
 
-def _validate(
+def validate_table(
     raw: pd.DataFrame,
     contract: FileContract,
     *,
@@ -260,7 +265,7 @@ def _validate(
     rules: Callable[[pd.DataFrame], list[RowRule]],
     max_quarantined_fraction: float,
 ) -> tuple[pd.DataFrame, ValidationReport]:
-    """The shared validation pipeline: columns, parsing, row rules, keys, threshold."""
+    """The validation pipeline every contract file goes through: columns, parsing, row rules, keys, threshold."""
     checker = _Checker(file, len(raw))
     notes = _check_columns(raw, contract, checker)
     if checker.violations:
@@ -283,14 +288,19 @@ def validate_prices(
     file: str = PRICES.file_name,
     today: pd.Timestamp | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+    calendar: str = DATA_CALENDAR,
 ) -> tuple[pd.DataFrame, ValidationReport]:
-    """Check a raw ``stock_price.csv`` against the contract; return the accepted typed rows and the report."""
+    """Check a raw ``stock_price.csv`` against the contract; return the accepted typed rows and the report.
+
+    With an exchange ``calendar``, rows dated on a day it does not trade (a weekend, a holiday) are quarantined.
+    """
     today = _today(today)
 
     def rules(typed: pd.DataFrame) -> list[RowRule]:
         prices = ["open", "high", "low", "close", *(["adj_close"] if "adj_close" in typed else [])]
         return [
             ("not_in_future", "date", f"date is after today ({today.date()})", lambda t: t["date"] > today),
+            *_trading_day_rule(typed, calendar),
             *[("positive_price", p, "price must be > 0", lambda t, p=p: t[p] <= 0) for p in prices],
             ("non_negative_volume", "volume", "volume must be >= 0", lambda t: t["volume"] < 0),
             (
@@ -303,7 +313,30 @@ def validate_prices(
             ),
         ]
 
-    return _validate(raw, PRICES, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+    return validate_table(raw, PRICES, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+
+
+def _trading_day_rule(typed: pd.DataFrame, calendar: str) -> list[RowRule]:
+    """The rule "the exchange traded that day", for an exchange calendar and dates it covers."""
+    dates = typed["date"].dropna()
+    if calendar == DATA_CALENDAR or dates.empty:
+        return []
+    try:
+        sessions = trading_days(calendar, dates.min(), dates.max())
+    except CalendarError:
+        return []  # dates beyond the calendar's coverage: nothing to check them against
+    return [
+        (
+            "trading_day",
+            "date",
+            f"not a trading day of the {calendar} calendar",
+            lambda t: ~t["date"].isin(sessions) & t["date"].notna(),
+        )
+    ]
+
+
+FIGURES = [column.name for column in FINANCIALS.columns if column.kind == "number"]
+"""The reported figures of a financials row."""
 
 
 def validate_financials(
@@ -320,6 +353,11 @@ def validate_financials(
 
     def rules(_: pd.DataFrame) -> list[RowRule]:
         return [
+            ("dates_together", "period_end, report_date",
+             "period_end and report_date go together (a row without both carries the sector alone)",
+             lambda t: t["period_end"].isna() != t["report_date"].isna()),
+            ("sector_only_row", ", ".join(FIGURES), "a row without dates carries the sector alone, no figures",
+             lambda t: t["report_date"].isna() & t[FIGURES].notna().any(axis=1)),
             (
                 "report_after_period_end",
                 "report_date",
@@ -338,12 +376,33 @@ def validate_financials(
              lambda t: t["shares_outstanding"] <= 0),
         ]  # fmt: skip
 
-    return _validate(raw, FINANCIALS, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+    return validate_table(raw, FINANCIALS, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+
+
+def validate_sectors(
+    raw: pd.DataFrame, *, known_tickers: Iterable[str], file: str = SECTORS.file_name
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check a ``sectors.csv`` (``ticker, sector``): one sector per known ticker."""
+    known = pd.Index(sorted(set(known_tickers)))
+    return validate_table(
+        raw,
+        SECTORS,
+        file=file,
+        rules=lambda _: [
+            (
+                "known_ticker",
+                "ticker",
+                "ticker has no prices (neither in the prices file nor in the snapshot)",
+                lambda t: ~t["ticker"].isin(known),
+            ),
+        ],
+        max_quarantined_fraction=DEFAULT_MAX_QUARANTINED_FRACTION,
+    )
 
 
 def validate_oracle(raw: pd.DataFrame, *, file: str = ORACLE.file_name) -> tuple[pd.DataFrame, ValidationReport]:
     """Check the generator's oracle file: contract columns and unique keys; it is never user data."""
-    return _validate(
+    return validate_table(
         raw,
         ORACLE,
         file=file,

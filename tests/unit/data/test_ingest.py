@@ -68,7 +68,7 @@ def test_snapshot_summary_and_version(files):
     again = build_snapshot(None, batch)
     assert content.version == again.version == content.summary["version"]
     assert content.summary["rows"] == {"prices": len(batch.prices), "financials": len(batch.financials)}
-    assert content.summary["date_range"] == ["2025-09-01", "2025-12-31"]
+    assert content.summary["date_range"] == ["2025-09-02", "2025-12-31"]  # 1 September was Labor Day
     assert content.summary["merge"]["prices"]["appended"] == len(batch.prices)
     oracle_changed = replace(batch, oracle=batch.oracle.assign(expected_next_close=1.0))
     assert build_snapshot(None, oracle_changed).version == content.version  # the oracle is not data

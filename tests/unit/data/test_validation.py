@@ -185,7 +185,6 @@ def test_extra_columns_are_noted_not_fatal():
         (2, "total_assets", "0", "positive_total_assets"),
         (2, "total_liabilities", "-1", "non_negative_liabilities"),
         (2, "shares_outstanding", "0", "positive_shares"),
-        (2, "period_end", "", "required_value"),
         (2, "sector", "", "required_value"),
         (2, "eps", "one", "number_format"),
     ],
@@ -196,6 +195,28 @@ def test_each_financials_rule_quarantines_the_row_and_names_it(line, column, val
     (violation,) = report.violations
     assert (violation.rule, violation.column, violation.lines) == (rule, column, (line,))
     assert violation.message().startswith("financial_info.csv: ")
+
+
+def test_a_row_without_dates_or_figures_carries_the_sector_alone():
+    sector_only = FINANCIALS_CSV + "CCC,,,,,,,,,Utilities\n"
+    financials, report = _financials(sector_only, known_tickers=["AAA", "BBB", "CCC"])
+    assert not report.violations
+    row = financials[financials["ticker"] == "CCC"].iloc[0]
+    assert row["sector"] == "Utilities" and pd.isna(row["report_date"]) and pd.isna(row["revenue"])
+
+
+@pytest.mark.parametrize(
+    ("row", "rule", "column"),
+    [
+        ("CCC,2024-03-31,,,,,,,,Utilities", "dates_together", "period_end, report_date"),
+        ("CCC,,,100,,,,,,Utilities", "sector_only_row", "revenue, net_income, eps"),
+    ],
+)
+def test_dates_come_together_and_a_dateless_row_has_no_figures(row, rule, column):
+    financials, report = _financials(FINANCIALS_CSV + row + "\n", known_tickers=["AAA", "BBB", "CCC"])
+    (violation,) = report.violations
+    assert violation.rule == rule and violation.column.startswith(column) and violation.lines == (5,)
+    assert "CCC" not in set(financials["ticker"])
 
 
 def test_missing_reported_figures_stay_missing():
