@@ -69,7 +69,15 @@ def main() -> int:
         seconds.append(_run([*train, "--max-workers", str(args.max_workers)], env, home))
     run = Flow("TrainFlow").latest_successful_run
     board = run.data.leaderboard
-    columns = ["rank", "candidate_id", "mean_fold_rmse", "rmse_vs_naive", "rmse_vs_oracle", "hit_rate"]
+    columns = [
+        "rank",
+        "candidate_id",
+        "mean_fold_rmse_return",
+        "rmse_return_vs_naive",
+        "mean_fold_rmse",
+        "rmse_vs_oracle",
+        "hit_rate",
+    ]
     rows = "\n".join(
         "| " + " | ".join(f"{value:.4f}" if isinstance(value, float) else str(value) for value in row) + " |"
         for row in board[columns].itertuples(index=False)

@@ -32,14 +32,17 @@ class TrainFlow(SnapshotFlow):
         "config", default=lambda _ctx: str(TRAIN_CONFIG_FILE), parser=parse_train_config, help="training TOML"
     )
 
-    @retry(times=2, minutes_between_retries=0)
+    # No @retry: what can fail here is deterministic (a snapshot too short for the backtest, a bad --snapshot) and
+    # would fail the same way again; it stops the run with one message before any work.
     @step
     def start(self):
-        """Pin the data snapshot, the champion to beat and the list of models to backtest."""
-        from stockcast.train.selection import plan_backtests
+        """Pin the data snapshot, size the folds to its history, and list the champion and the models to backtest."""
+        from stockcast.train.selection import plan_backtest_sizes, plan_backtests
 
         self.settings = TrainConfig.model_validate(self.config)
-        self.pin_snapshot()
+        snapshot = self.pin_snapshot()
+        self.fold_sizes = plan_backtest_sizes(self.settings, snapshot.n_days)
+        print(f"Backtest: {self.fold_sizes.describe()}.")
         self.champion = self.branch_registry().champion()
         self.items = plan_backtests(self.settings, self.champion)
         self.next(self.features)
@@ -51,9 +54,7 @@ class TrainFlow(SnapshotFlow):
         """Build the modelling frame once per feature set in use and plan the folds every model shares."""
         from stockcast.train.selection import prepare_modelling
 
-        self.modelling, self.folds = prepare_modelling(
-            self.snapshot(), self.items, self.settings.backtest, self.settings.feature_set
-        )
+        self.modelling, self.folds = prepare_modelling(self.snapshot(), self.items, self.settings, self.fold_sizes)
         self.next(self.backtest, foreach="items")
 
     @timeout(minutes=30)
@@ -69,19 +70,22 @@ class TrainFlow(SnapshotFlow):
     @step
     def select(self, inputs):
         """Rank the candidates and run the gate: beat the naive baseline and the re-scored champion."""
-        from stockcast.train.selection import select_and_gate
+        from stockcast.train.selection import data_notes, select_and_gate
 
         self.merge_artifacts(
-            inputs, include=["settings", "snapshot_pathspec", "data_version", "data_end", "champion", "folds"]
+            inputs,
+            include=["settings", "snapshot_pathspec", "data_version", "data_end", "champion", "folds", "fold_sizes"],
         )
         self.modelling = inputs[0].modelling
         self.selection = select_and_gate([i.result for i in inputs], self.champion, self.settings.gate)
+        self.data_notes = data_notes(self.modelling[self.settings.feature_set], self.fold_sizes, self.settings.target)
         # Plain tables and dicts for readers of this run (BatchPredictFlow, the PR report), which then need no
         # class of this library to read them.
         self.leaderboard, self.decision = self.selection.leaderboard, self.selection.decision.to_dict()
         self.challenger_predictions = self.selection.challenger_predictions
         self.naive_predictions = self.selection.naive_predictions
-        print(self.leaderboard[["rank", "candidate_id", "mean_fold_rmse", "rmse_vs_naive", "hit_rate"]].to_string())
+        shown = ["rank", "candidate_id", "mean_fold_rmse_return", "rmse_return_vs_naive", "mean_fold_rmse", "hit_rate"]
+        print(self.leaderboard[shown].to_string())
         print(self.selection.decision.reason)
         self.next(self.refit)
 
@@ -113,7 +117,7 @@ class TrainFlow(SnapshotFlow):
                 data_version=self.data_version,
                 snapshot_run=self.snapshot_pathspec,
                 code_version=current_code_version(),
-                metrics=self.leaderboard.iloc[0].to_dict(),
+                metrics=self.selection.challenger_metrics,
                 decision=self.selection.decision,
             )
         )
@@ -137,10 +141,13 @@ class TrainFlow(SnapshotFlow):
             expected_champion=self.champion.version if self.champion else None,
             prices=snapshot.prices,
             financials=snapshot.financials,
+            actions=snapshot.actions,
             estimator=self.model,
         )
         self.promoted, self.bento, self.champion_version = outcome.promoted, outcome.bento, outcome.champion_version
-        current.card["training"].extend(training_card(self.selection, self.folds, self.record, self.promoted))
+        current.card["training"].extend(
+            training_card(self.selection, self.folds, self.record, self.promoted, data_notes=self.data_notes)
+        )
         self.next(self.end)
 
     @step

@@ -12,7 +12,12 @@ missing days (a trading halt) could still carry a target from beyond the gap; `b
 explicitly, so the guard does not rest on the calendar being regular.
 
 Metrics are data: `score_predictions` returns one row per fold and a dict of overall figures; `leaderboard`
-ranks candidates by mean fold RMSE, whose first row is the challenger.
+ranks candidates by mean fold RMSE of the predicted return (scale-free: a $500 stock weighs as much as a $5 one),
+whose first row is the challenger. RMSE on price, the figure users ask for, is reported beside it.
+
+Fold sizes adapt to the history (`plan_fold_sizes`): a year of prices leaves about 120 trading days after the
+features' warm-up, too few for four quarterly test windows after a year of training, so the windows shrink in
+proportion, or the run stops with one sentence that counts the warm-up and names the setting to change.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from stockcast.core.errors import UserError
 from stockcast.core.frames import require_columns
 from stockcast.train.zoo import (
     MODELLING_FRAME,
@@ -31,12 +37,88 @@ from stockcast.train.zoo import (
     CandidateSpec,
     fit_candidate,
     next_close_from_return,
-    predict_next_return,
+    predict_returns,
     usable_mask,
 )
 
 ORACLE_COLUMN = "oracle_next_close"
+CLIPPED_COLUMN = "clipped"
 FOLD_WINDOWS = ("expanding", "rolling")
+MIN_TEST_DAYS = 5
+MIN_TRAIN_DAYS = 40
+
+
+class HistoryTooShortError(UserError):
+    """The data is too short for the walk-forward backtest, even with adapted folds."""
+
+    headline = "History too short"
+
+
+@dataclass(frozen=True)
+class FoldSizes:
+    """The fold sizes a backtest runs with (the configured ones, or adapted to a short history)."""
+
+    n_folds: int
+    test_days: int
+    min_train_days: int
+    gap_days: int
+    usable_days: int
+    adapted: bool
+
+    def describe(self) -> str:
+        """One line for logs and cards."""
+        how = "adapted to the history" if self.adapted else "as configured"
+        return (
+            f"{self.n_folds} folds of {self.test_days} test days after at least {self.min_train_days} training days "
+            f"and a gap of {self.gap_days} ({how}; {self.usable_days} usable trading days)"
+        )
+
+
+def plan_fold_sizes(
+    n_days: int,
+    *,
+    warm_up_days: int,
+    n_folds: int,
+    test_days: int,
+    gap_days: int,
+    min_train_days: int,
+    adapt: bool,
+    min_test_total: int,
+    feature_set: str,
+) -> FoldSizes:
+    """The fold sizes for a history of ``n_days`` trading days whose first ``warm_up_days`` (the feature set's
+    longest look-back, less one) have no warm features, and whose last day has no target yet.
+
+    When the configured folds do not fit and ``adapt`` is on, the test windows and the first training window shrink
+    in proportion, to at least ``MIN_TEST_DAYS`` per fold (and ``min_test_total`` in all, so the gate can judge) and
+    ``MIN_TRAIN_DAYS``; otherwise ``HistoryTooShortError`` says what is short, by how much, and what to change.
+    """
+    usable = max(n_days - warm_up_days - 1, 0)
+    needed = min_train_days + gap_days + n_folds * test_days
+    if usable >= needed:
+        return FoldSizes(n_folds, test_days, min_train_days, gap_days, usable, adapted=False)
+    smallest_test = max(MIN_TEST_DAYS, -(-min_test_total // n_folds))
+    smallest = MIN_TRAIN_DAYS + gap_days + n_folds * smallest_test
+    if adapt and usable >= smallest:
+        scale = (usable - gap_days) / (min_train_days + n_folds * test_days)
+        adapted_test = max(smallest_test, int(test_days * scale))
+        adapted_test = min(adapted_test, (usable - gap_days - MIN_TRAIN_DAYS) // n_folds)
+        adapted_train = usable - gap_days - n_folds * adapted_test
+        return FoldSizes(n_folds, adapted_test, adapted_train, gap_days, usable, adapted=True)
+    required = smallest if adapt else needed
+    raise HistoryTooShortError(
+        f"the data has {n_days} trading days; feature set '{feature_set}' spends the first {warm_up_days} of each "
+        f"ticker's history warming up its longest look-back and the last has no next day yet, leaving {usable} to "
+        f"train and test on, fewer than the {required} the backtest needs "
+        + (
+            f"even adapted (at least {MIN_TRAIN_DAYS} training days + gap {gap_days} + {n_folds} folds x "
+            f"{smallest_test} test days)"
+            if adapt
+            else f"(backtest.min_train_days {min_train_days} + gap_days {gap_days} + n_folds {n_folds} x "
+            f"test_days {test_days}; set backtest.adapt = true to shrink them)"
+        )
+        + "; supply more history, or lower backtest.n_folds in the training configuration"
+    )
 
 
 @dataclass(frozen=True)
@@ -133,8 +215,9 @@ def backtest(
     """Fit the candidate on each fold's training rows and predict its test rows.
 
     Only usable rows (warm, known target) are trained on or scored. Returns one row per (fold, date, ticker)
-    with `candidate_id, fold, date, ticker, close, next_close, next_return, predicted_return, predicted_close`
-    (and `oracle_next_close` when the frame has it), sorted by fold, date and ticker.
+    with `candidate_id, fold, date, ticker, close, next_close, next_return, predicted_return, predicted_close,
+    clipped` (the prediction left the plausible band and was clipped to it) and `oracle_next_close` when the frame
+    has it, sorted by fold, date and ticker.
     """
     require_columns(frame, ["date", "ticker", "close", *feature_columns], MODELLING_FRAME)
     if not frame.index.is_unique:
@@ -155,16 +238,19 @@ def backtest(
         if training.empty or test.empty:
             raise ValueError(f"fold {fold.index} has no usable {'training' if training.empty else 'test'} rows")
         estimator = fit_candidate(spec, training, feature_columns, categorical_columns)
-        predicted_return = predict_next_return(estimator, test, feature_columns)
+        predicted_return, clipped = predict_returns(estimator, test, feature_columns)
         pieces.append(
             test[key_columns + oracle_columns].assign(
                 candidate_id=spec.candidate_id,
                 fold=fold.index,
                 predicted_return=predicted_return,
                 predicted_close=next_close_from_return(test["close"], predicted_return),
+                **{CLIPPED_COLUMN: clipped},
             )
         )
-    columns = ["candidate_id", "fold", *key_columns, "predicted_return", "predicted_close", *oracle_columns]
+    columns = [
+        "candidate_id", "fold", *key_columns, "predicted_return", "predicted_close", CLIPPED_COLUMN, *oracle_columns
+    ]  # fmt: skip
     predictions = pd.concat(pieces, ignore_index=True)[columns]
     return predictions.sort_values(["fold", "date", "ticker"], ignore_index=True)
 
@@ -212,11 +298,17 @@ def _metrics(predictions: pd.DataFrame) -> dict[str, Any]:
     """Every metric on one set of prediction rows; the naive and oracle references use the very same rows."""
     actual = predictions["next_close"]
     model_rmse = rmse(actual, predictions["predicted_close"])
-    # The naive prediction of tomorrow's close is today's close.
+    # The naive prediction of tomorrow's close is today's close: a zero return.
     naive_rmse = rmse(actual, predictions["close"])
+    return_rmse = rmse(predictions[TARGET_COLUMN], predictions["predicted_return"])
+    naive_return_rmse = rmse(predictions[TARGET_COLUMN], np.zeros(len(predictions)))
     metrics: dict[str, Any] = {
         "n_rows": len(predictions),
         "n_days": int(predictions["date"].nunique()),
+        "rmse_return": return_rmse,
+        "rmse_return_naive": naive_return_rmse,
+        "rmse_return_vs_naive": return_rmse / naive_return_rmse if naive_return_rmse > 0 else float("nan"),
+        "n_clipped": int(predictions[CLIPPED_COLUMN].sum()) if CLIPPED_COLUMN in predictions.columns else 0,
         "rmse": model_rmse,
         "rmse_naive": naive_rmse,
         "rmse_vs_naive": model_rmse / naive_rmse if naive_rmse > 0 else float("nan"),
@@ -234,10 +326,12 @@ def _metrics(predictions: pd.DataFrame) -> dict[str, Any]:
 def score_predictions(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-fold metrics (one row per fold) and overall metrics for one candidate's backtest predictions.
 
-    Price metrics: `rmse`, `mae`, `mape` (fraction). Scale-free: `rmse_vs_naive` (RMSE over the naive
-    baseline's RMSE on the same rows: below 1 beats it), `hit_rate` (see `direction_hit_rate`) and, when the
-    oracle column is present, `rmse_vs_oracle` (1 is the best achievable). Overall figures pool every test row;
-    `mean_fold_rmse` (the selection criterion) and `std_fold_rmse` summarise the folds.
+    Scale-free: `rmse_return` (RMSE of the predicted next-day return), `rmse_return_vs_naive` (over the naive
+    baseline's on the same rows: below 1 beats it), `rmse_vs_naive` (the same ratio on price), `hit_rate` (see
+    `direction_hit_rate`) and, when the oracle column is present, `rmse_vs_oracle` (1 is the best achievable).
+    Price metrics: `rmse`, `mae`, `mape` (fraction). `n_clipped` counts predictions clipped to the plausible band.
+    Overall figures pool every test row; `mean_fold_rmse_return` (the selection criterion), `mean_fold_rmse` and
+    `std_fold_rmse` summarise the folds.
     """
     require_columns(
         predictions,
@@ -256,6 +350,7 @@ def score_predictions(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     overall = {
         "candidate_id": str(candidate_ids[0]),
         "n_folds": len(per_fold),
+        "mean_fold_rmse_return": float(per_fold["rmse_return"].mean()),
         "mean_fold_rmse": float(per_fold["rmse"].mean()),
         "std_fold_rmse": float(per_fold["rmse"].std(ddof=1)) if len(per_fold) > 1 else float("nan"),
         **_metrics(predictions),
@@ -277,13 +372,13 @@ def evaluate_candidate(
 
 
 def leaderboard(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Candidates' overall metrics ranked by mean fold RMSE (ties by id); row 0 is the challenger."""
+    """Candidates' overall metrics ranked by mean fold RMSE of the return (ties by id); row 0 is the challenger."""
     board = pd.DataFrame([dict(result) for result in results])
     if board.empty:
         raise ValueError("no candidate results to rank")
     duplicated = board["candidate_id"][board["candidate_id"].duplicated()].tolist()
     if duplicated:
         raise ValueError(f"candidate ids appear more than once: {duplicated}")
-    board = board.sort_values(["mean_fold_rmse", "candidate_id"], ignore_index=True, na_position="last")
+    board = board.sort_values(["mean_fold_rmse_return", "candidate_id"], ignore_index=True, na_position="last")
     board.insert(0, "rank", np.arange(1, len(board) + 1))
     return board

@@ -34,14 +34,18 @@ def cumulative_advantage(challenger: pd.DataFrame, naive: pd.DataFrame) -> pd.Da
     return pd.DataFrame({"date": difference.index, "cumulative_advantage": difference.cumsum().to_numpy()})
 
 
-def training_card(selection: Selection, folds: Sequence[Fold], record: ModelRecord, promoted: bool) -> Sequence:
-    """What TrainFlow's card shows: the gate's verdict, the leaderboard, lineage, folds, and whether the
-    challenger's edge over naive is real (calibration by decile, cumulative advantage over the test days)."""
+def training_card(
+    selection: Selection, folds: Sequence[Fold], record: ModelRecord, promoted: bool, *, data_notes: str = ""
+) -> Sequence:
+    """What TrainFlow's card shows: the gate's verdict, the leaderboard, lineage, folds (with ``data_notes``: how
+    they were sized, which targets were dropped), and whether the challenger's edge over naive is real (calibration
+    by decile, cumulative advantage over the test days)."""
     from metaflow.cards import Markdown
 
     board = selection.leaderboard
-    shown = [c for c in ["rank", "candidate_id", "mean_fold_rmse", "rmse_vs_naive", "rmse_vs_oracle",
-                         "mae", "mape", "hit_rate", "train_seconds"] if c in board.columns]  # fmt: skip
+    shown = [c for c in ["rank", "candidate_id", "mean_fold_rmse_return", "rmse_return_vs_naive", "mean_fold_rmse",
+                         "rmse_vs_naive", "rmse_vs_oracle", "mape", "hit_rate", "n_clipped", "train_seconds"]
+             if c in board.columns]  # fmt: skip
     comparisons = pd.DataFrame(selection.decision.comparisons)
     if len(comparisons):  # p-values span orders of magnitude: rounding to 4 places would show 1.7e-06 as 0
         comparisons["p_value"] = comparisons["p_value"].map(lambda p: f"{p:.3g}")
@@ -55,11 +59,15 @@ def training_card(selection: Selection, folds: Sequence[Fold], record: ModelReco
         Markdown(f"# Model `{record.version}`: {verdict}"),
         Markdown(f"**Gate.** {selection.decision.reason}"),
         *([table(comparisons)] if len(comparisons) else []),
-        Markdown("## Leaderboard (walk-forward, mean fold RMSE on price)"),
+        Markdown(
+            "## Leaderboard (walk-forward)\n\nRanked by the mean fold RMSE of the predicted next-day return, which "
+            "is scale-free (a $500 stock weighs as a $5 one); RMSE on price beside it. `n_clipped`: predictions "
+            "outside the band of returns the training fold saw, clipped to it."
+        ),
         table(board[shown]),
         Markdown("## Lineage"),
         table(pd.DataFrame(list(record.lineage().items()), columns=["", "value"])),
-        Markdown("## Folds"),
+        Markdown(f"## Folds\n\n{data_notes}" if data_notes else "## Folds"),
         table(fold_table),
         Markdown(f"## {name}: realised vs predicted next-day return, by decile of the prediction"),
         scatter_chart(calibration(challenger), x="predicted_return", y="realised_return"),

@@ -54,6 +54,9 @@ class BacktestConfig(Settings):
     window: Literal["expanding", "rolling"] = "expanding"
     min_train_days: PositiveInt = 252
     train_days: PositiveInt | None = None
+    adapt: bool = True
+    """When the history is shorter than the folds need, shrink the test windows and the first training window in
+    proportion (down to ``MIN_TEST_DAYS`` and ``MIN_TRAIN_DAYS``) rather than refuse: one year of prices trains."""
 
     @model_validator(mode="after")
     def _train_days_fit_the_window(self) -> Self:
@@ -75,6 +78,17 @@ class GateConfig(Settings):
     alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     min_days: Annotated[int, Field(ge=2)] = 20
     """The fewest paired test days the gate will judge on; fewer means no promotion."""
+
+
+class TargetConfig(Settings):
+    """What counts as a next-day target, and how far a training target or a prediction may go."""
+
+    max_missing_days: NonNegativeInt = 3
+    """A target spanning more missing trading days than this (a halt, a rename's gap) is no next-day return:
+    it is dropped and counted."""
+    clip_quantile: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.001
+    """Training targets are clipped to this quantile of the training fold at each end; predictions outside that
+    band are clipped too, and counted (0 keeps the fold's extremes as the band)."""
 
 
 class CandidateConfig(Settings):
@@ -143,6 +157,7 @@ class TrainConfig(Settings):
     seed: NonNegativeInt = 0
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    target: TargetConfig = Field(default_factory=TargetConfig)
     candidates: Annotated[list[CandidateConfig], Field(min_length=2)]
 
     @field_validator("feature_set")
@@ -187,6 +202,7 @@ class TrainConfig(Settings):
                         factory=candidate.factory,
                         params={**candidate.params, **setting},
                         random_seed=self.seed,
+                        target_clip_quantile=self.target.clip_quantile,
                     )
                 )
         return specs

@@ -3,13 +3,15 @@
 A lower mean RMSE over a few folds can be luck. The gate pairs the models' predictions day by day on the same
 test rows and runs a one-sided Diebold–Mariano test on the daily loss differential
 
-    d_t = L_challenger(t) - L_reference(t),   L(t) = mean over tickers of (predicted_close - next_close)^2,
+    d_t = L_challenger(t) - L_reference(t),   L(t) = mean over tickers of (predicted_return - next_return)^2,
 
 with a Newey–West (HAC) long-run variance, because squared errors cluster in volatile spells, and the
 Harvey–Leybourne–Newbold small-sample correction with Student-t critical values. H0: E[d] = 0; H1: E[d] < 0.
 The challenger is promoted only if both tests reject at `alpha`. Requiring every test to pass (an
 intersection-union test) keeps the overall false-promotion rate at most `alpha`, with no multiplicity correction.
-Losses are on price, like the RMSE users read, so high-priced tickers weigh more than cheap ones.
+Losses are on the predicted next-day return, which is scale-free: on price, a $500 stock would weigh 10,000 times
+as much as a $5 one. (The squared return error is the squared price error divided by the close squared, so it is
+the price loss with every ticker brought to one scale.) RMSE on price stays in every report.
 
 The champion's predictions must come from re-scoring it on the new data with the same folds (the flow does
 that), never from its old numbers: the decision is only meaningful on the same days and the same rows.
@@ -26,7 +28,7 @@ import pandas as pd
 
 from stockcast.core.frames import require_columns
 
-PAIRED_COLUMNS = ["candidate_id", "date", "ticker", "next_close", "predicted_close"]
+PAIRED_COLUMNS = ["candidate_id", "date", "ticker", "next_return", "predicted_return"]
 """What the gate reads of each model's backtest predictions (``stockcast.train.backtest.backtest``)."""
 
 
@@ -50,6 +52,8 @@ class GateDecision:
     reason: str
     alpha: float
     comparisons: list[dict[str, Any]] = field(default_factory=list)
+    baseline: bool = False
+    """True when the naive baseline is promoted because the branch had no champion and nothing beat naive."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict, for the model's lineage record and cards."""
@@ -107,9 +111,9 @@ def diebold_mariano(loss_a: Any, loss_b: Any, *, horizon: int = 1, max_lag: int 
 
 
 def daily_losses(predictions: pd.DataFrame) -> pd.Series:
-    """Mean squared price error across tickers for each test date, in date order: the gate's loss series."""
-    require_columns(predictions, ["date", "next_close", "predicted_close"], "predictions")
-    squared_error = (predictions["predicted_close"] - predictions["next_close"]) ** 2
+    """Mean squared return error across tickers for each test date, in date order: the gate's loss series."""
+    require_columns(predictions, ["date", "next_return", "predicted_return"], "predictions")
+    squared_error = (predictions["predicted_return"] - predictions["next_return"]) ** 2
     return squared_error.groupby(predictions["date"]).mean().sort_index()
 
 
@@ -134,7 +138,7 @@ def compare(
         suffixes=("_challenger", "_reference"),
         validate="one_to_one",
     )
-    if not np.allclose(paired["next_close_challenger"], paired["next_close_reference"], rtol=1e-9, atol=0.0):
+    if not np.allclose(paired["next_return_challenger"], paired["next_return_reference"], rtol=1e-9, atol=1e-12):
         raise ValueError(
             f"the challenger and the {against} were scored against different realised closes: "
             "re-score the reference on the same data before comparing"
@@ -197,8 +201,25 @@ def decide(
     )
 
 
+def as_baseline(refused: GateDecision, naive_id: str) -> GateDecision:
+    """The decision to promote the naive baseline itself, when a branch has no champion and the gate refused the
+    challenger: so the API, batch prediction, decisions and monitoring run from the first day, and a later model
+    replaces naive through the normal gate (it must beat naive, which is then also the champion)."""
+    return GateDecision(
+        challenger_id=naive_id,
+        promote=True,
+        reason=(
+            f"Promote {naive_id} as the baseline champion: the branch has no champion, and nothing beat the naive "
+            f"baseline ({refused.reason.rstrip('.')}). It serves until a model beats it through the gate."
+        ),
+        alpha=refused.alpha,
+        comparisons=refused.comparisons,
+        baseline=True,
+    )
+
+
 def _strip_suffix(suffix: str) -> dict[str, str]:
-    return {f"next_close{suffix}": "next_close", f"predicted_close{suffix}": "predicted_close"}
+    return {f"next_return{suffix}": "next_return", f"predicted_return{suffix}": "predicted_return"}
 
 
 def _name(comparison: dict[str, Any]) -> str:
@@ -212,7 +233,7 @@ def _evidence(comparison: dict[str, Any], alpha: float, min_days: int) -> str:
         return f"only {comparison['n_days']} paired test days, fewer than the {min_days} required"
     relation = "<" if comparison["p_value"] < alpha else ">="
     return (
-        f"mean daily squared-error difference {comparison['mean_loss_difference']:+.4g}, "
+        f"mean daily squared return error difference {comparison['mean_loss_difference']:+.4g}, "
         f"DM statistic {comparison['statistic']:.2f}, one-sided p = {comparison['p_value']:.3g} {relation} "
         f"alpha {alpha:g}, over {comparison['n_days']} days"
     )

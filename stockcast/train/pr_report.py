@@ -25,8 +25,10 @@ SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 LEADERBOARD_COLUMNS = {
     "rank": "rank",
     "candidate_id": "candidate",
-    "mean_fold_rmse": "mean fold RMSE",
-    "rmse_vs_naive": "RMSE / naive",
+    "mean_fold_rmse_return": "mean fold RMSE (return)",
+    "rmse_return_vs_naive": "return RMSE / naive",
+    "mean_fold_rmse": "mean fold RMSE (price)",
+    "rmse_vs_naive": "RMSE / naive (price)",
     "hit_rate": "direction hit-rate",
     "rmse_vs_oracle": "RMSE / oracle",
 }

@@ -16,20 +16,24 @@ from typing import Any, Literal
 import pandas as pd
 
 from features import FeatureSet, build_features, build_target, get_feature_set
+from features.adjust import apply_renames
 from stockcast.core.frames import json_ready
 from stockcast.core.registry import ModelRecord
+from stockcast.data.calendar import DATA_CALENDAR, trading_days
 from stockcast.data.contract import ORACLE
 from stockcast.data.snapshot import Snapshot
 from stockcast.train.backtest import (
     ORACLE_COLUMN,
     CandidateEvaluation,
     Fold,
+    FoldSizes,
     evaluate_candidate,
     leaderboard,
+    plan_fold_sizes,
     walk_forward_folds,
 )
-from stockcast.train.config import BacktestConfig, GateConfig, TrainConfig
-from stockcast.train.gate import GateDecision, decide
+from stockcast.train.config import BacktestConfig, GateConfig, TargetConfig, TrainConfig
+from stockcast.train.gate import GateDecision, as_baseline, decide
 from stockcast.train.zoo import CandidateSpec, Estimator, fit_candidate, naive_spec, usable_mask
 
 Role = Literal["candidate", "champion"]
@@ -70,23 +74,41 @@ class Selection:
 
     leaderboard: pd.DataFrame
     challenger: CandidateSpec
+    """The model the decision is about: the best-ranked candidate, or naive when it is promoted as the baseline."""
     decision: GateDecision
     challenger_predictions: pd.DataFrame
     naive_predictions: pd.DataFrame
     champion_predictions: pd.DataFrame | None
 
+    @property
+    def challenger_metrics(self) -> dict[str, Any]:
+        """The challenger's row of the leaderboard, for its registry record."""
+        rows = self.leaderboard[self.leaderboard["candidate_id"] == self.challenger.candidate_id]
+        return rows.iloc[0].to_dict()
+
 
 def build_modelling_data(
-    prices: pd.DataFrame, financials: pd.DataFrame, oracle: pd.DataFrame | None, feature_set: FeatureSet
+    prices: pd.DataFrame,
+    financials: pd.DataFrame,
+    oracle: pd.DataFrame | None,
+    feature_set: FeatureSet,
+    *,
+    actions: pd.DataFrame | None = None,
+    calendar: str = DATA_CALENDAR,
+    target: TargetConfig | None = None,
 ) -> ModellingData:
-    """Features at each (ticker, date), the next-day target beside them, and the oracle's best prediction when
-    the data came from the generator. The target is joined here, after the features were built without it."""
-    features = build_features(prices, financials, feature_set=feature_set)
-    target = build_target(prices)
-    frame = features.merge(target, on=["date", "ticker"], how="left", validate="one_to_one")
+    """Features at each (ticker, date) on prices adjusted for the corporate ``actions``, the next-day target beside
+    them (dropped where it spans more missing trading days of ``calendar`` than the target settings allow), and the
+    oracle's best prediction when the data came from the generator. The target is joined after the features."""
+    target = target or TargetConfig()
+    features = build_features(prices, financials, actions=actions, feature_set=feature_set)
+    sessions = trading_days(
+        calendar, prices["date"].min(), prices["date"].max(), data_dates=pd.DatetimeIndex(prices["date"])
+    )
+    targets = build_target(prices, actions=actions, trading_days=sessions, max_missing_days=target.max_missing_days)
+    frame = features.merge(targets, on=["date", "ticker"], how="left", validate="one_to_one")
     if oracle is not None:
-        best = oracle.rename(columns={ORACLE.columns[-1].name: ORACLE_COLUMN})[["date", "ticker", ORACLE_COLUMN]]
-        frame = frame.merge(best, on=["date", "ticker"], how="left", validate="one_to_one")
+        frame = frame.merge(_adjusted_oracle(oracle, prices, actions), on=["date", "ticker"], how="left")
     return ModellingData(
         frame=frame,
         feature_set=feature_set.name,
@@ -96,17 +118,53 @@ def build_modelling_data(
     )
 
 
-def plan_folds(data: ModellingData, backtest: BacktestConfig) -> list[Fold]:
-    """The walk-forward folds over the dates that can be trained and scored on; every model uses these."""
-    dates = data.frame.loc[usable_mask(data.frame), "date"]
-    return walk_forward_folds(
-        dates,
+def _adjusted_oracle(oracle: pd.DataFrame, prices: pd.DataFrame, actions: pd.DataFrame | None) -> pd.DataFrame:
+    """The oracle's best next close on the adjusted basis of the targets. It forecasts the raw close of the ticker's
+    next row, so it takes the adjustment that row's close takes (adjusted next close over raw next close)."""
+    best = oracle.rename(columns={ORACLE.columns[-1].name: ORACLE_COLUMN})[["date", "ticker", ORACLE_COLUMN]]
+    if actions is None or actions.empty:
+        return best
+    renames = actions[actions["kind"] == "rename"]
+    adjusted = build_target(prices, actions=actions)
+    raw = build_target(prices, actions=renames)
+    factor = adjusted[["date", "ticker"]].assign(factor=adjusted["next_close"] / raw["next_close"])
+    best = apply_renames(best, actions, "date").merge(factor, on=["date", "ticker"], how="inner")
+    return best.assign(**{ORACLE_COLUMN: best[ORACLE_COLUMN] * best["factor"]}).drop(columns="factor")
+
+
+def plan_backtest_sizes(settings: TrainConfig, n_days: int) -> FoldSizes:
+    """The fold sizes for a snapshot of ``n_days`` trading days, checked when a training run starts: a history too
+    short for the backtest stops the run there, with one sentence, before any work."""
+    feature_set = get_feature_set(settings.feature_set)
+    backtest = settings.backtest
+    return plan_fold_sizes(
+        n_days,
+        warm_up_days=feature_set.min_history - 1,
         n_folds=backtest.n_folds,
         test_days=backtest.test_days,
         gap_days=backtest.gap_days,
-        window=backtest.window,
         min_train_days=backtest.min_train_days,
-        train_days=backtest.train_days,
+        adapt=backtest.adapt,
+        min_test_total=settings.gate.min_days,
+        feature_set=feature_set.name,
+    )
+
+
+def plan_folds(data: ModellingData, backtest: BacktestConfig, sizes: FoldSizes | None = None) -> list[Fold]:
+    """The walk-forward folds over the dates that can be trained and scored on; every model uses these. ``sizes``
+    (from ``plan_backtest_sizes``) replace the configured fold sizes when the history was too short for them."""
+    dates = data.frame.loc[usable_mask(data.frame), "date"]
+    n_folds, test_days = (sizes.n_folds, sizes.test_days) if sizes else (backtest.n_folds, backtest.test_days)
+    min_train_days = sizes.min_train_days if sizes else backtest.min_train_days
+    train_days = backtest.train_days
+    return walk_forward_folds(
+        dates,
+        n_folds=n_folds,
+        test_days=test_days,
+        gap_days=backtest.gap_days,
+        window=backtest.window,
+        min_train_days=min_train_days,
+        train_days=None if train_days is None else max(train_days, min_train_days),
     )
 
 
@@ -143,15 +201,23 @@ def plan_backtests(settings: TrainConfig, champion: ModelRecord | None) -> list[
 
 
 def prepare_modelling(
-    snapshot: Snapshot, items: Sequence[BacktestItem], backtest: BacktestConfig, feature_set: str
+    snapshot: Snapshot, items: Sequence[BacktestItem], settings: TrainConfig, sizes: FoldSizes
 ) -> tuple[dict[str, ModellingData], list[Fold]]:
     """The modelling frame of every feature set the items use, by name, and the walk-forward folds every model shares
-    (planned on the frame of the configured ``feature_set``)."""
+    (planned on the frame of the configured feature set, with the sizes checked when the run started)."""
     modelling = {
-        needed.name: build_modelling_data(snapshot.prices, snapshot.financials, snapshot.oracle, needed)
+        needed.name: build_modelling_data(
+            snapshot.prices,
+            snapshot.financials,
+            snapshot.oracle,
+            needed,
+            actions=snapshot.actions,
+            calendar=snapshot.calendar,
+            target=settings.target,
+        )
         for needed in feature_sets_needed(items)
     }
-    return modelling, plan_folds(modelling[feature_set], backtest)
+    return modelling, plan_folds(modelling[settings.feature_set], settings.backtest, sizes)
 
 
 def run_backtest(item: BacktestItem, data: ModellingData, folds: Sequence[Fold]) -> BacktestResult:
@@ -162,8 +228,9 @@ def run_backtest(item: BacktestItem, data: ModellingData, folds: Sequence[Fold])
 
 
 def select_and_gate(results: Sequence[BacktestResult], champion: ModelRecord | None, gate: GateConfig) -> Selection:
-    """Rank the candidates by mean fold RMSE (row 0 is the challenger) and decide whether it replaces the
-    champion: it must beat the naive baseline and the re-scored champion on the same folds."""
+    """Rank the candidates by mean fold RMSE of the return (row 0 is the challenger) and decide whether it replaces
+    the champion: it must beat the naive baseline and the re-scored champion on the same folds. A branch without a
+    champion where nothing beats naive gets naive itself as its baseline champion (``gate.as_baseline``)."""
     candidates = [r for r in results if r.item.role == "candidate"]
     board = leaderboard(
         [{**r.evaluation.overall, "train_seconds": r.seconds, "factory": r.item.spec.factory} for r in candidates]
@@ -185,6 +252,8 @@ def select_and_gate(results: Sequence[BacktestResult], champion: ModelRecord | N
         alpha=gate.alpha,
         min_days=gate.min_days,
     )
+    if champion is None and not decision.promote:
+        challenger, decision = naive, as_baseline(decision, naive.item.spec.candidate_id)
     return Selection(
         leaderboard=board,
         challenger=challenger.item.spec,
@@ -192,6 +261,15 @@ def select_and_gate(results: Sequence[BacktestResult], champion: ModelRecord | N
         challenger_predictions=challenger.evaluation.predictions,
         naive_predictions=naive.evaluation.predictions,
         champion_predictions=champion_predictions,
+    )
+
+
+def data_notes(data: ModellingData, sizes: FoldSizes, target: TargetConfig) -> str:
+    """A sentence on how the data shaped the backtest, for the training card: fold sizes and dropped targets."""
+    dropped = int(data.frame["spans_gap"].sum())
+    return (
+        f"Folds: {sizes.describe()}. {dropped} target(s) dropped: their next row is more than "
+        f"{target.max_missing_days} missing trading day(s) away, so they are no next-day return."
     )
 
 

@@ -13,6 +13,7 @@ configuration validator (`stockcast.train.config`) checks names and values again
 
 from __future__ import annotations
 
+import copy
 import typing
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 from catboost import CatBoostRegressor
 from pydantic import Field
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, RegressorMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -73,6 +74,38 @@ class QuantileClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """The values clipped to the fitted bounds; missing values pass through."""
         values = np.asarray(X, dtype=float)
         return np.clip(values, np.nan_to_num(self.lower_, nan=-np.inf), np.nan_to_num(self.upper_, nan=np.inf))
+
+
+class BoundedReturns(RegressorMixin, BaseEstimator):
+    """A return model trained on clipped targets whose predictions stay inside the band it learned.
+
+    One broken row (a split nobody declared, a ticker reused after a rename) can carry a +700 % "next-day return"
+    that dominates a squared loss; real next-day returns of large stocks stay within a few percent. So the training
+    targets are clipped to the ``quantile`` and ``1 - quantile`` quantiles of the training fold (learned here, from
+    that fold only), and so are predictions: a prediction beyond what the model ever saw happen is not plausible.
+    ``predict_bounded`` also says which predictions were clipped, so cards and ``/metrics`` can count them.
+    """
+
+    def __init__(self, regressor: BaseEstimator, quantile: float = 0.001) -> None:
+        self.regressor = regressor
+        self.quantile = quantile
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> BoundedReturns:
+        target = np.asarray(y, dtype=float)
+        self.band_ = (float(np.quantile(target, self.quantile)), float(np.quantile(target, 1.0 - self.quantile)))
+        self.n_targets_clipped_ = int(((target < self.band_[0]) | (target > self.band_[1])).sum())
+        # A deep copy rather than sklearn's clone: CatBoost's constructor does not round-trip its parameters.
+        self.regressor_ = copy.deepcopy(self.regressor).fit(X, np.clip(target, *self.band_))
+        return self
+
+    def predict_bounded(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions clipped to the band, and a mask of those that needed it."""
+        raw = np.asarray(self.regressor_.predict(X), dtype=float)
+        outside = (raw < self.band_[0]) | (raw > self.band_[1])
+        return np.clip(raw, *self.band_), outside
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_bounded(X)[0]
 
 
 class ObservedColumns(TransformerMixin, BaseEstimator):
@@ -256,6 +289,8 @@ class CandidateSpec:
     factory: str
     params: dict[str, HyperParameter] = field(hash=False)
     random_seed: int = 0
+    target_clip_quantile: float = 0.001
+    """Training targets are clipped to this quantile of the fold at each end, and predictions to the same band."""
 
 
 def candidate_id(name: str, setting: dict[str, HyperParameter]) -> str:
@@ -285,7 +320,8 @@ def naive_spec(specs: Sequence[CandidateSpec]) -> CandidateSpec:
 def build_estimator(
     spec: CandidateSpec, feature_columns: Sequence[str], categorical_columns: Sequence[str]
 ) -> Estimator:
-    """The unfitted estimator for a spec; it expects `frame[feature_columns]` and predicts `next_return`."""
+    """The unfitted estimator for a spec; it expects `frame[feature_columns]` and predicts `next_return`, within
+    the band of returns its training fold saw (`BoundedReturns`; the naive baseline's zero needs no band)."""
     if len(set(feature_columns)) != len(feature_columns):
         raise ValueError(f"feature_columns has duplicates: {list(feature_columns)}")
     unknown = sorted(set(categorical_columns) - set(feature_columns))
@@ -293,12 +329,13 @@ def build_estimator(
         raise ValueError(f"categorical columns {unknown} are not among the feature columns")
     if spec.factory not in FACTORIES:
         raise KeyError(f"unknown factory {spec.factory!r}; known factories: {', '.join(sorted(FACTORIES))}")
-    return FACTORIES[spec.factory](
+    estimator = FACTORIES[spec.factory](
         **spec.params,
         feature_columns=list(feature_columns),
         categorical_columns=list(categorical_columns),
         random_seed=spec.random_seed,
     )
+    return estimator if spec.factory == NAIVE_FACTORY else BoundedReturns(estimator, spec.target_clip_quantile)
 
 
 def usable_mask(frame: pd.DataFrame) -> pd.Series:
@@ -328,10 +365,21 @@ def fit_candidate(
     return estimator
 
 
+def predict_returns(
+    estimator: Estimator, frame: pd.DataFrame, feature_columns: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted next-day return of every row of `frame`, and which of them were clipped to the plausible band."""
+    require_columns(frame, list(feature_columns), MODELLING_FRAME)
+    rows = frame[list(feature_columns)]
+    if isinstance(estimator, BoundedReturns):
+        return estimator.predict_bounded(rows)
+    predicted = np.asarray(estimator.predict(rows), dtype=float)
+    return predicted, np.zeros(len(predicted), dtype=bool)
+
+
 def predict_next_return(estimator: Estimator, frame: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:
     """The fitted estimator's predicted next-day return for every row of `frame`."""
-    require_columns(frame, list(feature_columns), MODELLING_FRAME)
-    return np.asarray(estimator.predict(frame[list(feature_columns)]), dtype=float)
+    return predict_returns(estimator, frame, feature_columns)[0]
 
 
 def next_close_from_return(close: Any, predicted_return: Any) -> np.ndarray:

@@ -29,7 +29,14 @@ def market(seed: int = 0) -> pd.DataFrame:
 
 
 def predictions(frame: pd.DataFrame, candidate_id: str, predicted_close: np.ndarray | pd.Series) -> pd.DataFrame:
-    return frame.assign(candidate_id=candidate_id, predicted_close=np.asarray(predicted_close, dtype=float))
+    """Backtest-like rows: the gate reads the returns, derived from the closes as the backtest does."""
+    predicted_close = np.asarray(predicted_close, dtype=float)
+    return frame.assign(
+        candidate_id=candidate_id,
+        predicted_close=predicted_close,
+        next_return=frame["next_close"] / frame["close"] - 1.0,
+        predicted_return=predicted_close / frame["close"] - 1.0,
+    )
 
 
 def naive(frame: pd.DataFrame) -> pd.DataFrame:
@@ -118,19 +125,37 @@ def test_dm_refuses_unusable_input(loss_a: list[float], loss_b: list[float], mes
         diebold_mariano(loss_a, loss_b)
 
 
-def test_daily_loss_is_the_mean_squared_price_error_across_tickers_per_day() -> None:
+def test_daily_loss_is_the_mean_squared_return_error_across_tickers_per_day() -> None:
     frame = pd.DataFrame(
         {
             "date": pd.to_datetime(["2024-01-03", "2024-01-02", "2024-01-02"]),
-            "next_close": [10.0, 10.0, 20.0],
-            "predicted_close": [13.0, 11.0, 17.0],
+            "next_return": [0.01, 0.0, -0.02],
+            "predicted_return": [0.04, 0.01, 0.01],
         }
     )
 
     losses = daily_losses(frame)
 
     assert losses.index.tolist() == list(pd.to_datetime(["2024-01-02", "2024-01-03"]))
-    assert losses.tolist() == [(1.0 + 9.0) / 2, 9.0]
+    np.testing.assert_allclose(losses.tolist(), [(0.01**2 + 0.03**2) / 2, 0.03**2])
+
+
+def test_the_gate_weighs_a_cheap_stock_like_an_expensive_one() -> None:
+    """Scale-free: a model better on 99 $5 stocks and worse on one $500 stock (same size of errors in percent)
+    beats naive; on price, the one expensive stock would decide."""
+    rng = np.random.default_rng(5)
+    dates = np.repeat(pd.bdate_range("2024-01-02", periods=60).to_numpy(), 100)
+    close = np.tile(np.r_[500.0, np.full(99, 5.0)], 60)
+    realised = rng.normal(0.0, 0.02, len(close))
+    frame = pd.DataFrame({"date": dates, "ticker": np.tile([f"T{i}" for i in range(100)], 60), "close": close}).assign(
+        next_close=close * (1 + realised)
+    )
+    expensive = frame["close"] == 500.0
+    # Half the naive error on cheap stocks, twice it on the expensive one.
+    share = np.where(expensive, 2.0, 0.5)
+    challenger = predictions(frame, "m", frame["next_close"] + share * (frame["close"] - frame["next_close"]))
+
+    assert decide(challenger, naive(frame), None, alpha=0.05).promote
 
 
 # --- Decisions -------------------------------------------------------------------------------------------------

@@ -77,12 +77,25 @@ def _results(data, items):
     return [run_backtest(item, data, folds) for item in items]
 
 
-def test_the_challenger_is_the_argmin_of_mean_fold_rmse(data):
+def test_the_challenger_is_the_argmin_of_mean_fold_return_rmse(data):
     results = _results(data, backtest_items([NAIVE, DRIFT, RIDGE], "full", None))
-    selection = select_and_gate(results, None, GATE)
-    scores = {r.item.spec.candidate_id: r.evaluation.overall["mean_fold_rmse"] for r in results}
+    selection = select_and_gate(results, _champion(NAIVE), GATE)
+    scores = {r.item.spec.candidate_id: r.evaluation.overall["mean_fold_rmse_return"] for r in results}
     assert selection.challenger.candidate_id == min(scores, key=scores.get)
     assert list(selection.leaderboard["candidate_id"]) == sorted(scores, key=scores.get)
+    assert selection.challenger_metrics["candidate_id"] == selection.challenger.candidate_id
+
+
+def test_without_a_champion_naive_is_promoted_as_the_baseline_when_nothing_beats_it(data):
+    results = _results(data, backtest_items([NAIVE, DRIFT], "full", None))
+    refused = select_and_gate(results, _champion(NAIVE), GATE)
+    assert not refused.decision.promote and not refused.decision.baseline  # a champion exists: it stays
+
+    selection = select_and_gate(results, None, GATE)
+
+    assert selection.decision.promote and selection.decision.baseline
+    assert selection.challenger == NAIVE and selection.challenger_metrics["candidate_id"] == NAIVE.candidate_id
+    assert selection.decision.reason.startswith("Promote naive as the baseline champion: the branch has no champion")
     assert selection.champion_predictions is None
 
 

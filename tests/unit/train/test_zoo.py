@@ -12,6 +12,7 @@ import pytest
 from stockcast.train.zoo import (
     CONTEXT_PARAMETERS,
     FACTORIES,
+    BoundedReturns,
     CandidateSpec,
     QuantileClipper,
     build_estimator,
@@ -20,6 +21,7 @@ from stockcast.train.zoo import (
     hyper_parameter_types,
     predict_next_close,
     predict_next_return,
+    predict_returns,
 )
 
 FEATURES = ["signal", "noise", "sector"]
@@ -53,7 +55,10 @@ def modelling_frame(n_tickers: int = 4, n_days: int = 80, seed: int = 0) -> pd.D
 
 def spec_for(factory: str, **params: object) -> CandidateSpec:
     merged = {**FAST_PARAMS.get(factory, {}), **params}
-    return CandidateSpec(candidate_id(factory, merged), factory, factory, merged, random_seed=7)
+    # No target clipping: the drift model's prediction is then exactly its training mean (BoundedReturns has tests).
+    return CandidateSpec(
+        candidate_id(factory, merged), factory, factory, merged, random_seed=7, target_clip_quantile=0.0
+    )
 
 
 def test_candidate_ids_format_values_unambiguously() -> None:
@@ -142,12 +147,41 @@ def test_scaler_and_imputer_are_fitted_on_usable_training_rows_only() -> None:
     usable = frame[frame["is_warm"] & frame["next_return"].notna()]
 
     estimator = fit_candidate(spec_for("ridge", clip_quantile=0.0), poisoned, FEATURES, CATEGORICAL)
-    numeric = estimator.named_steps["features"].named_transformers_["numeric"]
+    numeric = estimator.regressor_.named_steps["features"].named_transformers_["numeric"]
     scaler, imputer = numeric.named_steps["standardscaler"], numeric.named_steps["simpleimputer"]
 
     assert scaler.mean_[0] == pytest.approx(usable["signal"].mean(), rel=1e-12)
     assert scaler.scale_[0] == pytest.approx(usable["signal"].std(ddof=0), rel=1e-12)
     assert imputer.statistics_[1] == pytest.approx(usable["noise"].median(), rel=1e-12)
+
+
+def test_bounded_returns_clip_training_targets_and_predictions_to_the_fold_band() -> None:
+    frame = modelling_frame()
+    usable = frame[frame["is_warm"] & frame["next_return"].notna()]
+    poisoned = frame.copy()
+    poisoned.loc[usable.index[:3], "next_return"] = [7.32, -0.67, 3.0]  # a rename's gap, a spin-off, a bad row
+    spec = CandidateSpec("drift", "drift", "drift", {}, target_clip_quantile=0.01)
+
+    estimator = fit_candidate(spec, poisoned, FEATURES, CATEGORICAL)
+
+    targets = poisoned.loc[usable.index, "next_return"].to_numpy()
+    low, high = np.quantile(targets, [0.01, 0.99])
+    assert estimator.band_ == pytest.approx((low, high))
+    assert estimator.n_targets_clipped_ >= 3
+    # Drift learns the mean of the clipped targets, so three absurd rows barely move it.
+    assert predict_next_return(estimator, frame.iloc[:1], FEATURES)[0] == pytest.approx(
+        np.clip(targets, low, high).mean()
+    )
+    wild = estimator.regressor_.__class__(strategy="constant", constant=0.5).fit(frame[FEATURES], frame["signal"])
+    estimator.regressor_ = wild  # a model gone wrong: every prediction far outside the band
+    predicted, clipped = predict_returns(estimator, frame.iloc[:4], FEATURES)
+    np.testing.assert_array_equal(predicted, np.full(4, high))
+    assert clipped.all()
+
+
+def test_the_naive_baseline_is_never_bounded() -> None:
+    naive = fit_candidate(spec_for("naive"), modelling_frame(), FEATURES, CATEGORICAL)
+    assert not isinstance(naive, BoundedReturns)
 
 
 def test_quantile_clipper_clips_new_data_to_the_training_bounds() -> None:
@@ -166,7 +200,7 @@ def test_catboost_writes_no_files_and_uses_the_configured_threads_and_native_cat
     monkeypatch.chdir(tmp_path)
 
     estimator = fit_candidate(spec_for("catboost", thread_count=1), modelling_frame(), FEATURES, CATEGORICAL)
-    params = estimator.named_steps["model"].get_params()
+    params = estimator.regressor_.named_steps["model"].get_params()
 
     assert list(tmp_path.iterdir()) == []
     assert params["allow_writing_files"] is False
