@@ -96,10 +96,21 @@ class StockcastService:
         bundle_feature_set(self.bundle)
         self.predictions = PerTurnBatcher(self._answer_queries)
         self.batch_sizes = batch_size_histogram()
+        self.clipped = clipped_counter()
 
     def _answer_queries(self, queries: list[TickerQuery]) -> list[list[dict[str, Any]] | Exception]:
         self.batch_sizes.observe(len(queries))
-        return answer_queries(self.bundle, queries)
+        answers = answer_queries(self.bundle, queries)
+        self._count_clipped(
+            [record["predicted_return"] for answer in answers if isinstance(answer, list) for record in answer]
+        )
+        return answers
+
+    def _count_clipped(self, predicted_returns: list[float]) -> None:
+        """Count the answers whose predicted return was clipped to the model's plausible band."""
+        clipped = int(self.bundle.prepared.was_clipped(predicted_returns).sum()) if predicted_returns else 0
+        if clipped:
+            self.clipped.inc(clipped)
 
     @bentoml.api(route="/predict")
     async def predict(self, request: PredictRequest, /) -> PredictResponse:
@@ -127,6 +138,7 @@ class StockcastService:
             answer = predict_from_history(self.bundle, history, financials)
         except ServingInputError as error:
             raise client_error(error, HistoryRequest) from error
+        self._count_clipped(answer["predicted_return"].tolist())
         (prediction,) = to_predictions(answer)
         return prediction
 
@@ -166,6 +178,18 @@ def batch_size_histogram() -> Any:
         "stockcast_predict_batch_size",
         "Number of /predict requests answered by one model call.",
         buckets=(1, 2, 4, 8, 16, 32, 64),
+    )
+
+
+@functools.cache
+def clipped_counter() -> Any:
+    """``stockcast_predictions_clipped_total`` on ``/metrics``: answers whose predicted return fell outside the band of
+    returns the model's training data saw, and were clipped to it (made when the service starts, like the histogram).
+    A rising count says the model meets inputs it was not trained for: a split nobody declared, broken rows."""
+    import prometheus_client
+
+    return prometheus_client.Counter(
+        "stockcast_predictions_clipped", "Predictions clipped to the model's plausible band of next-day returns."
     )
 
 

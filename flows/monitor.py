@@ -31,7 +31,7 @@ from stockcast.core.params import parse_optional_date
 from stockcast.flowbase import SnapshotFlow
 from stockcast.operate.cards import monitoring_card
 from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
-from stockcast.operate.watch import judge, measure, training_data_end
+from stockcast.operate.watch import backtest_expectation, judge, measure, training_data_end
 
 
 # Deployed: after every batch prediction, and every weekday evening even when no data came (freshness is watched).
@@ -92,10 +92,13 @@ class MonitorFlow(SnapshotFlow):
         )
         self.report, self.retrain, self.retrain_reason = verdict.report, verdict.retrain, verdict.reason
         self.alerts_url = verdict.alerts_url
-        self.backtest_rmse_vs_naive = self.champion.metrics.get("rmse_vs_naive")
+        self.backtest_return_rmse_vs_naive = backtest_expectation(self.champion)
         current.card["monitoring"].extend(
             monitoring_card(
-                self.performance, self.drift, self.report, backtest_rmse_vs_naive=self.backtest_rmse_vs_naive
+                self.performance,
+                self.drift,
+                self.report,
+                backtest_return_rmse_vs_naive=self.backtest_return_rmse_vs_naive,
             )
         )
         self.next(self.end)

@@ -74,7 +74,9 @@ def fit_model(market: MarketData, record: ModelRecord) -> Any:
     from stockcast.train.selection import build_modelling_data, champion_spec
     from stockcast.train.zoo import fit_candidate
 
-    data = build_modelling_data(market.prices, market.financials, None, get_feature_set(record.feature_set))
+    data = build_modelling_data(
+        market.prices, market.financials, None, get_feature_set(record.feature_set), actions=market.actions
+    )
     return fit_candidate(champion_spec(record), data.frame, data.feature_columns, data.categorical_columns)
 
 
@@ -91,7 +93,13 @@ def make_bundle(
 
     record = record or make_record()
     fitted = estimator if estimator is not None else fit_model(market, record)
-    return build_bundle(record, market.prices if prices is None else prices, market.financials, estimator=fitted)
+    return build_bundle(
+        record,
+        market.prices if prices is None else prices,
+        market.financials,
+        actions=market.actions,
+        estimator=fitted,
+    )
 
 
 def with_record(bundle: Any, **fields: Any) -> Any:  # -> ServingBundle

@@ -151,6 +151,7 @@ def package_champion(
     financials: pd.DataFrame | None,
     store: ObjectStore,
     *,
+    actions: pd.DataFrame | None = None,
     estimator: Estimator | None = None,
 ) -> dict[str, str]:
     """Package a model for serving and return what the registry records of it.
@@ -159,7 +160,7 @@ def package_champion(
     is built around it and smoke-tested on loopback, and only then is its archive exported to ``store``: an archive
     in the store is a Bento that served. Returns ``model_tag``, ``bento_tag`` and ``archive`` (the archive's URL).
     """
-    bundle = build_bundle(record, prices, financials, estimator=estimator)
+    bundle = build_bundle(record, prices, financials, actions=actions, estimator=estimator)
     model_tag = save_bento_model(bundle)
     bento_tag = build_bento(model_tag)
     with LocalServe() as serving:
@@ -176,6 +177,7 @@ def release(
     expected_champion: str | None,
     prices: pd.DataFrame,
     financials: pd.DataFrame | None,
+    actions: pd.DataFrame | None = None,
     estimator: Estimator | None = None,
 ) -> Release:
     """When the gate said ``promote``: package the model (``package_champion``), record its Bento in the registry and
@@ -186,7 +188,7 @@ def release(
     """
     if not promote:
         return Release(promoted=False, bento=None, champion_version=registry.champion_version())
-    bento = package_champion(record, prices, financials, registry.store, estimator=estimator)
+    bento = package_champion(record, prices, financials, registry.store, actions=actions, estimator=estimator)
     registry.record_bento(record.version, bento)
     if registry.champion_version() != record.version:
         registry.promote(record.version, reason=reason, expected_champion=expected_champion)

@@ -60,7 +60,11 @@ def decisions_card(comparison: StrategyComparison, decisions: pd.DataFrame, rule
 
 
 def monitoring_card(
-    performance: pd.DataFrame, drift: pd.DataFrame, report: MonitorReport, *, backtest_rmse_vs_naive: float | None
+    performance: pd.DataFrame,
+    drift: pd.DataFrame,
+    report: MonitorReport,
+    *,
+    backtest_return_rmse_vs_naive: float | None,
 ) -> Sequence:
     """What MonitorFlow's card shows: the verdict and alerts first, then realised RMSE per day and rolling against
     the naive baseline and the backtest's expectation, the most drifted features, and data and model age."""
@@ -76,8 +80,8 @@ def monitoring_card(
             ("data age (calendar days)", summary.get("data_age_days")),
             ("model age (calendar days)", summary.get("model_age_days")),
             ("realised days", summary.get("realised_days")),
-            ("rolling RMSE vs naive", summary.get("rolling_rmse_vs_naive")),
-            ("backtest RMSE vs naive", backtest_rmse_vs_naive),
+            ("rolling return RMSE vs naive", summary.get("rolling_return_rmse_vs_naive")),
+            ("backtest return RMSE vs naive", backtest_return_rmse_vs_naive),
             ("features drifted", f"{summary.get('features_drifted')} of {summary.get('features_assessed')}"),
         ],
         columns=["", "value"],
@@ -94,13 +98,20 @@ def monitoring_card(
         rmse = performance.rename(columns=RMSE_SERIES).melt(
             id_vars="date", value_vars=list(RMSE_SERIES.values()), var_name="series"
         )
-        ratio = performance[["date"]].assign(value=performance["rolling_rmse_vs_naive"], series="model, rolling")
+        ratio = performance[["date"]].assign(value=performance["rolling_return_rmse_vs_naive"], series="model, rolling")
         recent = performance.tail(10)
-        if backtest_rmse_vs_naive is not None:
-            ratio = pd.concat([ratio, ratio.assign(value=backtest_rmse_vs_naive, series="backtest expectation")])
+        if backtest_return_rmse_vs_naive is not None:
+            expectation = ratio.assign(value=backtest_return_rmse_vs_naive, series="backtest expectation")
+            ratio = pd.concat([ratio, expectation])
         components += [
             line_chart(rmse.dropna(), x="date", y="value", color="series", title="RMSE (price)"),
-            line_chart(ratio.dropna(), x="date", y="value", color="series", title="Rolling RMSE / naive RMSE"),
+            line_chart(
+                ratio.dropna(),
+                x="date",
+                y="value",
+                color="series",
+                title="Rolling return RMSE / naive (scale-free: what alerts judge)",
+            ),
             table(recent.assign(date=recent["date"].dt.strftime("%Y-%m-%d"))),
         ]
     components.append(Markdown("## Feature drift against the training window (largest PSI first)"))

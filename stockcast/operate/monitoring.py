@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
 
+from features.adjust import PRICE_ACTIONS, share_ratio
 from stockcast.core.config import Settings
 from stockcast.core.frames import json_ready, require_columns
 from stockcast.serve.schema import PREDICTION_COLUMNS
@@ -37,6 +38,10 @@ PERFORMANCE_COLUMNS = [
     "rolling_rmse",
     "rolling_naive_rmse",
     "rolling_rmse_vs_naive",
+    "return_rmse",
+    "naive_return_rmse",
+    "return_rmse_vs_naive",
+    "rolling_return_rmse_vs_naive",
     "rolling_days",
 ]
 DRIFT_COLUMNS = ["feature", "psi", "ks", "reference_rows", "current_rows", "drifted"]
@@ -136,12 +141,14 @@ def _is_number(values: pd.Series) -> bool:
 # --- Realised performance --------------------------------------------------------------------------------------
 
 
-def join_realised(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+def join_realised(predictions: pd.DataFrame, prices: pd.DataFrame, actions: pd.DataFrame | None = None) -> pd.DataFrame:
     """Past predictions beside the closes that realised them.
 
     A prediction made as of day d for a ticker is realised by that ticker's first price row after d (its next
-    trading day, even when it skipped days). Adds `realised_date`, `realised_close`, `error` (predicted_close -
-    realised_close) and `naive_error` (last_close - realised_close: the naive baseline's error on the same row).
+    trading day, even when it skipped days). Adds `realised_date`, `realised_close` (on the basis of day d: a split or
+    spin-off in between, from ``actions``, is undone, so a 2-for-1 split is not a 50 % miss), `error`
+    (predicted_close - realised_close), `naive_error` (last_close - realised_close: the naive baseline's error on the
+    same row) and both as returns, `return_error` and `naive_return_error` (divided by last_close: scale-free).
     Predictions whose ticker has no later price yet are left out: they are judged when their close arrives. All
     predictions are kept, several model versions' for the same (as_of, ticker) included: the caller filters.
     Sorted by (as_of, ticker, model_version).
@@ -171,35 +178,60 @@ def join_realised(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFra
         allow_exact_matches=False,  # the as-of day's own close is the input, not the outcome
     )
     joined = joined[joined["realised_date"].notna()]
+    joined = joined.assign(realised_close=joined["realised_close"] * _basis_change(joined, actions))
     joined = joined.assign(
         error=joined["predicted_close"] - joined["realised_close"],
         naive_error=joined["last_close"] - joined["realised_close"],
     )
+    joined = joined.assign(
+        return_error=joined["error"] / joined["last_close"],
+        naive_return_error=joined["naive_error"] / joined["last_close"],
+    )
     return joined.sort_values(["as_of", "ticker", "model_version"], ignore_index=True)
+
+
+def _basis_change(joined: pd.DataFrame, actions: pd.DataFrame | None) -> np.ndarray:
+    """Per joined row, the factor that brings the realised close back to the as-of day's share basis: the share
+    ratio of each split, and 1 / f of each spin-off, with an ex-date after the as-of day, up to the realised day."""
+    factor = np.ones(len(joined))
+    if actions is None or actions.empty:
+        return factor
+    tickers = joined["ticker"].to_numpy(dtype=object)
+    as_of, realised = joined["as_of"].to_numpy(), joined["realised_date"].to_numpy()
+    for ticker, ex_date, kind, ratio in actions[["ticker", "ex_date", "kind", "ratio"]].itertuples(index=False):
+        if kind not in PRICE_ACTIONS:
+            continue
+        between = (tickers == ticker) & (as_of < np.datetime64(ex_date)) & (realised >= np.datetime64(ex_date))
+        factor[between] *= 1.0 / ratio if kind == "spinoff" else share_ratio(kind, ratio)
+    return factor
 
 
 def daily_performance(joined: pd.DataFrame, *, window: int) -> pd.DataFrame:
     """Realised RMSE per realised day and over the last `window` realised days, beside the naive baseline's.
 
-    One row per `date` (= realised_date) with `n` predictions, `rmse`, `naive_rmse`, `rmse_vs_naive` (below 1:
-    better than naive); the `rolling_*` columns pool the squared errors of the last `window` days (at most; fewer
-    at the start, counted in `rolling_days`) rather than averaging daily RMSEs, so a day with more predictions
-    weighs more. An empty input gives an empty frame with these columns.
+    One row per `date` (= realised_date) with `n` predictions; on price (dollars, for people): `rmse`, `naive_rmse`,
+    `rmse_vs_naive`; on returns (scale-free, what monitoring decides on: a $500 stock weighs as a $5 one):
+    `return_rmse`, `naive_return_rmse`, `return_rmse_vs_naive` (below 1: better than naive). The `rolling_*` columns
+    pool the squared errors of the last `window` days (at most; fewer at the start, counted in `rolling_days`) rather
+    than averaging daily RMSEs, so a day with more predictions weighs more. An empty input gives an empty frame.
     """
     if window < 1:
         raise ValueError(f"window must be a positive number of days, got {window}")
-    require_columns(joined, ["realised_date", "error", "naive_error"], "joined predictions")
+    require_columns(
+        joined, ["realised_date", "error", "naive_error", "return_error", "naive_return_error"], "joined predictions"
+    )
     squared = pd.DataFrame(
         {
             "date": _dates(joined["realised_date"], "joined predictions", "realised_date"),
-            "squared_error": joined["error"].astype(float) ** 2,
-            "naive_squared_error": joined["naive_error"].astype(float) ** 2,
+            "sse": joined["error"].astype(float) ** 2,
+            "naive_sse": joined["naive_error"].astype(float) ** 2,
+            "return_sse": joined["return_error"].astype(float) ** 2,
+            "naive_return_sse": joined["naive_return_error"].astype(float) ** 2,
         }
     )
-    daily = squared.groupby("date", sort=True).agg(
-        n=("squared_error", "size"), sse=("squared_error", "sum"), naive_sse=("naive_squared_error", "sum")
-    )
-    rolling = daily[["n", "sse", "naive_sse"]].rolling(window, min_periods=1).sum()
+    sums = ["sse", "naive_sse", "return_sse", "naive_return_sse"]
+    daily = squared.groupby("date", sort=True).agg(n=("sse", "size"), **{name: (name, "sum") for name in sums})
+    rolling = daily[["n", *sums]].rolling(window, min_periods=1).sum()
     performance = pd.DataFrame(
         {
             "n": daily["n"].astype(int),
@@ -207,12 +239,16 @@ def daily_performance(joined: pd.DataFrame, *, window: int) -> pd.DataFrame:
             "naive_rmse": np.sqrt(daily["naive_sse"] / daily["n"]),
             "rolling_rmse": np.sqrt(rolling["sse"] / rolling["n"]),
             "rolling_naive_rmse": np.sqrt(rolling["naive_sse"] / rolling["n"]),
+            "return_rmse": np.sqrt(daily["return_sse"] / daily["n"]),
+            "naive_return_rmse": np.sqrt(daily["naive_return_sse"] / daily["n"]),
             "rolling_days": np.minimum(np.arange(1, len(daily) + 1), window),
         },
         index=daily.index,
     )
     performance["rmse_vs_naive"] = _ratio(performance["rmse"], performance["naive_rmse"])
     performance["rolling_rmse_vs_naive"] = _ratio(performance["rolling_rmse"], performance["rolling_naive_rmse"])
+    performance["return_rmse_vs_naive"] = _ratio(performance["return_rmse"], performance["naive_return_rmse"])
+    performance["rolling_return_rmse_vs_naive"] = _ratio(rolling["return_sse"], rolling["naive_return_sse"]) ** 0.5
     return performance.reset_index()[PERFORMANCE_COLUMNS]
 
 
@@ -296,37 +332,39 @@ def assess(
     *,
     data_age_days: int,
     model_age_days: int,
-    backtest_rmse_vs_naive: float | None,
+    backtest_return_rmse_vs_naive: float | None,
     thresholds: MonitorThresholds,
 ) -> MonitorReport:
     """Which alerts fire, and whether to retrain.
 
     `performance` comes from `daily_performance` (its last row's rolling figures are judged, once it has at least
     `min_days` realised days), `drift` from `feature_drift` (the share of drifted features among those with a
-    statistic). Decay compares the rolling rmse_vs_naive with the backtest's when that is known. Every alert
+    statistic). Performance is judged on the scale-free rolling return RMSE over naive's; decay compares it with the
+    backtest's when that is known. Every alert
     but freshness sets `retrain` (see the module docstring). `summary` holds the figures, plain values only
     (None where not measurable).
     """
     alerts: list[Alert] = []
     realised_days = len(performance)
-    rolling = float(performance["rolling_rmse_vs_naive"].iloc[-1]) if realised_days else float("nan")
+    rolling = float(performance["rolling_return_rmse_vs_naive"].iloc[-1]) if realised_days else float("nan")
     judged = realised_days >= thresholds.min_days and np.isfinite(rolling)
     if judged and rolling > thresholds.max_rmse_vs_naive:
         alerts.append(
             Alert(
                 "performance",
-                f"rolling RMSE over the last {min(realised_days, thresholds.window_days)} days is {rolling:.3f} x "
-                f"the naive baseline's (limit {thresholds.max_rmse_vs_naive})",
+                f"rolling RMSE of the predicted return over the last {min(realised_days, thresholds.window_days)} "
+                f"days is {rolling:.3f} x the naive baseline's (limit {thresholds.max_rmse_vs_naive})",
                 rolling,
                 thresholds.max_rmse_vs_naive,
             )
         )
-    decay = rolling / backtest_rmse_vs_naive if backtest_rmse_vs_naive else float("nan")
+    decay = rolling / backtest_return_rmse_vs_naive if backtest_return_rmse_vs_naive else float("nan")
     if judged and np.isfinite(decay) and decay > thresholds.max_decay_vs_backtest:
         alerts.append(
             Alert(
                 "decay",
-                f"rolling RMSE vs naive ({rolling:.3f}) is {decay:.3f} x the backtest's ({backtest_rmse_vs_naive:.3f};"
+                f"rolling return RMSE vs naive ({rolling:.3f}) is {decay:.3f} x the backtest's "
+                f"({backtest_return_rmse_vs_naive:.3f};"
                 f" limit {thresholds.max_decay_vs_backtest})",
                 decay,
                 thresholds.max_decay_vs_backtest,
@@ -367,8 +405,8 @@ def assess(
     retrain = any(alert.kind in RETRAINING_KINDS for alert in alerts)
     summary = {
         "realised_days": realised_days,
-        "rolling_rmse_vs_naive": json_ready(rolling),
-        "backtest_rmse_vs_naive": json_ready(backtest_rmse_vs_naive),
+        "rolling_return_rmse_vs_naive": json_ready(rolling),
+        "backtest_return_rmse_vs_naive": json_ready(backtest_return_rmse_vs_naive),
         "decay_vs_backtest": json_ready(decay),
         "features_assessed": len(assessed),
         "features_drifted": drifted,

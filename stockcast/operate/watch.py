@@ -39,9 +39,18 @@ TRAIN_FLOW = "TrainFlow"
 ALERTS_PREFIX = "alerts"
 
 
-def realised_predictions(predictions: pd.DataFrame, prices: pd.DataFrame, model_version: str) -> pd.DataFrame:
-    """The published predictions of ``model_version`` whose next close is known, joined with it."""
-    return join_realised(predictions[predictions["model_version"] == model_version], prices)
+def backtest_expectation(champion: ModelRecord) -> float | None:
+    """The champion's backtest return RMSE over naive's: what monitoring expects of it. Models registered before the
+    scale-free comparison only recorded the ratio on price, the nearest figure there is for them."""
+    return champion.metrics.get("rmse_return_vs_naive", champion.metrics.get("rmse_vs_naive"))
+
+
+def realised_predictions(
+    predictions: pd.DataFrame, prices: pd.DataFrame, model_version: str, actions: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The published predictions of ``model_version`` whose next close is known, joined with it (on the as-of day's
+    share basis when a corporate action came in between)."""
+    return join_realised(predictions[predictions["model_version"] == model_version], prices, actions)
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,12 @@ def drift_windows(
     reference_days: int,
     current_days: int,
     calibration_windows: int,
+    actions: pd.DataFrame | None = None,
 ) -> DriftWindows:
     """The reference window (the last ``reference_days`` trading days up to ``training_end``), the current window
     (the snapshot's last ``current_days`` trading days) and up to ``calibration_windows`` consecutive windows of
     ``current_days`` just before the reference window."""
-    features = build_features(prices, financials, feature_set=feature_set)
+    features = build_features(prices, financials, actions=actions, feature_set=feature_set)
     features = features[features["is_warm"].eq(True)]
     dates = pd.Index(sorted(features["date"].unique()))
     trained_on = dates[dates <= training_end]
@@ -206,7 +216,7 @@ def measure(
     """Score the champion's published predictions on the closes that followed, and measure input drift between the
     snapshot's last days and the last months of its training data."""
     published = load_predictions(store, branch)
-    realised = realised_predictions(published, snapshot.prices, champion.version)
+    realised = realised_predictions(published, snapshot.prices, champion.version, snapshot.actions)
     feature_set = get_feature_set(champion.feature_set)
     windows = drift_windows(
         snapshot.prices,
@@ -216,6 +226,7 @@ def measure(
         reference_days=thresholds.reference_window_days,
         current_days=thresholds.drift_window_days,
         calibration_windows=thresholds.calibration_windows,
+        actions=snapshot.actions,
     )
     return Measurement(
         realised=realised,
@@ -244,7 +255,7 @@ def judge(
         drift,
         data_age_days=days_between(data_end, today),
         model_age_days=days_between(training_end, today),
-        backtest_rmse_vs_naive=champion.metrics.get("rmse_vs_naive"),
+        backtest_return_rmse_vs_naive=backtest_expectation(champion),
         thresholds=thresholds,
     )
     retrain, reason = retrain_call(

@@ -151,6 +151,7 @@ def predict_from_history(
             financials,
             context_prices=bundle.context_prices,
             context_financials=bundle.context_financials,
+            actions=bundle.context_actions,
             feature_set=feature_set,
         )
     except InsufficientHistory as exc:

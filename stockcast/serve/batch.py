@@ -42,7 +42,7 @@ def check_snapshot_not_older(record: ModelRecord, snapshot_end: str, training_en
 
 def predict_snapshot(record: ModelRecord, snapshot: Snapshot) -> pd.DataFrame:
     """The model's prediction table for the snapshot's last day (``TABLE_COLUMNS``, sorted by ticker)."""
-    bundle = build_bundle(record, snapshot.prices, snapshot.financials)
+    bundle = build_bundle(record, snapshot.prices, snapshot.financials, actions=snapshot.actions)
     return predict_batch(bundle, snapshot.version)
 
 

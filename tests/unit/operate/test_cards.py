@@ -90,10 +90,15 @@ def test_monitoring_card_shows_the_verdict_rmse_series_and_drift_table() -> None
     current = pd.DataFrame({"steady": rng.normal(0, 1, 200), "moved": rng.normal(2, 1, 200), "sector": "y"})
     drift = feature_drift(reference, current, ["steady", "moved", "sector"], psi_threshold=THRESHOLDS.psi_threshold)
     report = assess(
-        performance, drift, data_age_days=9, model_age_days=120, backtest_rmse_vs_naive=0.99, thresholds=THRESHOLDS
+        performance,
+        drift,
+        data_age_days=9,
+        model_age_days=120,
+        backtest_return_rmse_vs_naive=0.99,
+        thresholds=THRESHOLDS,
     )
 
-    page = rendered(monitoring_card(performance, drift, report, backtest_rmse_vs_naive=0.99))
+    page = rendered(monitoring_card(performance, drift, report, backtest_return_rmse_vs_naive=0.99))
 
     assert report.retrain
     assert page.index("RETRAINING triggered") < page.index("Realised RMSE")
@@ -108,10 +113,10 @@ def test_monitoring_card_renders_on_the_first_day() -> None:
     performance = daily_performance(join_realised(batch_predictions(today), prices), window=20)
     drift = pd.DataFrame(columns=DRIFT_COLUMNS)
     report = assess(
-        performance, drift, data_age_days=0, model_age_days=0, backtest_rmse_vs_naive=None, thresholds=THRESHOLDS
+        performance, drift, data_age_days=0, model_age_days=0, backtest_return_rmse_vs_naive=None, thresholds=THRESHOLDS
     )
 
-    page = rendered(monitoring_card(performance, drift, report, backtest_rmse_vs_naive=None))
+    page = rendered(monitoring_card(performance, drift, report, backtest_return_rmse_vs_naive=None))
 
     assert "Monitoring: all clear" in page
     assert NOTHING_REALISED in page

@@ -172,7 +172,23 @@ def test_join_realised_takes_each_tickers_next_row_and_drops_what_has_not_happen
     assert joined["realised_close"].tolist() == [101.0, 101.0, 52.0, 103.0]
     assert joined["error"].to_numpy() == pytest.approx([-0.5, 0.5, -1.0, -1.0])
     assert joined["naive_error"].to_numpy() == pytest.approx([-1.0, -1.0, -2.0, -1.0])
+    assert joined["return_error"].to_numpy() == pytest.approx([-0.005, 0.005, -0.02, -1 / 102])
     assert "feature_fingerprint" in joined.columns
+
+
+def test_a_split_between_prediction_and_outcome_is_not_a_miss() -> None:
+    split_prices = prices()
+    after = (split_prices["ticker"] == "A") & (split_prices["date"] >= D2)
+    split_prices.loc[after, "close"] /= 2.0  # 2-for-1 from D2 on
+    actions = pd.DataFrame(
+        {"ticker": ["A"], "ex_date": [D2], "kind": ["split"], "ratio": [2.0], "new_ticker": [np.nan]}
+    )
+    predictions = pd.DataFrame([batch(D1, "A", 100.0, 100.5, "v1")])
+
+    joined = join_realised(predictions, split_prices, actions)
+
+    assert joined["realised_close"].tolist() == [101.0]  # back on D1's share basis
+    assert joined["error"].to_numpy() == pytest.approx([-0.5])
 
 
 def test_join_realised_names_a_missing_column() -> None:
@@ -186,6 +202,9 @@ def test_daily_performance_pools_squared_errors_over_the_window() -> None:
             "realised_date": [D1, D1, D2, D3, D3, D3],
             "error": [1.0, 3.0, 2.0, 0.0, 0.0, 6.0],
             "naive_error": [2.0, 2.0, 2.0, 2.0, 2.0, 2.0],
+            # The same errors on a $100 and a $1 stock: on price the first would decide alone.
+            "return_error": [0.01, 3.0, 0.02, 0.0, 0.0, 0.06],
+            "naive_return_error": [0.02, 2.0, 0.02, 0.02, 0.02, 0.02],
         }
     )
 
@@ -201,6 +220,8 @@ def test_daily_performance_pools_squared_errors_over_the_window() -> None:
     assert performance["rolling_naive_rmse"].to_numpy() == pytest.approx([2.0, 2.0, 2.0])
     assert performance["rolling_rmse_vs_naive"].iloc[-1] == pytest.approx(np.sqrt(10) / 2)
     assert performance["rolling_days"].tolist() == [1, 2, 2]
+    assert performance["return_rmse_vs_naive"].iloc[0] == pytest.approx(np.sqrt((1e-4 + 9) / (4e-4 + 4)))
+    assert performance["rolling_return_rmse_vs_naive"].iloc[-1] == pytest.approx(np.sqrt(40e-4 / 16e-4))
 
 
 def test_daily_performance_of_nothing_is_an_empty_frame() -> None:
@@ -220,7 +241,15 @@ THRESHOLDS = MonitorThresholds()
 def performance_of(days: int, rmse_vs_naive: float) -> pd.DataFrame:
     """`days` realised days whose errors are `rmse_vs_naive` times the naive errors."""
     dates = pd.bdate_range("2025-01-02", periods=days)
-    joined = pd.DataFrame({"realised_date": dates, "error": rmse_vs_naive, "naive_error": 1.0})
+    joined = pd.DataFrame(
+        {
+            "realised_date": dates,
+            "error": rmse_vs_naive,
+            "naive_error": 1.0,
+            "return_error": rmse_vs_naive / 100,
+            "naive_return_error": 0.01,
+        }
+    )
     return daily_performance(joined, window=THRESHOLDS.window_days)
 
 
@@ -242,7 +271,7 @@ HEALTHY = {
     "drift": drift_of(1, 10),
     "data_age_days": 1,
     "model_age_days": 10,
-    "backtest_rmse_vs_naive": 0.98,
+    "backtest_return_rmse_vs_naive": 0.98,
 }
 
 
@@ -256,7 +285,7 @@ def test_a_healthy_model_raises_no_alert() -> None:
 
     assert report.alerts == []
     assert report.retrain is False
-    assert report.summary["rolling_rmse_vs_naive"] == pytest.approx(0.98)
+    assert report.summary["rolling_return_rmse_vs_naive"] == pytest.approx(0.98)
     assert report.summary["drifted_share"] == pytest.approx(0.1)
 
 
@@ -264,7 +293,7 @@ def test_a_healthy_model_raises_no_alert() -> None:
     ("changes", "kinds"),
     [
         ({"performance": performance_of(30, 1.05)}, ["performance", "decay"]),
-        ({"backtest_rmse_vs_naive": 0.95}, ["decay"]),  # 0.98 / 0.95 = 1.03: the edge decayed, still beats naive
+        ({"backtest_return_rmse_vs_naive": 0.95}, ["decay"]),  # 0.98 / 0.95 = 1.03: the edge decayed, still beats naive
         ({"drift": drift_of(5, 10)}, ["drift"]),
         ({"model_age_days": 91}, ["model_age"]),
     ],
@@ -281,7 +310,7 @@ def test_stale_data_alerts_but_does_not_retrain() -> None:
 def test_performance_waits_for_min_days_and_decay_for_a_backtest_figure() -> None:
     assert verdict(performance=performance_of(4, 1.5)) == ([], False)
     assert verdict(performance=performance_of(5, 1.5)) == (["performance", "decay"], True)
-    assert verdict(performance=performance_of(30, 1.01), backtest_rmse_vs_naive=None) == ([], False)
+    assert verdict(performance=performance_of(30, 1.01), backtest_return_rmse_vs_naive=None) == ([], False)
     assert verdict(performance=performance_of(30, 1.01)) == (["decay"], True)
 
 
@@ -292,7 +321,7 @@ def test_nothing_realised_and_no_features_raise_no_alert() -> None:
 
     assert report.alerts == []
     assert report.summary["realised_days"] == 0
-    assert report.summary["rolling_rmse_vs_naive"] is None
+    assert report.summary["rolling_return_rmse_vs_naive"] is None
 
 
 def test_features_without_statistics_do_not_count_towards_the_drifted_share() -> None:

@@ -371,3 +371,50 @@ def test_a_bundle_survives_the_round_trip_through_its_file(tmp_path, bundle) -> 
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"not": "a bundle"}))
     with pytest.raises(TypeError, match="holds a dict, not a ServingBundle"):
         read_bundle(tmp_path / "other.pkl")
+
+
+def test_answers_outside_the_models_plausible_band_are_clipped_to_it_and_recognised(market, estimator):
+    narrow = pickle.loads(pickle.dumps(estimator))
+    narrow.band_ = (-1e-6, 1e-6)  # a band no real prediction fits in: every answer is clipped
+    bundle = build_bundle(_record(), market.prices, market.financials, estimator=narrow)
+
+    answer = predict_tickers(bundle, bundle.tickers[:3])
+
+    assert set(np.abs(answer["predicted_return"])) == {1e-6}
+    assert bundle.prepared.was_clipped(answer["predicted_return"].to_numpy()).all()
+    np.testing.assert_array_equal(
+        answer["predicted_return"], predict_next_return(narrow, bundle.latest_rows.head(3), FEATURE_SET.feature_columns)
+    )
+    unclipped = predict_tickers(
+        build_bundle(_record(), market.prices, market.financials, estimator=estimator), bundle.tickers[:3]
+    )
+    assert not bundle.prepared.was_clipped(unclipped["predicted_return"].to_numpy()).any()
+
+
+def test_a_history_with_a_split_the_service_knows_gives_the_answer_without_it(market, estimator):
+    ticker = sorted(market.prices["ticker"].unique())[0]
+    ex_date = market.prices["date"].sort_values().unique()[-20]
+    split = market.prices.copy()
+    before = (split["ticker"] == ticker) & (split["date"] < ex_date)
+    split.loc[before, ["open", "high", "low", "close"]] *= 2.0
+    split.loc[before, "volume"] /= 2.0
+    reports = market.financials.copy()  # per-share figures published before the split are in pre-split shares
+    earlier = (reports["ticker"] == ticker) & (reports["report_date"] < ex_date)
+    reports.loc[earlier, "eps"] *= 2.0
+    reports.loc[earlier, "shares_outstanding"] /= 2.0
+    actions = pd.DataFrame(
+        {"ticker": [ticker], "ex_date": [ex_date], "kind": ["split"], "ratio": [2.0], "new_ticker": [np.nan]}
+    )
+    plain = build_bundle(_record(), market.prices, market.financials, estimator=estimator)
+    knowing = build_bundle(_record(), split, reports, actions=actions, estimator=estimator)
+
+    history = _history(market, ticker).assign(ticker=ticker)
+    split_history = split[split["ticker"] == ticker]
+    expected = predict_from_history(plain, history)
+    answered = predict_from_history(knowing, split_history)
+    np.testing.assert_allclose(answered["predicted_return"], expected["predicted_return"], rtol=1e-9)
+    np.testing.assert_allclose(
+        predict_tickers(knowing, [ticker])["predicted_return"],
+        predict_tickers(plain, [ticker])["predicted_return"],
+        rtol=1e-9,
+    )
