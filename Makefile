@@ -22,11 +22,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 ## demo: the main job end to end on embedded defaults (generated data, local Metaflow datastore): train and deploy
-## on the history, then operate the champion for the last DEMO_DAYS trading days, one day at a time.
+## on the history, then operate the champion for the last DEMO_DAYS trading days, one day at a time. The market has
+## the quirks of real prices (splits both ways, a spin-off, a rename with a gap, delistings, missing days, holidays).
 DEMO_DAYS ?= 5
 demo: install
 	rm -rf $(DEMO_DIR)/days
-	$(BIN)/stockcast-generate --out $(DEMO_DIR) --daily $(DEMO_DAYS)
+	$(BIN)/stockcast-generate --out $(DEMO_DIR) --daily $(DEMO_DAYS) --quirks
 	$(BIN)/python flows/ingest.py run --prices $(DEMO_DIR)/stock_price.csv --financials $(DEMO_DIR)/financial_info.csv
 	$(BIN)/python flows/train.py run --max-workers 4
 	$(BIN)/stockcast-day $(DEMO_DIR)/days/*

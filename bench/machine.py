@@ -1,10 +1,30 @@
-"""The machine a benchmark ran on, worded the same way in every section of BENCHMARKS.md."""
+"""The machine a benchmark ran on, worded the same way in every section of BENCHMARKS.md, and the throw-away home
+the benchmarks that run flows work in."""
 
 from __future__ import annotations
 
 import os
 import platform
+import tempfile
 from pathlib import Path
+
+
+def isolated_home() -> Path:
+    """A fresh temporary Metaflow (and BentoML) home, set in this process's environment, which the flows it starts
+    inherit; your ``.metaflow`` is not touched. Call it before Metaflow is first imported: it reads its
+    configuration at import."""
+    home = Path(tempfile.mkdtemp(prefix="stockcast-bench-"))
+    os.environ.update(
+        {
+            "USERNAME": os.environ.get("USERNAME", "bench"),
+            "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(home),
+            "METAFLOW_CLIENT_CACHE_PATH": str(home / "client-cache"),
+            "BENTOML_HOME": str(home / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "True",
+        }
+    )
+    (home / ".metaflow").mkdir()
+    return home
 
 
 def describe_machine(**versions: str) -> str:

@@ -15,12 +15,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for bench.machine; this script imports nothing else of the repository
+
+from bench.machine import describe_load, describe_machine, isolated_home  # noqa: E402 - after the path
+
 BUDGET_SECONDS = 300.0
 
 
@@ -37,17 +39,8 @@ def main() -> int:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
 
-    home = Path(tempfile.mkdtemp(prefix="stockcast-bench-"))
-    # Set before Metaflow is first imported (below): it reads its configuration at import.
-    os.environ.update(
-        {
-            "USERNAME": os.environ.get("USERNAME", "bench"),
-            "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(home),
-            "METAFLOW_CLIENT_CACHE_PATH": str(home / "client-cache"),
-        }
-    )
+    home = isolated_home()  # before Metaflow is first imported (below)
     env = dict(os.environ)
-    (home / ".metaflow").mkdir()
     data = home / "data"
     _run(["-m", "stockcast.data.synthetic.generator", "--out", str(data)], env, home)
     sources = ["--prices", str(data / "stock_price.csv"), "--financials", str(data / "financial_info.csv")]
@@ -55,8 +48,6 @@ def main() -> int:
     import catboost
     from metaflow import Flow, namespace
     from metaflow.metaflow_version import get_version
-
-    from bench.machine import describe_load, describe_machine
 
     metaflow_version = get_version()
 

@@ -172,8 +172,11 @@ PLANTED = MarketSpec(
     overreaction_share=1.0,
     earnings_drift_share=0.5,
     valuation_pull=0.01,
+    quirks=True,
 )
-"""A market whose predictable part is strong enough that 40 tickers × 2.5 years settle the gate clearly."""
+"""A market whose predictable part is strong enough that 40 tickers × 2.5 years settle the gate clearly, with every
+quirk of real data (splits both ways, a spin-off, a rename with a gap, delistings, late listings, missing days and
+exchange holidays; actions known from adj_close, as a vendor's file gives them)."""
 
 HELD_OUT_DAYS = 2
 """The planted market's last days, held out as day folders for the daily loop."""
@@ -197,20 +200,26 @@ retrain_cooldown_days = 0
 
 @dataclass(frozen=True)
 class Market:
-    """The files of the planted market: the history, and one folder per held-out day."""
+    """The files of the planted market: the history, and one folder per held-out day; and the truth of its corporate
+    actions (the files carry them in adj_close only, as a vendor's prices do)."""
 
     history: dict[str, Path]
     days: list[Path]
     shift_date: str
+    actions: pd.DataFrame
 
 
 def write_planted_market(folder: Path) -> Market:
     """``PLANTED`` with a volatility regime from its ``SHIFT_DAY``-th held-out day on, written as the history's files
     and one folder per held-out day."""
-    dates = pd.bdate_range(PLANTED.start, PLANTED.end)
+    dates = PLANTED.trading_days()
     shift_date = f"{dates[-HELD_OUT_DAYS + SHIFT_DAY - 1]:%Y-%m-%d}"
     spec = replace(PLANTED, regime_shift_date=shift_date, regime_vol_multiplier=REGIME_VOL_MULTIPLIER)
-    history, days = split_days(generate_market(spec), HELD_OUT_DAYS)
+    generated = generate_market(spec)
+    history, days = split_days(generated, HELD_OUT_DAYS)
     return Market(
-        history=write_market(history, folder / "history"), days=write_days(days, folder / "days"), shift_date=shift_date
+        history=write_market(history, folder / "history"),
+        days=write_days(days, folder / "days"),
+        shift_date=shift_date,
+        actions=generated.actions,
     )

@@ -8,8 +8,9 @@ Three routes, in order of trust, each giving rows of ``features.inputs.ACTION_IN
    ex-date of an action, and the size of the change its ratio (a dividend moves it by a percent or two, under the
    threshold);
 3. **suspected**: neither given for a ticker, a one-day move of the raw open and close at a usual split ratio with
-   volume moving the matching way (up for a split, down for a reverse split) is taken as a split, and reported as
-   suspected so a person can confirm it in ``corporate_actions.csv``.
+   volume moving the matching way (up for a split, down for a reverse split) and the value traded about as usual (a
+   crash of that size comes with panic volume) is taken as a split, and reported as suspected so a person can
+   confirm it in ``corporate_actions.csv``. Only the day itself and the days before it are looked at.
 
 A route is used for a ticker only where the ones above it are silent on that day. Renames and delistings cannot
 be inferred from prices: they are declared, or the target rule (a return across a long gap is not a target) keeps
@@ -136,15 +137,10 @@ def _suspected(table: pd.DataFrame, settings: ActionSettings) -> pd.DataFrame:
     close_move = np.log(table["close"].to_numpy(dtype=float) / previous_close)
     open_move = np.log(table["open"].to_numpy(dtype=float) / previous_close)
     volume = table["volume"].to_numpy(dtype=float)
-    # The usual volume before the day (its own ticker's previous rows only), to see the jump on the day.
-    baseline = (
-        pd.Series(volume)
-        .groupby(table["ticker"].to_numpy())
-        .transform(lambda v: v.shift(1).rolling(_VOLUME_BASELINE_DAYS, min_periods=5).median())
-        .to_numpy()
-    )
+    value = volume * table["close"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        volume_move = np.log(volume / baseline)
+        volume_move = np.log(volume / _usual(volume, table["ticker"]))
+        value_move = np.abs(np.log(value / _usual(value, table["ticker"])))
     rows = []
     candidates = np.flatnonzero(same & (np.abs(close_move) > np.log(1.4)))
     for index in candidates:
@@ -154,12 +150,26 @@ def _suspected(table: pd.DataFrame, settings: ActionSettings) -> pd.DataFrame:
             error = max(abs(close_move[index] - expected), abs(open_move[index] - expected))
             # Volume must move the split's way (shares times more of them), by at least shares**min_volume_share.
             volume_share = volume_move[index] / np.log(shares)
-            fits = error <= settings.max_price_error and volume_share >= settings.min_volume_share
+            fits = (
+                error <= settings.max_price_error
+                and volume_share >= settings.min_volume_share
+                and value_move[index] <= np.log(settings.max_dollar_volume_ratio)
+            )
             if fits and (best is None or error < best[0]):
                 best = (error, shares)
         if best is not None:
             rows.append(_split_row(table["ticker"].iloc[index], table["date"].iloc[index], best[1], "suspected"))
     return pd.DataFrame(rows, columns=ACTION_COLUMNS)
+
+
+def _usual(values: np.ndarray, tickers: pd.Series) -> np.ndarray:
+    """The median of each row's ticker's previous rows (up to 20): the usual level before the day."""
+    return (
+        pd.Series(values)
+        .groupby(tickers.to_numpy())
+        .transform(lambda v: v.shift(1).rolling(_VOLUME_BASELINE_DAYS, min_periods=5).median())
+        .to_numpy()
+    )
 
 
 def _snap(shares: float, ratios: Sequence[float], tolerance: float) -> float | None:

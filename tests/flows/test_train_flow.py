@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from stockcast.core.registry import Registry
+from stockcast.data.calendar import trading_days
 from stockcast.deploy.package import bento_bundle, build_bento, model_tag_for
 from tests.factories import SMALL_CONFIG, config_with
 from tests.harness import REPO_ROOT, FlowRunner, card_text, metaflow_home
@@ -43,12 +44,13 @@ def random_walk_prices(n_tickers: int, n_days: int, seed: int) -> pd.DataFrame:
 
 
 def _mean_fold_rmse_by_candidate(run) -> dict[str, float]:
-    """Each candidate's mean fold RMSE, recomputed from its own backtest task's per-row predictions."""
+    """Each candidate's mean fold RMSE of the predicted return (the scale-free ranking), recomputed from its own
+    backtest task's per-row predictions."""
     scores = {}
     for task in run["backtest"]:
         predictions = task.data.result.evaluation.predictions
         per_fold = predictions.groupby("fold").apply(
-            lambda rows: float(np.sqrt(((rows["predicted_close"] - rows["next_close"]) ** 2).mean()))
+            lambda rows: float(np.sqrt(((rows["predicted_return"] - rows["next_return"]) ** 2).mean()))
         )
         scores[task.data.result.item.spec.candidate_id] = float(per_fold.mean())
     return scores
@@ -149,15 +151,16 @@ def test_resume_after_a_failed_step_reuses_the_finished_ones(interrupted_random_
     assert Registry(f"test.{branch}").versions() == [f"v{resumed.run.id}"]
 
 
-def test_a_random_walk_promotes_nothing_and_says_why(interrupted_random_walk):
+def test_on_a_random_walk_naive_becomes_the_baseline_champion_and_says_why(interrupted_random_walk):
     branch, _, resumed = interrupted_random_walk
     decision = resumed.run.data.decision
-    assert decision["promote"] is False
-    assert decision["reason"].startswith("Do not promote") and "does not beat the naive baseline" in decision["reason"]
-    assert "registered, not promoted" in resumed.output and "No Bento built" in resumed.output
-    assert resumed.run.data.bento is None
+    assert decision["promote"] is True and decision["baseline"] is True
+    assert decision["reason"].startswith("Promote naive as the baseline champion: the branch has no champion")
+    assert "does not beat the naive baseline" in decision["reason"]
     registry = Registry(f"test.{branch}")
-    assert registry.champion() is None and registry.bento(resumed.run.data.model_version) is None
+    champion = registry.champion()
+    assert champion.candidate_id == "naive" and champion.version == resumed.run.data.model_version
+    assert registry.bento(champion.version) == resumed.run.data.bento  # naive has a Bento of its own: it serves
 
 
 def test_an_invalid_config_stops_the_run_before_it_starts_naming_the_field(run_flow, tmp_path):
@@ -184,3 +187,44 @@ def test_the_code_package_carries_the_library_to_remote_runs():
         "flows/features/build.py",
     ):
         assert module in listing
+
+
+def test_real_data_quirks_are_named_at_ingest_and_harm_no_target_or_prediction(champion, market):
+    """The planted market carries every quirk of real data, its actions known from adj_close alone."""
+    from metaflow import Run
+
+    ingest = Run(champion.history)
+    price_actions = market.actions[market.actions["kind"].isin(["split", "reverse_split", "spinoff"])]
+    found = {(a["ticker"], a["ex_date"], a["kind"]) for a in ingest.data.snapshot["actions"]}
+    assert found == {(r.ticker, f"{r.ex_date:%Y-%m-%d}", r.kind) for r in price_actions.itertuples()}
+    shown = card_text(ingest["publish"].task, "snapshot")
+    missing = ingest.data.snapshot["missing_days"]
+    assert missing["market"] and missing["tickers"]
+    for ticker, ex_date in price_actions[["ticker", "ex_date"]].itertuples(index=False):
+        assert ticker in shown and f"{ex_date:%Y-%m-%d}" in shown
+    assert missing["market"][0] in shown and next(iter(missing["tickers"])) in shown
+
+    frame = champion.training.data.modelling["full"].frame
+    targets = frame[frame["next_return"].notna()]
+    # No target spans a split: the day before each ex-date earns an ordinary return, not -50 % or +900 %.
+    for ticker, ex_date in price_actions[["ticker", "ex_date"]].itertuples(index=False):
+        before = targets[(targets["ticker"] == ticker) & (targets["date"] < ex_date)].tail(1)
+        assert abs(before["next_return"].item()) < 0.25, (ticker, ex_date, before["next_return"].item())
+    # ...nor an over-long gap: no target skips more trading days than the configuration allows (3; the generator's
+    # vendor gaps are 1 to 3 days, a rename's about 20), and the renamed company's last day under its old ticker has
+    # none.
+    sessions = trading_days("XNYS", frame["date"].min(), frame["date"].max())
+    position = pd.Series(sessions.searchsorted(frame["date"]), index=frame.index)
+    skipped = position.groupby(frame["ticker"]).shift(-1) - position - 1
+    assert skipped[frame["next_return"].notna()].max() <= 3
+    (rename,) = market.actions[market.actions["kind"] == "rename"].itertuples()
+    assert frame.loc[frame["ticker"] == rename.ticker, "next_return"].tail(1).isna().all()
+
+    # The walk-forward predictions on the days around each split stay in the plausible band (clipped if need be).
+    predictions = champion.training.data.challenger_predictions
+    around = predictions.merge(price_actions[["ticker", "ex_date"]], on="ticker")
+    around = around[
+        (around["date"] >= around["ex_date"]) & (around["date"] <= around["ex_date"] + pd.Timedelta(days=3))
+    ]
+    assert len(around), "no action inside a test window: the test would prove nothing"
+    assert (around["predicted_return"].abs() < 0.1).all(), around[["ticker", "date", "predicted_return"]]

@@ -88,10 +88,12 @@ def test_an_ordinary_market_has_no_suspected_actions():
     assert derive_actions(MARKET, empty_actions().drop(columns="source"), SETTINGS).empty
 
 
-def test_a_crash_on_normal_volume_is_not_a_split():
+@pytest.mark.parametrize("volume", [10.0, 0.7], ids=["panic-volume", "thin-volume"])
+def test_a_crash_is_not_a_split(volume):
     prices = MARKET.copy()
     crash = (prices["ticker"] == "T1") & (prices["date"] >= DATES[90])
-    prices.loc[crash, ["open", "high", "low", "close"]] *= 0.5  # -50 % on the open, volume as usual
+    prices.loc[crash, ["open", "high", "low", "close"]] *= 0.5  # -50 % on the open...
+    prices.loc[(prices["ticker"] == "T1") & (prices["date"] == DATES[90]), "volume"] *= volume  # ...and its volume
     assert derive_actions(prices, empty_actions().drop(columns="source"), SETTINGS).empty
 
 

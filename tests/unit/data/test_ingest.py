@@ -9,7 +9,10 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from stockcast.data.ingest import build_snapshot, load_sources, validate_batch
+from features import build_features
+from features.adjust import ACTION_KINDS
+from stockcast.data.calendar import trading_days
+from stockcast.data.ingest import build_snapshot, load_sources, quarantine_summary, validate_batch
 from stockcast.data.synthetic.generator import MarketSpec, generate_market, write_market
 from stockcast.data.validation import ContractViolationError
 
@@ -72,3 +75,105 @@ def test_snapshot_summary_and_version(files):
     assert content.summary["merge"]["prices"]["appended"] == len(batch.prices)
     oracle_changed = replace(batch, oracle=batch.oracle.assign(expected_next_close=1.0))
     assert build_snapshot(None, oracle_changed).version == content.version  # the oracle is not data
+
+
+# --- Real-data quirks: corporate actions, missing days, vendor layouts, sectors alone ----------------------------
+
+QUIRKY = MarketSpec(n_tickers=50, start="2024-01-01", end="2024-12-31", seed=3, quirks=True)
+PRICE_ACTIONS = ["split", "reverse_split", "spinoff"]
+
+
+def _ingest(folder: Path, **load) -> dict:
+    batch = validate_batch(load_sources(str(folder / "stock_price.csv"), "", **load), None, today=TODAY)
+    return build_snapshot(None, batch)
+
+
+def _found(content) -> set[tuple[str, str, str]]:
+    return {(a["ticker"], a["ex_date"], a["kind"]) for a in content.summary["actions"]}
+
+
+def _truth(market, kinds) -> set[tuple[str, str, str]]:
+    rows = market.actions[market.actions["kind"].isin(kinds)]
+    return {(r.ticker, str(r.ex_date.date()), r.kind) for r in rows.itertuples()}
+
+
+@pytest.fixture(scope="module")
+def quirky(tmp_path_factory):
+    market = generate_market(QUIRKY)
+    folder = tmp_path_factory.mktemp("quirky")
+    write_market(market, folder, with_actions=True)
+    return market, folder
+
+
+def test_every_declared_action_and_every_missing_day_is_in_the_snapshot_summary(quirky):
+    market, folder = quirky
+    content = _ingest(folder)
+    assert _found(content) == _truth(market, ACTION_KINDS)
+    assert {a["source"] for a in content.summary["actions"]} == {"declared"}
+    missing = content.summary["missing_days"]
+    all_days = trading_days("XNYS", market.prices["date"].min(), market.prices["date"].max())
+    assert missing["market"] == [str(d.date()) for d in all_days.difference(pd.DatetimeIndex(market.prices["date"]))]
+    assert missing["market"] and missing["tickers"]  # the generator skips one market day and some ticker days
+    assert "CSV" not in content.summary  # plain data only
+    assert all(a["description"].startswith(a["ticker"]) for a in content.summary["actions"])
+
+
+def test_without_the_file_splits_and_the_spinoff_are_read_off_adj_close(quirky, tmp_path):
+    market, folder = quirky
+    (tmp_path / "stock_price.csv").write_bytes((folder / "stock_price.csv").read_bytes())
+    content = _ingest(tmp_path)
+    assert _found(content) == _truth(market, PRICE_ACTIONS)
+    assert {a["source"] for a in content.summary["actions"]} == {"adj_close"}
+
+
+def test_with_prices_alone_the_splits_are_suspected(tmp_path):
+    market = generate_market(replace(QUIRKY, with_adj_close=False))
+    write_market(market, tmp_path)
+    content = _ingest(tmp_path)
+    suspected = _found(content)
+    assert suspected == _truth(market, ["split", "reverse_split"])  # a spin-off is no usual ratio: not guessed
+    assert {a["source"] for a in content.summary["actions"]} == {"suspected"}
+
+
+def test_a_vendor_folder_of_one_file_per_ticker_ingests_like_stock_price_csv(quirky, tmp_path):
+    market, folder = quirky
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    for ticker, rows in market.prices.groupby("ticker"):
+        rows.drop(columns="ticker").rename(
+            columns={"date": "Date", "open": "Open", "high": "High", "low": "Low", "close": "Close",
+                     "adj_close": "Adj Close", "volume": "Volume"}
+        ).to_csv(vendor / f"{ticker}.csv", index=False, date_format="%Y-%m-%d")  # fmt: skip
+    (vendor / "corporate_actions.csv").write_bytes((folder / "corporate_actions.csv").read_bytes())
+
+    raw = load_sources(str(vendor), "")
+    assert raw.per_ticker_files and len(raw.price_files) == market.prices["ticker"].nunique()
+    from_folder = build_snapshot(None, validate_batch(raw, None, today=TODAY))
+    from_file = _ingest(folder)
+    assert from_folder.version == from_file.version
+    pd.testing.assert_frame_equal(from_folder.prices, from_file.prices)
+
+
+def test_a_sector_file_gives_sectors_without_inventing_fundamentals(quirky, tmp_path):
+    market, folder = quirky
+    (tmp_path / "stock_price.csv").write_bytes((folder / "stock_price.csv").read_bytes())
+    sectors = market.financials.drop_duplicates("ticker")[["ticker", "sector"]]
+    sectors.to_csv(tmp_path / "sectors.csv", index=False)
+    content = _ingest(tmp_path)
+
+    assert set(content.financials["ticker"]) == set(sectors["ticker"])
+    assert content.financials[["period_end", "report_date", "revenue", "eps"]].isna().all().all()
+    features = build_features(content.prices, content.financials, actions=content.actions)
+    warm = features[features["is_warm"]]
+    assert warm["sector"].notna().all() and warm["pe_ratio"].isna().all()
+
+
+def test_the_quarantine_summary_names_rule_count_and_lines(tmp_path):
+    lines = ["date,ticker,open,high,low,close,volume", *(f"2024-06-{d:02d},AAA,10,11,9,10,100" for d in (3, 4, 5))]
+    lines.append("2024-06-08,AAA,10,11,9,10,100")  # a Saturday
+    (tmp_path / "stock_price.csv").write_text("\n".join(lines) + "\n")
+    batch = validate_batch(
+        load_sources(str(tmp_path / "stock_price.csv"), ""), None, today=TODAY, max_quarantined_fraction=0.5
+    )
+    (line,) = quarantine_summary([report.to_dict() for report in batch.reports])
+    assert "rule 'trading_day'" in line and "1 row at line 5" in line and "XNYS" in line

@@ -62,7 +62,9 @@ def test_the_verdict_and_its_reason_come_first() -> None:
 def test_the_leaderboard_keeps_its_order_and_the_columns_the_run_has() -> None:
     report = _report()
     table = report[report.index("### Leaderboard") : report.index("### Gate comparisons")].strip().splitlines()
-    assert table[2] == "| rank | candidate | mean fold RMSE (price) | RMSE / naive (price) | direction hit-rate |"  # no oracle, no mae
+    assert (
+        table[2] == "| rank | candidate | mean fold RMSE (price) | RMSE / naive (price) | direction hit-rate |"
+    )  # no oracle, no mae
     assert table[3] == "|---|---|---|---|---|"
     assert table[4] == "| 1 | catboost[depth=4] | 0.9812 | 0.9812 | 0.5321 |"
     assert table[5] == "| 2 | naive | 1 | 1 | 0.5 |"
