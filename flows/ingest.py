@@ -9,7 +9,7 @@ the run: nothing is published and the latest snapshot stays what it was. Downstr
 ``stockcast.data.snapshot.latest_snapshot()``.
 """
 
-from metaflow import Config, Parameter, card, current, namespaced_event_name, project, retry, step, trigger
+from metaflow import Config, Parameter, card, current, namespaced_event_name, project, step, trigger
 
 from stockcast.core.events import DATA_EVENT
 from stockcast.core.params import parse_fraction, parse_optional_date
@@ -80,7 +80,7 @@ class IngestFlow(StockcastFlow):
         self.previous_snapshot = previous.run_pathspec if previous else None
         self.next(self.load)
 
-    @retry(times=2)
+    # No @retry: a missing or refused file would fail again; network and storage hiccups are retried by the reader.
     @step
     def load(self):
         """Read the input files; kept as artefacts so every snapshot can be traced to its exact inputs."""
@@ -102,8 +102,9 @@ class IngestFlow(StockcastFlow):
             print(line)
         self.next(self.publish)
 
+    # No @retry: the merge is deterministic (a rename onto a ticker that already trades is refused here), and
+    # Metaflow's datastore retries its own storage writes.
     @card(type="blank", id="snapshot")
-    @retry(times=2)
     @step
     def publish(self):
         """Merge into the previous snapshot and publish the merged tables under their content version."""

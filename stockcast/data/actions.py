@@ -24,8 +24,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from features.adjust import ACTION_KINDS
+from features.adjust import ACTION_KINDS, apply_renames
 from features.inputs import ACTION_INPUT
+from stockcast.core.errors import UserError
 from stockcast.data.config import ActionSettings
 from stockcast.data.contract import ACTIONS
 from stockcast.data.validation import (
@@ -39,6 +40,27 @@ SOURCE_COLUMN = "source"
 SOURCES = ("declared", "adj_close", "suspected")
 ACTION_COLUMNS = [*ACTION_INPUT.names, SOURCE_COLUMN]
 _VOLUME_BASELINE_DAYS = 20
+
+
+class ActionConflictError(UserError):
+    """Declared actions that contradict the prices (a rename onto a ticker that already trades)."""
+
+    headline = "Corporate actions rejected"
+
+
+def check_renames(prices: pd.DataFrame, actions: pd.DataFrame) -> None:
+    """Refuse a rename whose new ticker already trades before the rename's ex-date: joining the histories would give
+    the company two rows on one day. Checked at ingest, so a snapshot never holds actions the features refuse."""
+    joined = apply_renames(prices[["ticker", "date"]], actions, "date")
+    clash = joined.duplicated(["ticker", "date"], keep=False)
+    if clash.any():
+        first = joined[clash].sort_values(["ticker", "date"]).iloc[0]
+        rename = actions[(actions["kind"] == "rename") & (actions["new_ticker"] == first["ticker"])].iloc[0]
+        raise ActionConflictError(
+            f"rename of {rename['ticker']} to {rename['new_ticker']} from {pd.Timestamp(rename['ex_date']).date()}: "
+            f"{first['ticker']} already has prices on {pd.Timestamp(first['date']).date()}, before the rename; fix "
+            "the rename's ex_date or new_ticker in corporate_actions.csv"
+        )
 
 
 def empty_actions() -> pd.DataFrame:

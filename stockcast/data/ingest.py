@@ -17,7 +17,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from stockcast.core.frames import json_ready
-from stockcast.data.actions import SOURCE_COLUMN, derive_actions, describe_action, empty_actions, validate_actions
+from stockcast.data.actions import (
+    SOURCE_COLUMN,
+    check_renames,
+    derive_actions,
+    describe_action,
+    empty_actions,
+    validate_actions,
+)
 from stockcast.data.calendar import missing_trading_days, trading_days
 from stockcast.data.config import DataConfig
 from stockcast.data.contract import ACTIONS, FINANCIALS, ORACLE, PRICES, SECTORS
@@ -218,6 +225,7 @@ def build_snapshot(
         declared, _ = merge_table(declared.drop(columns=SOURCE_COLUMN), batch.actions, ACTIONS.key)
     else:
         declared = declared.drop(columns=SOURCE_COLUMN)
+    check_renames(prices, declared)
     actions = derive_actions(prices, declared, settings.actions)
     sessions = trading_days(
         settings.calendar, prices["date"].min(), prices["date"].max(), data_dates=pd.DatetimeIndex(prices["date"])

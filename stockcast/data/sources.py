@@ -2,28 +2,55 @@
 
 S3 is read through Metaflow's own S3 client, so any S3-compatible endpoint configured for the datastore
 (``METAFLOW_S3_ENDPOINT_URL`` and the usual AWS credential variables) serves data files too: one set of settings.
+
+Network and storage hiccups (an HTTP 5xx, a timeout, an S3 error other than "not found") are retried here, a few
+times with a growing pause; a missing file or a refused request is not, since it would fail the same way again.
+IngestFlow's load step therefore runs without Metaflow's ``@retry``, which would retry everything.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from stockcast.core.errors import UserError
+
 HTTP_TIMEOUT_SECONDS = 60
+ATTEMPTS = 3
+"""Tries of a read that failed on a network or storage hiccup (pauses of 1 s, then 2 s, between them)."""
 
 
-class SourceError(OSError):
+class SourceError(UserError, OSError):
     """A source could not be read; the message names it and says why."""
+
+    headline = "Cannot read the input"
 
 
 class SourceNotFoundError(SourceError):
     """The source does not exist (as opposed to existing but being unreadable)."""
 
 
+class TransientSourceError(SourceError):
+    """A read that failed on the network or the storage service, and may succeed when tried again."""
+
+
 def read_source(uri: str) -> bytes:
-    """Return the bytes behind ``uri`` (path, http(s) or s3 URL), or raise ``SourceError`` naming it."""
+    """Return the bytes behind ``uri`` (path, http(s) or s3 URL), or raise ``SourceError`` naming it; network and
+    storage hiccups are tried ``ATTEMPTS`` times first."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return _read_once(uri)
+        except TransientSourceError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            time.sleep(2.0**attempt)
+    raise AssertionError("unreachable")
+
+
+def _read_once(uri: str) -> bytes:
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         return _read_http(uri)
@@ -86,9 +113,10 @@ def _read_http(url: str) -> bytes:
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise SourceNotFoundError(f"{url}: HTTP 404 {exc.reason}") from exc
-        raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+        failure = TransientSourceError if exc.code >= 500 or exc.code == 429 else SourceError
+        raise failure(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, TimeoutError) as exc:
-        raise SourceError(f"{url}: cannot be fetched ({getattr(exc, 'reason', exc)})") from exc
+        raise TransientSourceError(f"{url}: cannot be fetched ({getattr(exc, 'reason', exc)})") from exc
 
 
 def _read_s3(url: str) -> bytes:
@@ -101,4 +129,4 @@ def _read_s3(url: str) -> bytes:
     except MetaflowS3NotFound as exc:
         raise SourceNotFoundError(f"{url}: object not found") from exc
     except Exception as exc:  # the S3 client raises several unrelated types for access and network errors
-        raise SourceError(f"{url}: cannot be read from S3 ({exc})") from exc
+        raise TransientSourceError(f"{url}: cannot be read from S3 ({exc})") from exc

@@ -85,7 +85,10 @@ def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_chan
         workers,
     )
 
-    assert f"{PLANTED.n_tickers} tickers" in ingested and "Published snapshot" in ingested
+    renamed = market.actions[market.actions["kind"] == "rename"]
+    assert f"{PLANTED.n_tickers + len(renamed)} tickers" in ingested and "Published snapshot" in ingested
+    for action in market.actions[market.actions["kind"].isin(["split", "reverse_split", "spinoff"])].itertuples():
+        assert f"Corporate action: {action.ticker} {action.ex_date:%Y-%m-%d}" in ingested  # read off adj_close
     assert "promoted to champion" in trained and "Serve it: python -m stockcast.deploy serve" in trained
     branch = user_branch()
     registry = Registry(branch)

@@ -65,6 +65,14 @@ CASES = [
         id="rejected-file",
     ),
     pytest.param(
+        "ingest",
+        lambda folder, tmp: ["--prices", str(tmp / "no-such-folder" / "stock_price.csv")],
+        None,
+        "Cannot read the input",
+        "stock_price.csv: file not found",
+        id="missing-file",
+    ),
+    pytest.param(
         "train",
         lambda folder, tmp: [],
         "bad.toml",

@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features import build_features, build_target
-from stockcast.data.actions import derive_actions, describe_action, empty_actions, validate_actions
+from stockcast.data.actions import (
+    ActionConflictError,
+    check_renames,
+    derive_actions,
+    describe_action,
+    empty_actions,
+    validate_actions,
+)
 from stockcast.data.config import ActionSettings
 from stockcast.data.validation import read_csv_text
 
@@ -150,3 +157,12 @@ def test_each_broken_action_is_quarantined_naming_line_column_and_rule(row, rule
     )
     assert len(accepted) == 1 and [v.rule for v in report.violations] == [rule]
     assert f"corporate_actions.csv: rule '{rule}'" in report.messages()[0] and "at line 3" in report.messages()[0]
+
+
+def test_a_rename_onto_a_ticker_that_already_trades_is_refused_at_ingest():
+    rename = pd.DataFrame(
+        [{"ticker": "T0", "ex_date": pd.Timestamp(DATES[50]), "kind": "rename", "ratio": np.nan, "new_ticker": "T1"}]
+    )
+    with pytest.raises(ActionConflictError, match=r"rename of T0 to T1 from .*: T1 already has prices on"):
+        check_renames(MARKET, rename)
+    check_renames(MARKET.replace({"ticker": {"T1": "T9"}}), rename)  # a fresh symbol is fine

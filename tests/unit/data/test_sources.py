@@ -46,7 +46,8 @@ def test_http_url(tmp_path: Path, http_root: str):
         read_source(f"{http_root}/missing.csv")
 
 
-def test_unreachable_http_url_is_a_source_error():
+def test_unreachable_http_url_is_a_source_error(monkeypatch):
+    monkeypatch.setattr("stockcast.data.sources.time.sleep", lambda seconds: None)
     with pytest.raises(SourceError, match="cannot be fetched"):
         read_source("http://127.0.0.1:9/stock_price.csv")
 
@@ -67,3 +68,34 @@ def test_sibling():
     assert sibling("s3://b/in/stock_price.csv", "oracle.csv") == "s3://b/in/oracle.csv"
     assert sibling("stock_price.csv", "oracle.csv") == "oracle.csv"
     assert sibling("/data/x/stock_price.csv", "oracle.csv") == "/data/x/oracle.csv"
+
+
+def test_network_hiccups_are_retried_and_a_missing_file_is_not(monkeypatch):
+    monkeypatch.setattr("stockcast.data.sources.time.sleep", lambda seconds: None)
+    answers = {"/flaky.csv": [503, 503, 200], "/gone.csv": [404, 200], "/refused.csv": [403, 200]}
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            status = answers[self.path].pop(0)
+            self.send_response(status)
+            self.end_headers()
+            if status == 200:
+                self.wfile.write(CONTENT)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert read_source(f"{base}/flaky.csv") == CONTENT and asked.count("/flaky.csv") == 3
+        with pytest.raises(SourceNotFoundError, match="HTTP 404"):
+            read_source(f"{base}/gone.csv")
+        with pytest.raises(SourceError, match="HTTP 403"):
+            read_source(f"{base}/refused.csv")
+        assert asked.count("/gone.csv") == asked.count("/refused.csv") == 1  # tried once: it would fail again
+    finally:
+        server.shutdown()
