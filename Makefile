@@ -9,7 +9,7 @@ export USERNAME ?= $(or $(USER),stockcast)
 export METAFLOW_CLIENT_CACHE_PATH ?= $(CURDIR)/.metaflow_client_cache
 export BENTOML_DO_NOT_TRACK ?= True
 
-.PHONY: install demo serve test lint format lock bench bench-features bench-training bench-serving bench-batch clean
+.PHONY: install demo serve test lint format lock bench bench-features bench-training bench-serving bench-batch bench-real-year clean
 
 install: $(VENV)/.installed
 
@@ -93,7 +93,7 @@ lock:
 	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 ## bench: every benchmark; copy their sections (also written to bench/results/) into BENCHMARKS.md.
-bench: bench-features bench-training bench-serving bench-batch
+bench: bench-features bench-training bench-serving bench-batch bench-real-year
 
 bench-features: install
 	$(BIN)/python bench/features.py
@@ -106,6 +106,10 @@ bench-serving: install
 
 bench-batch: install
 	$(BIN)/python bench/batch.py --runs 5
+
+## bench-real-year: a new user's first day on 500 tickers x one year of prices alone, every step with the defaults.
+bench-real-year: install
+	$(BIN)/python bench/real_year.py --tickers 500 --held-out 5
 
 clean:
 	rm -rf $(VENV) .metaflow .metaflow_client_cache data/demo catboost_info .pytest_cache .ruff_cache node_modules

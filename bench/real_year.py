@@ -123,6 +123,13 @@ def main() -> int:
     )
 
     snapshot = Flow("IngestFlow").latest_successful_run.data.snapshot
+    found = {(a["ticker"], a["ex_date"]) for a in snapshot["actions"]}
+    made = history.actions[history.actions["kind"].isin(["split", "reverse_split", "spinoff"])]
+    truth = {(row.ticker, f"{row.ex_date:%Y-%m-%d}") for row in made.itertuples()}
+    kinds = dict(
+        zip(zip(made["ticker"], made["ex_date"].dt.strftime("%Y-%m-%d"), strict=True), made["kind"], strict=True)
+    )
+    missed = ", ".join(f"{kinds[key]} of {key[0]} on {key[1]}" for key in sorted(truth - found))
     ingest_runs = list(Flow("IngestFlow").runs())
     board = training.data.leaderboard[["rank", "candidate_id", "rmse_return_vs_naive", "mean_fold_rmse", "n_clipped"]]
     report = f"""## A real-looking year with the defaults (`bench/real_year.py`)
@@ -136,9 +143,11 @@ predict (with decisions) and monitor on each of {args.held_out} held-out days.
   {describe_load(load_before, os.getloadavg()[0])}
 - Command: `python bench/real_year.py --tickers {args.tickers} --held-out {args.held_out}` (one run of each step).
 - Data: {snapshot["rows"]["prices"]} price rows over {snapshot["n_days"]} trading days, {snapshot["n_tickers"]}
-  tickers; {len(snapshot["actions"])} corporate actions found
-  ({", ".join(sorted({a["source"] for a in snapshot["actions"]}))}); {len(snapshot["missing_days"]["market"])}
-  market-wide missing day(s), {len(snapshot["missing_days"]["tickers"])} ticker(s) with missing days.
+  tickers; {len(snapshot["missing_days"]["market"])} market-wide missing day(s),
+  {len(snapshot["missing_days"]["tickers"])} ticker(s) with missing days of their own.
+- Corporate actions (no declarations, no `adj_close`: suspected from prices alone): {len(found)} found, of which
+  {len(found & truth)} are among the {len(truth)} splits, reverse splits and spin-offs the generator made
+  ({len(found - truth)} false); {len(truth - found)} missed ({missed or "none"}).
 
 | step | wall time (s) |
 |---|---|

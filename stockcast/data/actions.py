@@ -7,9 +7,10 @@ Three routes, in order of trust, each giving rows of ``features.inputs.ACTION_IN
    later, so it looks ahead and is never used as a price; but the day its ratio to the raw close changes is the
    ex-date of an action, and the size of the change its ratio (a dividend moves it by a percent or two, under the
    threshold);
-3. **suspected**: neither given for a ticker, a one-day move of the raw open and close at a usual split ratio with
-   volume moving the matching way (up for a split, down for a reverse split) and the value traded about as usual (a
-   crash of that size comes with panic volume) is taken as a split, and reported as suspected so a person can
+3. **suspected**: neither given for a ticker, a one-day move of the raw open and close at a usual split ratio of 2
+   or more either way, with volume not moving against it (up for a split, down for a reverse split; a split day's
+   volume is noisy) and the value traded about as usual (a crash of that size comes with panic volume), is taken as a
+   split, and reported as suspected so a person can
    confirm it in ``corporate_actions.csv``. Only the day itself and the days before it are looked at.
 
 A route is used for a ticker only where the ones above it are silent on that day. Renames and delistings cannot
@@ -168,6 +169,8 @@ def _suspected(table: pd.DataFrame, settings: ActionSettings) -> pd.DataFrame:
     for index in candidates:
         best = None
         for shares in settings.ratios:
+            if abs(np.log(shares)) < np.log(2.0):
+                continue  # a 3-for-2 looks like a -33 % day, or a spin-off: only adj_close or a declaration tells
             expected = -np.log(shares)  # a k-for-1 split divides the price by k
             error = max(abs(close_move[index] - expected), abs(open_move[index] - expected))
             # Volume must move the split's way (shares times more of them), by at least shares**min_volume_share.

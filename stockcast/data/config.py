@@ -35,9 +35,10 @@ class ActionSettings(Settings):
     """Suspect splits in tickers that have neither declared actions on the day nor adj_close."""
     max_price_error: Fraction = 0.1
     """A suspected split's open and close moves must be within this (in log terms) of 1 / ratio."""
-    min_volume_share: Annotated[float, Field(ge=0.0)] = 0.0
-    """...its volume must move at least ratio ** min_volume_share the split's way (0: not against it)..."""
-    max_dollar_volume_ratio: Annotated[float, Field(gt=1.0)] = 3.0
+    min_volume_share: float = -0.5
+    """...its volume must move at least ratio ** min_volume_share the split's way (0: not against it; a split day's
+    volume is noisy, so by default it may even dip a little, but not fall the way a reverse split's would)..."""
+    max_dollar_volume_ratio: Annotated[float, Field(gt=1.0)] = 4.5
     """...and its traded value stay within this factor of the usual: a split leaves it alone, while a crash of that
     size comes with panic volume (several times the usual value traded)."""
 

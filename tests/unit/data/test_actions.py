@@ -20,6 +20,7 @@ from stockcast.data.actions import (
 )
 from stockcast.data.config import ActionSettings
 from stockcast.data.validation import read_csv_text
+from tests.unit.features.conftest import random_financials
 
 SETTINGS = ActionSettings()
 ROUTES = ("declared", "adj_close", "suspected")
@@ -52,18 +53,25 @@ def quiet_market(n_tickers: int = 3, n_days: int = 160, seed: int = 3) -> pd.Dat
 
 
 MARKET = quiet_market()
+REPORTS = random_financials(MARKET, seed=3)
 DATES = np.sort(MARKET["date"].unique())
 
 
-def split_market(ticker: str, ex_date: pd.Timestamp, shares: float, *, with_adj_close: bool) -> pd.DataFrame:
-    """The raw prices of a ``shares``-for-1 split; adj_close, when asked, back-adjusted as vendors publish it."""
-    prices = MARKET.copy()
+def split_market(
+    ticker: str, ex_date: pd.Timestamp, shares: float, *, with_adj_close: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The raw prices and reports of a ``shares``-for-1 split (earlier per-share figures in pre-split shares);
+    adj_close, when asked, back-adjusted as vendors publish it."""
+    prices, reports = MARKET.copy(), REPORTS.copy()
     before = (prices["ticker"] == ticker) & (prices["date"] < ex_date)
     if with_adj_close:
         prices["adj_close"] = prices["close"]
     prices.loc[before, ["open", "high", "low", "close"]] *= shares
     prices.loc[before, "volume"] /= shares
-    return prices
+    earlier = (reports["ticker"] == ticker) & (reports["report_date"] < ex_date)
+    reports.loc[earlier, "eps"] *= shares
+    reports.loc[earlier, "shares_outstanding"] /= shares
+    return prices, reports
 
 
 def declared(ticker: str, ex_date: pd.Timestamp, shares: float) -> pd.DataFrame:
@@ -81,13 +89,13 @@ def declared(ticker: str, ex_date: pd.Timestamp, shares: float) -> pd.DataFrame:
 )
 def test_a_split_known_through_any_route_leaves_features_and_targets_unchanged(route, ticker, day, shares):
     ex_date = pd.Timestamp(DATES[day])
-    prices = split_market(ticker, ex_date, shares, with_adj_close=route == "adj_close")
+    prices, reports = split_market(ticker, ex_date, shares, with_adj_close=route == "adj_close")
     user_file = declared(ticker, ex_date, shares) if route == "declared" else empty_actions().drop(columns="source")
     actions = derive_actions(prices, user_file, SETTINGS)
 
     assert actions[["ticker", "ex_date", "source"]].values.tolist() == [[ticker, ex_date, route]]
-    expected_features, expected_target = build_features(MARKET), build_target(MARKET)
-    pd.testing.assert_frame_equal(build_features(prices, actions=actions), expected_features, rtol=1e-9)
+    expected_features, expected_target = build_features(MARKET, REPORTS), build_target(MARKET)
+    pd.testing.assert_frame_equal(build_features(prices, reports, actions=actions), expected_features, rtol=1e-9)
     pd.testing.assert_frame_equal(build_target(prices, actions=actions), expected_target, rtol=1e-9)
 
 
@@ -95,7 +103,7 @@ def test_an_ordinary_market_has_no_suspected_actions():
     assert derive_actions(MARKET, empty_actions().drop(columns="source"), SETTINGS).empty
 
 
-@pytest.mark.parametrize("volume", [10.0, 0.7], ids=["panic-volume", "thin-volume"])
+@pytest.mark.parametrize("volume", [15.0, 0.5], ids=["panic-volume", "thin-volume"])
 def test_a_crash_is_not_a_split(volume):
     prices = MARKET.copy()
     crash = (prices["ticker"] == "T1") & (prices["date"] >= DATES[90])
@@ -129,7 +137,7 @@ def test_dividends_in_adj_close_are_not_actions():
 
 def test_a_declared_action_wins_over_what_prices_suggest():
     ex_date = pd.Timestamp(DATES[80])
-    prices = split_market("T0", ex_date, 2.0, with_adj_close=False)
+    prices, _ = split_market("T0", ex_date, 2.0, with_adj_close=False)
     actions = derive_actions(prices, declared("T0", ex_date, 2.0), SETTINGS)
     assert actions["source"].tolist() == ["declared"]
 
