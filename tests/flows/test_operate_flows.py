@@ -27,7 +27,7 @@ from tests.harness import S3_DATASTORE_ENV, Champion, FlowRunner, card_text, met
 pytestmark = pytest.mark.slow
 
 
-def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once(champion, configs, tmp_path):
+def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once(champion, market, configs, tmp_path):
     runner = FlowRunner(champion.branch)
     first = runner("predict", config=configs["operate"])
     assert first.successful, first.output
@@ -37,7 +37,13 @@ def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once
     champion = registry.champion()
     training = Run(champion.run_pathspec)
 
-    assert list(table.columns) == TABLE_COLUMNS and len(table) == PLANTED.n_tickers
+    # Every ticker trading on the last day with a full look-back; the delisted ones and a renamed ticker's old symbol
+    # are not predicted.
+    frame = training.data.modelling["full"].frame
+    last_day = frame[frame["date"] == frame["date"].max()]
+    ended = market.actions.loc[market.actions["kind"].isin(["delisting", "rename"]), "ticker"]
+    assert list(table.columns) == TABLE_COLUMNS and len(table) == int(last_day["is_warm"].sum())
+    assert len(table) >= PLANTED.n_tickers - len(ended) - 1 and not set(ended) & set(table["ticker"])
     assert (table["model_version"] == champion.version).all()
     assert (table["feature_fingerprint"] == champion.feature_fingerprint).all()
     as_of = table["as_of"].max()
