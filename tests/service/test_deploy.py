@@ -84,7 +84,7 @@ def test_building_for_the_same_model_again_gives_the_same_bento(served_model, be
 @pytest.mark.slow
 def test_a_smoke_test_passes_the_right_model_and_names_the_wrong_one(served_model, bento_tag, tmp_path) -> None:
     moved = replace(served_model.bundle, estimator=copy.deepcopy(served_model.bundle.estimator))
-    moved.estimator.named_steps["model"].intercept_ += 0.01  # the same version, answering otherwise
+    moved.estimator.regressor_.named_steps["model"].intercept_ += 0.01  # the same version, answering otherwise
     # A server of its own: every `bentoml serve` in one BENTOML_HOME empties the Prometheus folder they share, which
     # would reset the session server's metrics that tests/service/test_service_http.py reads.
     with LocalServe(log_path=tmp_path / "serve.log") as serving:

@@ -41,7 +41,9 @@ def nan_bento(served_model) -> tuple[ModelRecord, str]:
     library builds, saves and packages it without complaint; only serving it shows the problem."""
     record = replace(served_model.bundle.record, version="v9001", run_pathspec="TrainFlow/9001")
     estimator = copy.deepcopy(served_model.bundle.estimator)
-    estimator.named_steps["model"].coef_ = np.full_like(estimator.named_steps["model"].coef_, np.nan)
+    estimator.regressor_.named_steps["model"].coef_ = np.full_like(
+        estimator.regressor_.named_steps["model"].coef_, np.nan
+    )
     bundle = make_bundle(served_model.market, record, estimator=estimator)
     try:
         return record, build_bento(save_bento_model(bundle))
