@@ -1,4 +1,4 @@
-"""Benchmark: time and peak memory of ``build_features`` (the full feature set) on 10 years of business days.
+"""Benchmark: time and peak memory of ``build_features`` (the full feature set) on 10 years of trading days.
 
     python bench/features.py                      # 100, 500 and 1,000 tickers, 3 runs each
     python bench/features.py --sizes 100 --runs 1 # a quick look
@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 RESULTS = HERE / "results" / "features.md"
-START, END = "2015-01-01", "2024-12-31"  # 10 years of business days
+START, END = "2015-01-01", "2024-12-31"  # 10 years of NYSE trading days (the generator's calendar)
 TARGET_SIZE, TARGET_SECONDS, TARGET_PEAK_MB = 500, 15.0, 3 * 1024
 
 # This script is bench/features.py and Python puts bench/ first on sys.path, where ``import features`` would
@@ -105,7 +105,7 @@ def render(rows: list[dict], runs: int, command: str, load: tuple[float, float])
         f"- Machine: {describe_machine(pandas=pandas.__version__, numpy=numpy.__version__)}. {describe_load(*load)}",
         f"- Command: `{command}`",
         f"- Work: `build_features` with feature set `{features.DEFAULT_FEATURE_SET.name}` "
-        f"({len(features.DEFAULT_FEATURE_SET.feature_columns)} features), business days {START} to {END}, "
+        f"({len(features.DEFAULT_FEATURE_SET.feature_columns)} features), NYSE trading days {START} to {END}, "
         "generated market (prices and quarterly financials); data generated outside the timed region.",
         f"- Figures: median of {runs} runs, each in a fresh process; peak memory is that process's peak RSS "
         "(`ru_maxrss`), input data included (the RSS once the input was loaded is shown beside it).",

@@ -52,6 +52,8 @@ def _get(url: str, body: dict | None = None) -> dict:
 
 def _serve(env: dict[str, str], cwd: Path, port: int) -> tuple[float, dict, dict]:
     """Start ``python -m stockcast.deploy serve``, time until /readyz, ask /model and /predict, stop it."""
+    from stockcast.deploy.targets import wait_ready
+
     started = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "-m", "stockcast.deploy", "serve", "--port", str(port)],
@@ -63,15 +65,7 @@ def _serve(env: dict[str, str], cwd: Path, port: int) -> tuple[float, dict, dict
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/readyz", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the service did not become ready") from None
-                time.sleep(0.5)
+        wait_ready(base, 300.0, gave_up=lambda: None if server.poll() is None else "the server exited")
         ready = time.perf_counter() - started
         model = _get(f"{base}/model")
         answer = _get(f"{base}/predict", {"tickers": model["tickers"][:3]})

@@ -161,18 +161,23 @@ def features_from_history(
 def _compute(prices: pd.DataFrame, financials: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
     """The feature computation proper, on prepared tables (prices sorted by (ticker, date))."""
     position = ticker_positions(prices["ticker"])
-    spinoff_factor = prices[SPINOFF_FACTOR].to_numpy(dtype=float)
+    # Without spin-offs (the usual case) the factor is 1 everywhere and the arrays need no dividing.
+    spinoff_factor = prices[SPINOFF_FACTOR].to_numpy(dtype=float) if SPINOFF_FACTOR in prices else None
+    close = prices["close"].to_numpy(dtype=float)
+    dollar_volume = close * prices["volume"].to_numpy(dtype=float)
     panel = PricePanel(
         **{name: prices[name].to_numpy(dtype=float) for name in ("open", "high", "low", "close", "volume")},
         # The row's own traded value, raw: a level known at t (see features.adjust on point in time).
-        dollar_volume=prices["close"].to_numpy(dtype=float) * prices["volume"].to_numpy(dtype=float) / spinoff_factor,
+        dollar_volume=dollar_volume if spinoff_factor is None else dollar_volume / spinoff_factor,
         position=position,
     )
     computed: dict[str, np.ndarray] = {}
     for definition in feature_set.definitions_of(Kind.PRICE):
         computed |= _checked(definition, definition.family.compute(panel, **definition.kwargs))
-    # Per-share report figures are in split-adjusted units, so the close they are compared with is too.
-    keys = prices[list(KEY_COLUMNS)].assign(close=prices["close"].to_numpy(dtype=float) / spinoff_factor)
+    keys = prices[list(KEY_COLUMNS)]
+    if spinoff_factor is not None:
+        # Per-share report figures are in split-adjusted units, so the close they are compared with is too.
+        keys = keys.assign(close=close / spinoff_factor)
     for definition in feature_set.definitions_of(Kind.FUNDAMENTAL):
         computed |= _checked(definition, definition.family.compute(keys, financials, **definition.kwargs))
     for definition in feature_set.definitions_of(Kind.CROSS_SECTIONAL):
@@ -233,7 +238,7 @@ def _prepare_actions(actions: pd.DataFrame | None, as_of: pd.Timestamp | None) -
 
 def _prepare_prices(prices: pd.DataFrame | None, as_of: pd.Timestamp | None, actions: pd.DataFrame) -> pd.DataFrame:
     """A typed copy of the contract columns up to ``as_of``, sorted by (ticker, date), duplicates refused,
-    adjusted for ``actions`` (with ``SPINOFF_FACTOR``)."""
+    adjusted for ``actions`` (then with ``SPINOFF_FACTOR``)."""
     table = _typed_copy(prices, PRICE_INPUT)
     if as_of is not None:
         table = table[table["date"] <= as_of].reset_index(drop=True)
@@ -248,9 +253,7 @@ def _prepare_prices(prices: pd.DataFrame | None, as_of: pd.Timestamp | None, act
             f"prices hold {int(duplicated.sum())} duplicate (ticker, date) rows, e.g. {first['ticker']} "
             f"{first['date'].date()}; features need one row per ticker and trading day"
         )
-    if actions.empty:
-        return table.assign(**{SPINOFF_FACTOR: np.ones(len(table))})
-    return adjust_prices(table, actions)
+    return table if actions.empty else adjust_prices(table, actions)
 
 
 def _steps(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

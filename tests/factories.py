@@ -34,6 +34,21 @@ def year_market(*, n_tickers: int = 6, seed: int = 11, n_sectors: int = 2, year:
     )
 
 
+def with_split(
+    prices: pd.DataFrame, financials: pd.DataFrame, ticker: str, ex_date: pd.Timestamp, shares: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw data of a ``shares``-for-1 split of ``ticker`` at ``ex_date`` (copies): earlier prices × k, volumes ÷ k,
+    and earlier reports' EPS × k and share counts ÷ k, as they were before the split."""
+    prices, financials = prices.copy(), financials.copy()
+    before = (prices["ticker"] == ticker) & (prices["date"] < ex_date)
+    prices.loc[before, ["open", "high", "low", "close"]] *= shares
+    prices.loc[before, "volume"] /= shares
+    earlier = (financials["ticker"] == ticker) & (financials["report_date"] < ex_date)
+    financials.loc[earlier, "eps"] *= shares
+    financials.loc[earlier, "shares_outstanding"] /= shares
+    return prices, financials
+
+
 def make_record(
     version: str = "v42",
     *,

@@ -20,6 +20,7 @@ from stockcast.data.actions import (
 )
 from stockcast.data.config import ActionSettings
 from stockcast.data.validation import read_csv_text
+from tests.factories import with_split
 from tests.unit.features.conftest import random_financials
 
 SETTINGS = ActionSettings()
@@ -62,16 +63,8 @@ def split_market(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The raw prices and reports of a ``shares``-for-1 split (earlier per-share figures in pre-split shares);
     adj_close, when asked, back-adjusted as vendors publish it."""
-    prices, reports = MARKET.copy(), REPORTS.copy()
-    before = (prices["ticker"] == ticker) & (prices["date"] < ex_date)
-    if with_adj_close:
-        prices["adj_close"] = prices["close"]
-    prices.loc[before, ["open", "high", "low", "close"]] *= shares
-    prices.loc[before, "volume"] /= shares
-    earlier = (reports["ticker"] == ticker) & (reports["report_date"] < ex_date)
-    reports.loc[earlier, "eps"] *= shares
-    reports.loc[earlier, "shares_outstanding"] /= shares
-    return prices, reports
+    prices = MARKET.assign(adj_close=MARKET["close"]) if with_adj_close else MARKET
+    return with_split(prices, REPORTS, ticker, ex_date, shares)
 
 
 def declared(ticker: str, ex_date: pd.Timestamp, shares: float) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from features import DEFAULT_FEATURE_SET, build_features, build_target, features_from_history, latest_feature_rows
 from features.adjust import share_ratio
+from tests.factories import with_split
 from tests.unit.features.conftest import random_financials, random_prices
 
 USUAL_RATIOS = (2.0, 3.0, 4.0, 1.5, 10.0, 0.5, 0.2, 0.1)
@@ -38,21 +39,6 @@ def split_action(ticker: str, ex_date: pd.Timestamp, shares: float) -> dict:
     return (
         action(ticker, ex_date, "split", shares) if shares > 1 else action(ticker, ex_date, "reverse_split", 1 / shares)
     )
-
-
-def with_split(
-    prices: pd.DataFrame, financials: pd.DataFrame, ticker: str, ex_date: pd.Timestamp, shares: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Raw data of a ``shares``-for-1 split of ``ticker`` at ``ex_date``: earlier prices × k, volumes ÷ k, and
-    earlier reports' EPS × k and share counts ÷ k."""
-    prices, financials = prices.copy(), financials.copy()
-    before = (prices["ticker"] == ticker) & (prices["date"] < ex_date)
-    prices.loc[before, ["open", "high", "low", "close"]] *= shares
-    prices.loc[before, "volume"] /= shares
-    earlier = (financials["ticker"] == ticker) & (financials["report_date"] < ex_date)
-    financials.loc[earlier, "eps"] *= shares
-    financials.loc[earlier, "shares_outstanding"] /= shares
-    return prices, financials
 
 
 def assert_frames_close(actual: pd.DataFrame, expected: pd.DataFrame) -> None:

@@ -26,7 +26,7 @@ from stockcast.serve.bundle import CONTEXT_MARGIN_DAYS, ServingBundle, build_bun
 from stockcast.serve.schema import PREDICTION_COLUMNS
 from stockcast.train.selection import build_modelling_data
 from stockcast.train.zoo import FACTORIES, CandidateSpec, fit_candidate, predict_next_close, predict_next_return
-from tests.factories import fit_model, make_record, year_market
+from tests.factories import fit_model, make_record, with_split, year_market
 
 FEATURE_SET = get_feature_set("full")
 MIN_HISTORY = FEATURE_SET.min_history
@@ -394,14 +394,7 @@ def test_answers_outside_the_models_plausible_band_are_clipped_to_it_and_recogni
 def test_a_history_with_a_split_the_service_knows_gives_the_answer_without_it(market, estimator):
     ticker = sorted(market.prices["ticker"].unique())[0]
     ex_date = market.prices["date"].sort_values().unique()[-20]
-    split = market.prices.copy()
-    before = (split["ticker"] == ticker) & (split["date"] < ex_date)
-    split.loc[before, ["open", "high", "low", "close"]] *= 2.0
-    split.loc[before, "volume"] /= 2.0
-    reports = market.financials.copy()  # per-share figures published before the split are in pre-split shares
-    earlier = (reports["ticker"] == ticker) & (reports["report_date"] < ex_date)
-    reports.loc[earlier, "eps"] *= 2.0
-    reports.loc[earlier, "shares_outstanding"] /= 2.0
+    split, reports = with_split(market.prices, market.financials, ticker, ex_date, 2.0)
     actions = pd.DataFrame(
         {"ticker": [ticker], "ex_date": [ex_date], "kind": ["split"], "ratio": [2.0], "new_ticker": [np.nan]}
     )
