@@ -15,7 +15,7 @@ from stockcast.core.events import DATA_EVENT
 from stockcast.core.params import parse_fraction, parse_optional_date
 from stockcast.data.card import snapshot_card
 from stockcast.data.config import DATA_CONFIG_FILE, DataConfig, parse_data_config
-from stockcast.data.ingest import build_snapshot, load_sources, quarantine_summary, validate_batch
+from stockcast.data.ingest import build_snapshot, load_sources, new_actions, quarantine_summary, validate_batch
 from stockcast.data.snapshot import latest_snapshot_or_none, load_snapshot
 from stockcast.flowbase import StockcastFlow
 
@@ -125,7 +125,10 @@ class IngestFlow(StockcastFlow):
             f"{summary['n_tickers']} tickers, {summary['rows']['prices']} price rows, "
             f"{summary['date_range'][0]} to {summary['date_range'][1]}."
         )
-        for action in summary["actions"]:
+        known = load_snapshot(self.previous_snapshot).summary.get("actions", []) if self.previous_snapshot else []
+        new = new_actions(summary["actions"], known)
+        print(f"{len(summary['actions'])} corporate action(s) in the snapshot, {len(new)} new:")
+        for action in new:
             print(f"Corporate action: {action['description']}")
         missing = summary["missing_days"]
         if missing["market"] or missing["tickers"]:

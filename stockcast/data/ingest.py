@@ -268,3 +268,9 @@ def quarantine_summary(reports: list[dict], *, shown: int = 10) -> list[str]:
     if len(lines) > shown:
         lines = [*lines[:shown], f"... and {len(lines) - shown} more rule(s) broken; see the snapshot card"]
     return lines
+
+
+def new_actions(actions: list[dict], known: list[dict]) -> list[dict]:
+    """The snapshot summary's actions that ``known`` (the previous snapshot's) did not list: what a day brought."""
+    seen = {(action["ticker"], action["ex_date"], action["kind"]) for action in known}
+    return [action for action in actions if (action["ticker"], action["ex_date"], action["kind"]) not in seen]

@@ -12,7 +12,7 @@ import pytest
 from features import build_features
 from features.adjust import ACTION_KINDS
 from stockcast.data.calendar import trading_days
-from stockcast.data.ingest import build_snapshot, load_sources, quarantine_summary, validate_batch
+from stockcast.data.ingest import build_snapshot, load_sources, new_actions, quarantine_summary, validate_batch
 from stockcast.data.synthetic.generator import MarketSpec, generate_market, write_market
 from stockcast.data.validation import ContractViolationError
 
@@ -177,3 +177,10 @@ def test_the_quarantine_summary_names_rule_count_and_lines(tmp_path):
     )
     (line,) = quarantine_summary([report.to_dict() for report in batch.reports])
     assert "rule 'trading_day'" in line and "1 row at line 5" in line and "XNYS" in line
+
+
+def test_a_day_reports_only_the_actions_it_brought():
+    old = {"ticker": "A", "ex_date": "2024-01-02", "kind": "split"}
+    new = {"ticker": "B", "ex_date": "2024-03-01", "kind": "spinoff"}
+    assert new_actions([old, new], [old]) == [new]
+    assert new_actions([old], []) == [old]
