@@ -19,13 +19,11 @@ a markdown section for BENCHMARKS.md and writes it to ``bench/results/real_year.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,16 +41,10 @@ def _timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, s
     return time.perf_counter() - started, output
 
 
-def _get(url: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def _serve(env: dict[str, str], cwd: Path, port: int) -> tuple[float, dict, dict]:
+def _serve(env: dict[str, str], cwd: Path, port: int) -> tuple[float, dict, list[dict]]:
     """Start ``python -m stockcast.deploy serve``, time until /readyz, ask /model and /predict, stop it."""
     from stockcast.deploy.targets import wait_ready
+    from stockcast.serve.client import StockcastClient
 
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -67,9 +59,9 @@ def _serve(env: dict[str, str], cwd: Path, port: int) -> tuple[float, dict, dict
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, 300.0, gave_up=lambda: None if server.poll() is None else "the server exited")
         ready = time.perf_counter() - started
-        model = _get(f"{base}/model")
-        answer = _get(f"{base}/predict", {"tickers": model["tickers"][:3]})
-        return ready, model, answer
+        with StockcastClient(base) as client:
+            model = client.model()
+            return ready, model, client.predict(model["tickers"][:3])
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -156,7 +148,7 @@ TrainFlow: {training.data.data_notes}
 Gate: {training.data.decision["reason"]}
 
 Champion served: `{model["model_version"]}` (`{model["candidate_id"]}`), as of {model["as_of"]};
-`/predict` for {len(answer["predictions"])} tickers answered.
+`/predict` for {len(answer)} tickers answered.
 
 | {" | ".join(board.columns)} |
 |{"---|" * len(board.columns)}

@@ -26,7 +26,9 @@ import pandas as pd
 
 ACTION_KINDS = ("split", "reverse_split", "spinoff", "rename", "delisting")
 """The kinds of corporate action, see ``features.inputs.ACTION_INPUT``."""
-PRICE_ACTIONS = ("split", "reverse_split", "spinoff")
+SPLIT_KINDS = ("split", "reverse_split")
+"""The kinds that change the number of shares (and so volumes and per-share figures)."""
+PRICE_ACTIONS = (*SPLIT_KINDS, "spinoff")
 """The kinds that rescale prices."""
 SPINOFF_FACTOR = "spinoff_factor"
 """Column added to adjusted prices: the product of the spin-off fractions applied to the row. The row's raw price
@@ -38,6 +40,19 @@ _PRICE_COLUMNS = ["open", "high", "low", "close"]
 def share_ratio(kind: str, ratio: float) -> float:
     """New shares per old share of a split or reverse split (2 for a 2-for-1, 0.1 for a 1-for-10)."""
     return float(ratio) if kind == "split" else 1.0 / float(ratio)
+
+
+def price_factor(kind: str, ratio: float) -> float:
+    """What one price action multiplies the prices before its ex-date by, to put them on the basis after it: 1 / k
+    for a split of k new shares per old, the fraction kept for a spin-off."""
+    return float(ratio) if kind == "spinoff" else 1.0 / share_ratio(kind, ratio)
+
+
+def first_clash(table: pd.DataFrame) -> pd.Series | None:
+    """The first row (by ticker and date) of a table whose tickers were renamed that shares its (ticker, date) with
+    another row: a rename onto a ticker that already traded. None when every (ticker, date) is once."""
+    clash = table.duplicated(["ticker", "date"], keep=False)
+    return table[clash].sort_values(["ticker", "date"]).iloc[0] if clash.any() else None
 
 
 def apply_renames(table: pd.DataFrame, actions: pd.DataFrame, date_column: str) -> pd.DataFrame:
@@ -64,7 +79,7 @@ def adjust_prices(prices: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
     table = apply_renames(prices, actions, "date")
     table = table.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
     actions = apply_renames(actions[actions["kind"].isin(PRICE_ACTIONS)], actions, "ex_date")
-    price_factor = np.ones(len(table))
+    prices_times = np.ones(len(table))
     volume_factor = np.ones(len(table))
     spinoff_factor = np.ones(len(table))
     slices = _ticker_slices(table["ticker"])
@@ -74,19 +89,16 @@ def adjust_prices(prices: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
             continue
         start, stop = slices[ticker]
         before = start + int(np.searchsorted(dates[start:stop], np.datetime64(ex_date), side="left"))
+        prices_times[start:before] *= price_factor(kind, ratio)
         if kind == "spinoff":
-            price_factor[start:before] *= ratio
             spinoff_factor[start:before] *= ratio
         else:
-            shares = share_ratio(kind, ratio)
-            price_factor[start:before] /= shares
-            volume_factor[start:before] *= shares
-    adjusted = {name: table[name].to_numpy(dtype=float) * price_factor for name in _PRICE_COLUMNS}
+            volume_factor[start:before] *= share_ratio(kind, ratio)
+    adjusted = {name: table[name].to_numpy(dtype=float) * prices_times for name in _PRICE_COLUMNS}
     adjusted["volume"] = table["volume"].to_numpy(dtype=float) * volume_factor
     table = table.assign(**adjusted, **{SPINOFF_FACTOR: spinoff_factor})
-    duplicated = table.duplicated(["ticker", "date"])
-    if duplicated.any():
-        first = table[duplicated].iloc[0]
+    first = first_clash(table)
+    if first is not None:
         raise ValueError(
             f"a rename gives {first['ticker']} two rows on {first['date'].date()}: the new ticker already traded "
             "before the rename's ex_date; fix the corporate action or the prices"
@@ -98,7 +110,7 @@ def adjust_financials(financials: pd.DataFrame, actions: pd.DataFrame) -> pd.Dat
     """Reports with renames joined and per-share figures in post-split units (``eps`` ÷ k, ``shares_outstanding``
     × k for each split of ratio k after the report day). A report is in the share units of its report day."""
     table = apply_renames(financials, actions, "report_date")
-    splits = apply_renames(actions[actions["kind"].isin(("split", "reverse_split"))], actions, "ex_date")
+    splits = apply_renames(actions[actions["kind"].isin(SPLIT_KINDS)], actions, "ex_date")
     if splits.empty or table.empty:
         return table
     factor = np.ones(len(table))

@@ -124,13 +124,13 @@ def features_from_history(
     feature_set: FeatureSet = DEFAULT_FEATURE_SET,
 ) -> pd.DataFrame:
     """Feature rows for one ticker's supplied price history (an HTTP request), one per date that has
-        ``min_history`` days of history behind it, oldest first.
+    ``min_history`` days of history behind it, oldest first.
 
-        Cross-sectional features need the other tickers: ``context_prices`` (the panel the service packaged) is
-        combined with the history, which replaces that ticker's rows in it, and ranks are computed on the same dates
-        from the combined rows; where the context has no other ticker on a date they are NaN. ``financials`` (that
-        ticker's reports) likewise replace its reports in ``context_financials``; when None, the context's reports
-        of the ticker are used. ``actions`` (the corporate actions the caller knows) adjust the history and the context
+    Cross-sectional features need the other tickers: ``context_prices`` (the panel the service packaged) is
+    combined with the history, which replaces that ticker's rows in it, and ranks are computed on the same dates
+    from the combined rows; where the context has no other ticker on a date they are NaN. ``financials`` (that
+    ticker's reports) likewise replace its reports in ``context_financials``; when None, the context's reports
+    of the ticker are used. ``actions`` (the corporate actions the caller knows) adjust the history and the context
     alike. Raises ``InsufficientHistory`` with fewer than ``feature_set.min_history`` rows.
     """
     known = _prepare_actions(actions, None)

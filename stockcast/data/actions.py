@@ -25,8 +25,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from features.adjust import ACTION_KINDS, apply_renames
+from features.adjust import ACTION_KINDS, SPLIT_KINDS, apply_renames, first_clash
 from features.inputs import ACTION_INPUT
+from features.windows import ticker_positions
 from stockcast.core.errors import UserError
 from stockcast.data.config import ActionSettings
 from stockcast.data.contract import ACTIONS
@@ -34,6 +35,7 @@ from stockcast.data.validation import (
     DEFAULT_MAX_QUARANTINED_FRACTION,
     RowRule,
     ValidationReport,
+    known_ticker_rule,
     validate_table,
 )
 
@@ -52,10 +54,8 @@ class ActionConflictError(UserError):
 def check_renames(prices: pd.DataFrame, actions: pd.DataFrame) -> None:
     """Refuse a rename whose new ticker already trades before the rename's ex-date: joining the histories would give
     the company two rows on one day. Checked at ingest, so a snapshot never holds actions the features refuse."""
-    joined = apply_renames(prices[["ticker", "date"]], actions, "date")
-    clash = joined.duplicated(["ticker", "date"], keep=False)
-    if clash.any():
-        first = joined[clash].sort_values(["ticker", "date"]).iloc[0]
+    first = first_clash(apply_renames(prices[["ticker", "date"]], actions, "date"))
+    if first is not None:
         rename = actions[(actions["kind"] == "rename") & (actions["new_ticker"] == first["ticker"])].iloc[0]
         raise ActionConflictError(
             f"rename of {rename['ticker']} to {rename['new_ticker']} from {pd.Timestamp(rename['ex_date']).date()}: "
@@ -66,16 +66,7 @@ def check_renames(prices: pd.DataFrame, actions: pd.DataFrame) -> None:
 
 def empty_actions() -> pd.DataFrame:
     """An actions table with no rows (the columns of ``ACTION_COLUMNS``)."""
-    return pd.DataFrame(
-        {
-            "ticker": pd.Series(dtype="str"),
-            "ex_date": pd.Series(dtype="datetime64[ns]"),
-            "kind": pd.Series(dtype="str"),
-            "ratio": pd.Series(dtype="float64"),
-            "new_ticker": pd.Series(dtype="str"),
-            SOURCE_COLUMN: pd.Series(dtype="str"),
-        }
-    )
+    return ACTIONS.empty().assign(**{SOURCE_COLUMN: pd.Series(dtype="str")})
 
 
 def validate_actions(
@@ -86,15 +77,13 @@ def validate_actions(
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check a raw ``corporate_actions.csv``: kinds known, ratios that fit the kind, renames naming the new ticker."""
-    known = pd.Index(sorted(set(known_tickers)))
 
     def rules(_: pd.DataFrame) -> list[RowRule]:
-        splits = lambda t: t["kind"].isin(["split", "reverse_split"])  # noqa: E731
+        splits = lambda t: t["kind"].isin(SPLIT_KINDS)  # noqa: E731
         return [
             ("known_kind", "kind", f"kind must be one of {', '.join(ACTION_KINDS)}",
              lambda t: ~t["kind"].isin(ACTION_KINDS)),
-            ("known_ticker", "ticker", "ticker has no prices (neither in the prices file nor in the snapshot)",
-             lambda t: ~t["ticker"].isin(known)),
+            known_ticker_rule(known_tickers),
             ("split_ratio", "ratio", "a split's ratio must be a positive number other than 1",
              lambda t: splits(t) & ~((t["ratio"] > 0) & (t["ratio"] != 1))),
             ("spinoff_ratio", "ratio", "a spin-off's ratio is the share of the price kept: above 0, below 1",
@@ -120,19 +109,13 @@ def derive_actions(prices: pd.DataFrame, declared: pd.DataFrame, settings: Actio
         _suspected(table[~table["ticker"].isin(with_adj_close)], settings) if settings.detect_from_prices else None
     )
     found = [declared_rows]
+    known_days = pd.MultiIndex.from_frame(declared_rows[["ticker", "ex_date"]])
     for derived in (from_adj_close, suspected):
         if derived is not None and not derived.empty:
             # A declared action of the ticker on that day wins.
-            known_days = pd.MultiIndex.from_frame(declared_rows[["ticker", "ex_date"]])
             found.append(derived[~pd.MultiIndex.from_frame(derived[["ticker", "ex_date"]]).isin(known_days)])
     combined = pd.concat([empty_actions(), *[frame for frame in found if not frame.empty]], ignore_index=True)
     return combined.sort_values(["ticker", "ex_date", "kind"], kind="stable", ignore_index=True)[ACTION_COLUMNS]
-
-
-def _consecutive(table: pd.DataFrame) -> np.ndarray:
-    """True where a row has the previous row's ticker (rows sorted by ticker and date)."""
-    tickers = table["ticker"].to_numpy(dtype=object)
-    return np.r_[False, tickers[1:] == tickers[:-1]]
 
 
 def _from_adj_close(table: pd.DataFrame, settings: ActionSettings) -> pd.DataFrame:
@@ -140,7 +123,7 @@ def _from_adj_close(table: pd.DataFrame, settings: ActionSettings) -> pd.DataFra
     ratio = (table["adj_close"] / table["close"]).to_numpy(dtype=float)
     # Shares after per share before: the back-adjustment factor of the earlier row relative to the later one.
     change = np.r_[np.nan, ratio[1:] / ratio[:-1]]
-    event = _consecutive(table) & (np.abs(np.log(change)) > np.log1p(settings.adj_close_threshold))
+    event = (ticker_positions(table["ticker"]) > 0) & (np.abs(np.log(change)) > np.log1p(settings.adj_close_threshold))
     rows = []
     for ticker, ex_date, shares in zip(table["ticker"][event], table["date"][event], change[event], strict=True):
         usual = _snap(shares, settings.ratios, settings.ratio_tolerance)
@@ -155,7 +138,7 @@ def _from_adj_close(table: pd.DataFrame, settings: ActionSettings) -> pd.DataFra
 
 def _suspected(table: pd.DataFrame, settings: ActionSettings) -> pd.DataFrame:
     """One-day moves of the open and close at a usual split ratio, with volume moving the matching way."""
-    same = _consecutive(table)
+    same = ticker_positions(table["ticker"]) > 0  # the row has a previous row of its ticker
     previous_close = np.r_[np.nan, table["close"].to_numpy(dtype=float)[:-1]]
     close_move = np.log(table["close"].to_numpy(dtype=float) / previous_close)
     open_move = np.log(table["open"].to_numpy(dtype=float) / previous_close)

@@ -52,6 +52,11 @@ def trading_days(
     return sessions[(sessions >= first) & (sessions <= last)]
 
 
+def trading_days_spanning(calendar: str, dates: pd.Series) -> pd.DatetimeIndex:
+    """The trading days of ``calendar`` from the first to the last of ``dates`` (a table's date column)."""
+    return trading_days(calendar, dates.min(), dates.max(), data_dates=pd.DatetimeIndex(dates))
+
+
 @lru_cache(maxsize=8)
 def _sessions(calendar: str) -> pd.DatetimeIndex:
     import exchange_calendars

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from features.inputs import ACTION_INPUT, FINANCIAL_INPUT, PRICE_INPUT, Column
 
 
@@ -29,6 +31,13 @@ class FileContract:
     def all_columns(self) -> tuple[Column, ...]:
         """Required then optional columns, in contract order."""
         return self.columns + self.optional_columns
+
+    def empty(self) -> pd.DataFrame:
+        """A table of the required columns, in their memory types, without rows: what "no such file" reads as."""
+        return pd.DataFrame({column.name: pd.Series(dtype=_DTYPES[column.kind]) for column in self.columns})
+
+
+_DTYPES = {"date": "datetime64[ns]", "text": "str", "number": "float64"}
 
 
 PRICES = FileContract(

@@ -22,13 +22,12 @@ from stockcast.data.actions import (
     check_renames,
     derive_actions,
     describe_action,
-    empty_actions,
     validate_actions,
 )
-from stockcast.data.calendar import missing_trading_days, trading_days
+from stockcast.data.calendar import missing_trading_days, trading_days_spanning
 from stockcast.data.config import DataConfig
 from stockcast.data.contract import ACTIONS, FINANCIALS, ORACLE, PRICES, SECTORS
-from stockcast.data.snapshot import Snapshot, content_version, empty_financials, merge_table
+from stockcast.data.snapshot import Snapshot, content_version, merge_table
 from stockcast.data.sources import list_csv_files, read_optional_source, read_source, sibling
 from stockcast.data.validation import (
     DEFAULT_MAX_QUARANTINED_FRACTION,
@@ -162,7 +161,7 @@ def validate_batch(
     prices = pd.concat([accepted for accepted, _ in validated], ignore_index=True)
     reports = [report for _, report in validated]
     known_tickers = set(prices["ticker"]) | set(previous.tickers if previous else [])
-    financials = empty_financials()
+    financials = FINANCIALS.empty()
     if raw.financials is not None and raw.financials_uri is not None:
         financials, financials_report = validate_financials(
             read_csv_text(raw.financials, file=raw.financials_uri),
@@ -180,10 +179,10 @@ def validate_batch(
         financials = pd.concat([financials, sector_rows(sectors, financials)], ignore_index=True)
     actions = None
     if raw.actions is not None and raw.actions_uri is not None:
-        new_tickers = set(read_csv_text(raw.actions, file=raw.actions_uri).get("new_ticker", []))
+        declared = read_csv_text(raw.actions, file=raw.actions_uri)
         actions, actions_report = validate_actions(
-            read_csv_text(raw.actions, file=raw.actions_uri),
-            known_tickers=known_tickers | new_tickers,
+            declared,
+            known_tickers=known_tickers | set(declared.get("new_ticker", [])),
             file=raw.actions_uri,
             max_quarantined_fraction=max_quarantined_fraction,
         )
@@ -202,7 +201,7 @@ def sector_rows(sectors: pd.DataFrame, financials: pd.DataFrame) -> pd.DataFrame
     tickers whose financials do not already carry one: nothing but the sector is invented."""
     covered = set(financials["ticker"])
     rows = sectors[~sectors["ticker"].isin(covered)]
-    blank = empty_financials()
+    blank = FINANCIALS.empty()
     return pd.concat([blank, rows[["ticker", "sector"]]], ignore_index=True)[list(blank.columns)]
 
 
@@ -220,16 +219,14 @@ def build_snapshot(
     oracle = previous_oracle
     if batch.oracle is not None:
         oracle, _ = merge_table(previous_oracle, batch.oracle, ORACLE.key)
-    declared = previous.actions[previous.actions[SOURCE_COLUMN] == "declared"] if previous else empty_actions()
+    declared = ACTIONS.empty()
+    if previous is not None:
+        declared = previous.actions[previous.actions[SOURCE_COLUMN] == "declared"].drop(columns=SOURCE_COLUMN)
     if batch.actions is not None:
-        declared, _ = merge_table(declared.drop(columns=SOURCE_COLUMN), batch.actions, ACTIONS.key)
-    else:
-        declared = declared.drop(columns=SOURCE_COLUMN)
+        declared, _ = merge_table(declared, batch.actions, ACTIONS.key)
     check_renames(prices, declared)
     actions = derive_actions(prices, declared, settings.actions)
-    sessions = trading_days(
-        settings.calendar, prices["date"].min(), prices["date"].max(), data_dates=pd.DatetimeIndex(prices["date"])
-    )
+    sessions = trading_days_spanning(settings.calendar, prices["date"])
     # The oracle is a benchmark aid, not data a model may learn from: it does not enter the version.
     version = content_version({"prices": prices, "financials": financials, "actions": actions})
     tickers = sorted(prices["ticker"].unique())

@@ -16,7 +16,6 @@ import pandas as pd
 
 from stockcast.core.runs import NoRunError, latest_successful_run, run_by_pathspec
 from stockcast.data.actions import empty_actions
-from stockcast.data.contract import FINANCIALS
 
 INGEST_FLOW = "IngestFlow"
 ORACLE_KEY = ("ticker", "date")
@@ -125,15 +124,6 @@ class Snapshot:
 
     def __repr__(self) -> str:
         return f"Snapshot(version={self.version!r}, run={self.run_pathspec!r})"
-
-
-def empty_financials() -> pd.DataFrame:
-    """A financials table with the contract's columns and no rows: what a prices-only user has."""
-    return pd.DataFrame({c.name: pd.Series(dtype=_dtype(c.kind)) for c in FINANCIALS.columns})
-
-
-def _dtype(kind: str) -> str:
-    return {"date": "datetime64[ns]", "text": "str", "number": "float64"}[kind]
 
 
 def latest_snapshot(branch: str | None = None) -> Snapshot:

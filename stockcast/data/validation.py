@@ -316,6 +316,17 @@ def validate_prices(
     return validate_table(raw, PRICES, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
 
 
+def known_ticker_rule(known_tickers: Iterable[str]) -> RowRule:
+    """The rule "the ticker has prices", for the files that describe tickers (financials, sectors, actions)."""
+    known = pd.Index(sorted(set(known_tickers)))
+    return (
+        "known_ticker",
+        "ticker",
+        "ticker has no prices (neither in the prices file nor in the snapshot)",
+        lambda t: ~t["ticker"].isin(known),
+    )
+
+
 def _trading_day_rule(typed: pd.DataFrame, calendar: str) -> list[RowRule]:
     """The rule "the exchange traded that day", for an exchange calendar and dates it covers."""
     dates = typed["date"].dropna()
@@ -349,7 +360,6 @@ def validate_financials(
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check a raw ``financial_info.csv``; ``known_tickers`` are those with prices (this file or the snapshot)."""
     today = _today(today)
-    known = pd.Index(sorted(set(known_tickers)))
 
     def rules(_: pd.DataFrame) -> list[RowRule]:
         return [
@@ -366,8 +376,7 @@ def validate_financials(
             ),
             ("not_in_future", "report_date", f"report_date is after today ({today.date()})",
              lambda t: t["report_date"] > today),
-            ("known_ticker", "ticker", "ticker has no prices (neither in the prices file nor in the snapshot)",
-             lambda t: ~t["ticker"].isin(known)),
+            known_ticker_rule(known_tickers),
             ("non_negative_revenue", "revenue", "revenue must be >= 0", lambda t: t["revenue"] < 0),
             ("positive_total_assets", "total_assets", "total_assets must be > 0", lambda t: t["total_assets"] <= 0),
             ("non_negative_liabilities", "total_liabilities", "total_liabilities must be >= 0",
@@ -383,20 +392,9 @@ def validate_sectors(
     raw: pd.DataFrame, *, known_tickers: Iterable[str], file: str = SECTORS.file_name
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check a ``sectors.csv`` (``ticker, sector``): one sector per known ticker."""
-    known = pd.Index(sorted(set(known_tickers)))
+    rule = known_ticker_rule(known_tickers)
     return validate_table(
-        raw,
-        SECTORS,
-        file=file,
-        rules=lambda _: [
-            (
-                "known_ticker",
-                "ticker",
-                "ticker has no prices (neither in the prices file nor in the snapshot)",
-                lambda t: ~t["ticker"].isin(known),
-            ),
-        ],
-        max_quarantined_fraction=DEFAULT_MAX_QUARANTINED_FRACTION,
+        raw, SECTORS, file=file, rules=lambda _: [rule], max_quarantined_fraction=DEFAULT_MAX_QUARANTINED_FRACTION
     )
 
 

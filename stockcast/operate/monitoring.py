@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
 
-from features.adjust import PRICE_ACTIONS, share_ratio
+from features.adjust import PRICE_ACTIONS, price_factor
 from stockcast.core.config import Settings
 from stockcast.core.frames import json_ready, require_columns
 from stockcast.serve.schema import PREDICTION_COLUMNS
@@ -202,7 +202,7 @@ def _basis_change(joined: pd.DataFrame, actions: pd.DataFrame | None) -> np.ndar
         if kind not in PRICE_ACTIONS:
             continue
         between = (tickers == ticker) & (as_of < np.datetime64(ex_date)) & (realised >= np.datetime64(ex_date))
-        factor[between] *= 1.0 / ratio if kind == "spinoff" else share_ratio(kind, ratio)
+        factor[between] /= price_factor(kind, ratio)
     return factor
 
 

@@ -24,7 +24,6 @@ from features import FeatureSet, check_fingerprint, get_feature_set, latest_feat
 from stockcast.core.registry import ModelRecord
 from stockcast.data.actions import empty_actions
 from stockcast.data.contract import FINANCIALS, PRICES
-from stockcast.data.snapshot import empty_financials
 from stockcast.train.zoo import BoundedReturns, Estimator
 
 BENTO_MODEL_NAME = "stockcast-model"
@@ -183,7 +182,7 @@ def build_bundle(
     """
     feature_set = get_feature_set(record.feature_set)
     check_fingerprint(record.feature_fingerprint, feature_set)
-    reports = empty_financials() if financials is None else financials
+    reports = FINANCIALS.empty() if financials is None else financials
     return ServingBundle(
         estimator=record.load_model() if estimator is None else estimator,
         record=record,

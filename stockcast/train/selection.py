@@ -19,7 +19,7 @@ from features import FeatureSet, build_features, build_target, get_feature_set
 from features.adjust import apply_renames
 from stockcast.core.frames import json_ready
 from stockcast.core.registry import ModelRecord
-from stockcast.data.calendar import DATA_CALENDAR, trading_days
+from stockcast.data.calendar import DATA_CALENDAR, trading_days_spanning
 from stockcast.data.contract import ORACLE
 from stockcast.data.snapshot import Snapshot
 from stockcast.train.backtest import (
@@ -102,9 +102,7 @@ def build_modelling_data(
     oracle's best prediction when the data came from the generator. The target is joined after the features."""
     target = target or TargetConfig()
     features = build_features(prices, financials, actions=actions, feature_set=feature_set)
-    sessions = trading_days(
-        calendar, prices["date"].min(), prices["date"].max(), data_dates=pd.DatetimeIndex(prices["date"])
-    )
+    sessions = trading_days_spanning(calendar, prices["date"])
     targets = build_target(prices, actions=actions, trading_days=sessions, max_missing_days=target.max_missing_days)
     frame = features.merge(targets, on=["date", "ticker"], how="left", validate="one_to_one")
     if oracle is not None:

@@ -157,8 +157,6 @@ _REPORT_ROLL_MARGIN = pd.Timedelta(days=100)  # report dates fall up to ~75 days
 
 QUIRKS: tuple[str, ...] = ("listings", "splits", "reverse_splits", "spinoff", "rename", "missing_days")
 """The quirk flags of ``MarketSpec``; ``quirks=True`` turns every one on."""
-ACTION_KINDS: tuple[str, ...] = ("split", "reverse_split", "spinoff", "rename", "delisting")
-"""The ``kind`` values of ``MarketData.actions`` (``features.inputs.ACTION_INPUT``)."""
 _PRICE_ACTION_QUIRKS = ("splits", "reverse_splits", "spinoff")  # the quirks that rescale raw prices
 _WARM_UP_DAYS = 130  # no action in the first 130 trading days: the features (min_history 127) have warmed up
 _HELD_OUT_GUARD_DAYS = 10  # nor in the last 10: held-out days never cut one
@@ -263,19 +261,6 @@ class MarketSpec:
         return self.with_adj_close and any(self.quirk_enabled(name) for name in _PRICE_ACTION_QUIRKS)
 
 
-def empty_actions() -> pd.DataFrame:
-    """A corporate-actions table without rows, with the contract's columns and dtypes."""
-    return pd.DataFrame(
-        {
-            "ticker": pd.array([], dtype="str"),
-            "ex_date": pd.Series([], dtype="datetime64[ns]"),
-            "kind": pd.array([], dtype="str"),
-            "ratio": pd.Series([], dtype="float64"),
-            "new_ticker": pd.array([], dtype="str"),
-        }
-    )
-
-
 @dataclass(frozen=True)
 class MarketData:
     """The generated market: the two contract tables, the oracle (kept apart from the user-facing data) and the
@@ -284,7 +269,7 @@ class MarketData:
     prices: pd.DataFrame
     financials: pd.DataFrame
     oracle: pd.DataFrame
-    actions: pd.DataFrame = field(default_factory=empty_actions)
+    actions: pd.DataFrame = field(default_factory=ACTIONS.empty)
 
 
 def _is_integer(value: object) -> bool:
@@ -946,7 +931,7 @@ def _actions_frame(calendar: pd.DatetimeIndex, tickers: np.ndarray, quirks: _Qui
         day = int(last_rows[column]) + 1
         records.append((symbol(int(column), day), calendar[day], "delisting", np.nan, None))
     if not records:
-        return empty_actions()
+        return ACTIONS.empty()
     ticker, ex_date, kind, ratio, new_ticker = zip(*records, strict=True)
     frame = pd.DataFrame(
         {

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.adjust import ACTION_KINDS
 from stockcast.data.calendar import trading_days
 from stockcast.data.contract import ACTIONS, FINANCIALS, ORACLE, PRICES
 from stockcast.data.synthetic.generator import (
-    ACTION_KINDS,
     ADJ_CLOSE,
     QUIRKS,
     MarketData,
