@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"stockcast needs Python 3.11, found {sys.version}"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -88,9 +88,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## lock: re-resolve requirements.lock from pyproject.toml (needs network access to the package index).
+## lock: re-resolve requirements.lock from pyproject.toml, with the sha256 of every file (`make install` checks them);
+## needs network access to the package index.
 lock:
-	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 
 ## bench: every benchmark; copy their sections (also written to bench/results/) into BENCHMARKS.md.
 bench: bench-features bench-training bench-serving bench-batch bench-real-year
