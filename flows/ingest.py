@@ -15,7 +15,14 @@ from stockcast.core.events import DATA_EVENT
 from stockcast.core.params import parse_fraction, parse_optional_date
 from stockcast.data.card import snapshot_card
 from stockcast.data.config import DATA_CONFIG_FILE, DataConfig, parse_data_config
-from stockcast.data.ingest import build_snapshot, load_sources, new_actions, quarantine_summary, validate_batch
+from stockcast.data.ingest import (
+    build_snapshot,
+    held_corrections_summary,
+    load_sources,
+    new_actions,
+    quarantine_summary,
+    validate_batch,
+)
 from stockcast.data.snapshot import latest_snapshot_or_none, load_snapshot
 from stockcast.flowbase import StockcastFlow
 
@@ -62,6 +69,13 @@ class IngestFlow(StockcastFlow):
         type=float,
         help="Reject a file when more than this fraction of its rows break row-level rules (0 to 1).",
     )
+    apply_corrections = Parameter(
+        "apply-corrections",
+        default=False,
+        type=bool,
+        help="Apply corrections of published prices beyond the band of configs/data.toml (corrections."
+        "max_price_change); without it they are held back and listed.",
+    )
     today = Parameter(
         "today",
         default="",
@@ -96,7 +110,7 @@ class IngestFlow(StockcastFlow):
             previous,
             today=self.as_of_today,
             max_quarantined_fraction=self.quarantine_limit,
-            calendar=self.settings.calendar,
+            settings=self.settings,
         )
         for line in quarantine_summary([report.to_dict() for report in self.batch.reports]):
             print(line)
@@ -109,7 +123,7 @@ class IngestFlow(StockcastFlow):
     def publish(self):
         """Merge into the previous snapshot and publish the merged tables under their content version."""
         previous = load_snapshot(self.previous_snapshot) if self.previous_snapshot else None
-        content = build_snapshot(previous, self.batch, self.settings)
+        content = build_snapshot(previous, self.batch, self.settings, apply_corrections=self.apply_corrections)
         self.prices, self.financials, self.oracle = content.prices, content.financials, content.oracle
         self.actions = content.actions
         self.snapshot = content.summary
@@ -137,6 +151,8 @@ class IngestFlow(StockcastFlow):
                 f"{' (' + ', '.join(missing['market'][:5]) + ')' if missing['market'] else ''}; "
                 f"{len(missing['tickers'])} ticker(s) lack days of their own history."
             )
+        for line in held_corrections_summary(summary["held_corrections"]):
+            print(line)
         print(f"Card: python flows/ingest.py card get {current.run_id}/publish --id snapshot snapshot.html")
 
 

@@ -29,7 +29,7 @@ from features.adjust import ACTION_KINDS, SPLIT_KINDS, apply_renames, first_clas
 from features.inputs import ACTION_INPUT
 from features.windows import ticker_positions
 from stockcast.core.errors import UserError
-from stockcast.data.config import ActionSettings
+from stockcast.data.config import DEFAULT_TICKER_PATTERN, ActionSettings
 from stockcast.data.contract import ACTIONS
 from stockcast.data.validation import (
     DEFAULT_MAX_QUARANTINED_FRACTION,
@@ -75,6 +75,7 @@ def validate_actions(
     known_tickers: Iterable[str],
     file: str = ACTIONS.file_name,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check a raw ``corporate_actions.csv``: kinds known, ratios that fit the kind, renames naming the new ticker."""
 
@@ -92,7 +93,14 @@ def validate_actions(
              lambda t: (t["kind"] == "rename") & (t["new_ticker"].isna() | (t["new_ticker"] == t["ticker"]))),
         ]  # fmt: skip
 
-    return validate_table(raw, ACTIONS, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+    return validate_table(
+        raw,
+        ACTIONS,
+        file=file,
+        rules=rules,
+        max_quarantined_fraction=max_quarantined_fraction,
+        ticker_pattern=ticker_pattern,
+    )
 
 
 def derive_actions(prices: pd.DataFrame, declared: pd.DataFrame, settings: ActionSettings) -> pd.DataFrame:

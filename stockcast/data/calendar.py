@@ -52,6 +52,16 @@ def trading_days(
     return sessions[(sessions >= first) & (sessions <= last)]
 
 
+def time_zone(calendar: str) -> str | None:
+    """The exchange's time zone (``America/New_York`` for XNYS): a timestamp with an offset is converted to it to
+    tell its trading day. ``None`` for the ``"data"`` calendar, which has no place."""
+    if calendar == DATA_CALENDAR:
+        return None
+    import exchange_calendars
+
+    return str(exchange_calendars.get_calendar(calendar, start=_EARLIEST).tz)
+
+
 def trading_days_spanning(calendar: str, dates: pd.Series) -> pd.DatetimeIndex:
     """The trading days of ``calendar`` from the first to the last of ``dates`` (a table's date column)."""
     return trading_days(calendar, dates.min(), dates.max(), data_dates=pd.DatetimeIndex(dates))

@@ -27,6 +27,7 @@ def snapshot_card(summary: dict, prices: pd.DataFrame, *, chart_tickers: int = 5
                 "{appended} / {corrected} / {unchanged}".format(**merge["prices"]),
             ),
             ("tickers with prices only", len(summary["prices_only_tickers"])),
+            ("corrections held back for review", summary.get("held_corrections", {}).get("count", 0)),
         ],
         columns=["", "value"],
     )
@@ -68,6 +69,7 @@ def snapshot_card(summary: dict, prices: pd.DataFrame, *, chart_tickers: int = 5
         ],
         columns=["ticker", "missing days", "first"],
     )
+    held = pd.DataFrame(summary.get("held_corrections", {}).get("first", []))
     shown = sorted(prices["ticker"].unique())[:chart_tickers]
     recent = prices[prices["ticker"].isin(shown)][["date", "ticker", "close"]]
     return [
@@ -75,6 +77,18 @@ def snapshot_card(summary: dict, prices: pd.DataFrame, *, chart_tickers: int = 5
         table(overview),
         Markdown("## Rows left out by validation" if len(violations) else "## Validation: every row accepted"),
         *([table(violations)] if len(violations) else []),
+        *(
+            [
+                Markdown(
+                    "## Corrections held back (first rows)\n\nRe-sent rows that would move a published price by more "
+                    "than the band of configs/data.toml; the published rows stay until the files are ingested again "
+                    "with --apply-corrections."
+                ),
+                table(held),
+            ]
+            if len(held)
+            else []
+        ),
         Markdown(
             f"## Corporate actions ({len(actions)})\n\nDeclared in corporate_actions.csv, read off adj_close, or "
             "suspected from a one-day move at a usual split ratio with the matching volume jump (confirm those in "

@@ -6,6 +6,7 @@ the calendar name from it (through the snapshot, which records the calendar its 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,12 +44,39 @@ class ActionSettings(Settings):
     size comes with panic volume (several times the usual value traded)."""
 
 
+DEFAULT_TICKER_PATTERN = r"^\^?[A-Za-z0-9][A-Za-z0-9./_-]{0,19}$"
+"""Tickers as exchanges and vendors write them (``AAPL``, ``BRK.B``, ``BRK-B``, ``BRK/B``, ``7203.T``, ``^GSPC``):
+printable ASCII letters, digits and ``. / _ -``, at most 20 characters. What it refuses is what must never be
+published: a spreadsheet formula (``=cmd|...``), a zero-width or other invisible character, spaces, quotes."""
+
+
+class CorrectionSettings(Settings):
+    """When a re-sent row that changes a published one is applied (a correction) or held back for review."""
+
+    max_price_change: Annotated[float, Field(gt=0.0)] = 0.2
+    """A correction moving any of open, high, low or close by more than this (relative) is held back: vendors
+    correct prices by cents, while a whole history scaled (a file in cents, a split-adjusted re-download) moves
+    them by a factor. ``--apply-corrections`` applies them all the same."""
+
+
 class DataConfig(Settings):
     """The whole data configuration."""
 
     calendar: str = DEFAULT_CALENDAR
     """An exchange code of ``exchange-calendars`` (XNYS, XLON, XTKS, ...) or "data" (the dates the data has)."""
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN
+    """The regular expression every ticker must match (prices, financials, actions, sectors, API requests)."""
     actions: ActionSettings = Field(default_factory=ActionSettings)
+    corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
+
+    @field_validator("ticker_pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return pattern
 
     @field_validator("calendar")
     @classmethod

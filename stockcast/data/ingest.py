@@ -27,7 +27,7 @@ from stockcast.data.actions import (
 from stockcast.data.calendar import missing_trading_days, trading_days_spanning
 from stockcast.data.config import DataConfig
 from stockcast.data.contract import ACTIONS, FINANCIALS, ORACLE, PRICES, SECTORS
-from stockcast.data.snapshot import Snapshot, content_version, merge_table
+from stockcast.data.snapshot import Snapshot, content_version, implausible_corrections, merge_table
 from stockcast.data.sources import list_csv_files, read_optional_source, read_source, sibling
 from stockcast.data.validation import (
     DEFAULT_MAX_QUARANTINED_FRACTION,
@@ -145,16 +145,20 @@ def validate_batch(
     *,
     today: pd.Timestamp | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
-    calendar: str = DataConfig().calendar,
+    settings: DataConfig | None = None,
 ) -> ValidatedBatch:
-    """Validate every input file; raise ``ContractViolationError`` (listing every rejection) if any is rejected."""
+    """Validate every input file against the contract and the data configuration (calendar, ticker pattern); raise
+    ``ContractViolationError`` (listing every rejection) if any is rejected."""
+    settings = settings or DataConfig()
+    pattern = settings.ticker_pattern
     validated = [
         validate_prices(
             read_price_file(data, file=uri, one_ticker_file=raw.per_ticker_files),
             file=uri,
             today=today,
             max_quarantined_fraction=max_quarantined_fraction,
-            calendar=calendar,
+            calendar=settings.calendar,
+            ticker_pattern=pattern,
         )
         for uri, data in raw.price_files
     ]
@@ -169,11 +173,15 @@ def validate_batch(
             file=raw.financials_uri,
             today=today,
             max_quarantined_fraction=max_quarantined_fraction,
+            ticker_pattern=pattern,
         )
         reports.append(financials_report)
     if raw.sectors is not None and raw.sectors_uri is not None:
         sectors, sectors_report = validate_sectors(
-            read_csv_text(raw.sectors, file=raw.sectors_uri), known_tickers=known_tickers, file=raw.sectors_uri
+            read_csv_text(raw.sectors, file=raw.sectors_uri),
+            known_tickers=known_tickers,
+            file=raw.sectors_uri,
+            ticker_pattern=pattern,
         )
         reports.append(sectors_report)
         financials = pd.concat([financials, sector_rows(sectors, financials)], ignore_index=True)
@@ -185,6 +193,7 @@ def validate_batch(
             known_tickers=known_tickers | set(declared.get("new_ticker", [])),
             file=raw.actions_uri,
             max_quarantined_fraction=max_quarantined_fraction,
+            ticker_pattern=pattern,
         )
         reports.append(actions_report)
     oracle = None
@@ -205,13 +214,32 @@ def sector_rows(sectors: pd.DataFrame, financials: pd.DataFrame) -> pd.DataFrame
     return pd.concat([blank, rows[["ticker", "sector"]]], ignore_index=True)[list(blank.columns)]
 
 
+CORRECTED_PRICES = ("open", "high", "low", "close")
+"""The prices a correction is checked on (``adj_close`` moves with every dividend a vendor re-adjusts for)."""
+HELD_SHOWN = 10
+
+
 def build_snapshot(
-    previous: Snapshot | None, batch: ValidatedBatch, settings: DataConfig | None = None
+    previous: Snapshot | None,
+    batch: ValidatedBatch,
+    settings: DataConfig | None = None,
+    *,
+    apply_corrections: bool = False,
 ) -> SnapshotContent:
     """Merge the batch into the previous snapshot, find its corporate actions and missing trading days, and
-    describe the result; the version is the content hash."""
+    describe the result; the version is the content hash.
+
+    Corrections of published prices beyond the configured band are held back (left out and listed in the summary's
+    ``held_corrections``) unless ``apply_corrections``.
+    """
     settings = settings or DataConfig()
-    prices, price_stats = merge_table(previous.prices if previous else None, batch.prices, PRICES.key)
+    previous_prices = previous.prices if previous else None
+    held = implausible_corrections(
+        previous_prices, batch.prices, PRICES.key, CORRECTED_PRICES, settings.corrections.max_price_change
+    )
+    if apply_corrections:
+        held = held.iloc[0:0]
+    prices, price_stats = merge_table(previous_prices, batch.prices.drop(index=held.index), PRICES.key)
     financials, financial_stats = merge_table(
         previous.financials if previous else None, batch.financials, FINANCIALS.key
     )
@@ -254,6 +282,15 @@ def build_snapshot(
         ),
         "missing_days": missing_trading_days(prices, sessions),
         "merge": {"prices": price_stats.to_dict(), "financials": financial_stats.to_dict()},
+        "held_corrections": {
+            "count": len(held),
+            "max_price_change": settings.corrections.max_price_change,
+            "first": json_ready(
+                held.head(HELD_SHOWN)
+                .assign(date=held["date"].head(HELD_SHOWN).dt.strftime("%Y-%m-%d"))
+                .to_dict("records")
+            ),
+        },
         "validation": [report.to_dict() for report in batch.reports],
     }
     return SnapshotContent(version, prices, financials, oracle, actions, summary)
@@ -264,6 +301,27 @@ def quarantine_summary(reports: list[dict], *, shown: int = 10) -> list[str]:
     lines = [violation["message"] for report in reports for violation in report["violations"]]
     if len(lines) > shown:
         lines = [*lines[:shown], f"... and {len(lines) - shown} more rule(s) broken; see the snapshot card"]
+    return lines
+
+
+def held_corrections_summary(held: dict) -> list[str]:
+    """What the correction band held back, for the console: a count, the first rows, and how to apply them."""
+    if not held.get("count"):
+        return []
+    lines = [
+        f"Held back {held['count']} correction(s) of published prices moving open, high, low or close by more than "
+        f"{held['max_price_change']:.0%} (corrections.max_price_change); the published rows stay:"
+    ]
+    for row in held["first"]:
+        changes = ", ".join(
+            f"{column} {row[f'{column}_before']:g} -> {row[column]:g}"
+            for column in CORRECTED_PRICES
+            if row[column] != row[f"{column}_before"]
+        )
+        lines.append(f"  {row['ticker']} {row['date']}: {changes}")
+    if held["count"] > len(held["first"]):
+        lines.append(f"  ... and {held['count'] - len(held['first'])} more")
+    lines.append("Check them; if they are right, ingest the same files again with --apply-corrections.")
     return lines
 
 

@@ -57,18 +57,43 @@ def merge_table(
     return merged, stats
 
 
+def implausible_corrections(
+    previous: pd.DataFrame | None,
+    new: pd.DataFrame,
+    key: tuple[str, ...],
+    columns: tuple[str, ...],
+    max_change: float,
+) -> pd.DataFrame:
+    """The rows of ``new`` that would correct a row of ``previous`` by moving any of ``columns`` by more than
+    ``max_change`` (relative), with the values before and after: corrections to hold back for review. Vendors
+    correct a price by cents; a whole history scaled (a file in cents, a split-adjusted re-download) is another
+    basis, and applied silently it would rewrite the past. Indexed like ``new``."""
+    wanted = [*key, *columns]
+    if previous is None or previous.empty or new.empty:
+        return new.iloc[0:0][wanted]
+    before = previous[wanted].rename(columns={column: f"{column}_before" for column in columns})
+    joined = new[wanted].merge(before, on=list(key), how="left", validate="many_to_one").set_index(new.index)
+    moved = pd.concat(
+        [(joined[column] / joined[f"{column}_before"] - 1.0).abs() > max_change for column in columns], axis=1
+    ).any(axis=1)
+    return joined[moved.to_numpy()]
+
+
 def content_version(tables: Mapping[str, pd.DataFrame | None]) -> str:
     """A short, stable content hash of the named tables: the snapshot version.
 
-    Tables are serialised canonically (sorted by name, rows in their key order, full float precision, ISO
-    dates), so the version depends on the data only, not on the run, the machine or the order rows arrived in.
+    Tables are serialised canonically (sorted by name, columns by name, rows by every column, full float precision,
+    ISO dates), so the version depends on the data only: not on the run, the machine, the order rows or columns
+    arrived in, nor on how many runs it took to get there.
     """
     digest = hashlib.sha256()
     for name in sorted(tables):
         table = tables[name]
         digest.update(f"\x00{name}\x00".encode())
         if table is not None:
-            digest.update(table.to_csv(index=False, float_format="%.17g", date_format="%Y-%m-%d").encode())
+            columns = sorted(table.columns)
+            canonical = table[columns].sort_values(columns, kind="stable", na_position="last")
+            digest.update(canonical.to_csv(index=False, float_format="%.17g", date_format="%Y-%m-%d").encode())
     return digest.hexdigest()[:16]
 
 

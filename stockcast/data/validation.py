@@ -13,16 +13,19 @@ Line numbers are those of the CSV file as a person sees it in an editor: the hea
 
 from __future__ import annotations
 
+import csv
 import io
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from stockcast.core.errors import UserError
-from stockcast.data.calendar import DATA_CALENDAR, CalendarError, trading_days
+from stockcast.data.calendar import DATA_CALENDAR, CalendarError, time_zone, trading_days
+from stockcast.data.config import DEFAULT_TICKER_PATTERN
 from stockcast.data.contract import FINANCIALS, ORACLE, PRICES, SECTORS, FileContract
 
 Action = Literal["reject", "quarantine"]
@@ -54,6 +57,8 @@ class Violation:
         consequence = "file rejected" if self.action == "reject" else "rows quarantined"
         if self.column == FILE_LEVEL:
             return f"{self.file}: rule '{self.rule}' broken: {self.detail} ({consequence})"
+        if not self.lines and self.action == "reject":
+            return f"{self.file}: rule '{self.rule}' broken in column '{self.column}': {self.detail} ({consequence})"
         where = ""
         if self.lines:
             shown = ", ".join(str(line) for line in self.lines)
@@ -153,22 +158,70 @@ class _Checker:
 
 
 def read_csv_text(data: bytes, *, file: str) -> pd.DataFrame:
-    """Read CSV bytes into a frame of stripped strings; a malformed file raises naming the file and pandas' reason."""
+    """Read CSV bytes into a frame of stripped strings. A file that cannot be read as a comma-separated table is
+    rejected with the reason a person can act on: its encoding, its delimiter, the first line whose number of fields
+    differs from the header's, or pandas' own reason."""
+    text = _decode(data, file)
+    if not text.strip():
+        _reject_file(file, "readable_csv", "the file is empty")
+    header = [name.strip() for name in _check_fields(text, file)]
     try:
-        raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        report = ValidationReport(
-            file,
-            0,
-            0,
-            (Violation(file, "readable_csv", FILE_LEVEL, f"not a readable CSV file: {exc}", "reject", 1),),
-        )
-        raise ContractViolationError([report]) from exc
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        _reject_file(file, "readable_csv", f"not a readable CSV file: {exc}")
     raw.columns = [str(c).strip() for c in raw.columns]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        _reject_file(file, "unique_columns", f"column(s) named more than once in the header: {', '.join(duplicated)}")
     return raw.apply(lambda column: column.str.strip())
 
 
-def _parse_columns(raw: pd.DataFrame, contract: FileContract, checker: _Checker) -> pd.DataFrame:
+def _decode(data: bytes, file: str) -> str:
+    """The file's text: UTF-8, with or without the byte-order mark spreadsheets write."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        _reject_file(file, "utf8_text", "the file is UTF-16 text; save it as UTF-8 (CSV UTF-8 in spreadsheets)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        _reject_file(file, "utf8_text", f"line {line} is not UTF-8 text (byte {exc.start}); save the file as UTF-8")
+    raise AssertionError("unreachable")
+
+
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _check_fields(text: str, file: str) -> list[str]:
+    """The header's fields; reject a file that is not one comma-separated table: a header without commas but another
+    usual delimiter (it would read as one column), a line with more or fewer fields than the header, a quote never
+    closed."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    record_line = 1  # where the record being read starts: a quote left open swallows the lines after it
+    try:
+        header = next(reader, [])
+        if len(header) == 1:
+            for delimiter, name in _OTHER_DELIMITERS.items():
+                if delimiter in header[0]:
+                    _reject_file(file, "comma_separated", f"looks {name}-separated; separate fields with commas")
+        record_line = reader.line_num + 1
+        for row in reader:
+            if row and len(row) != len(header):
+                _reject_file(
+                    file, "field_count", f"line {record_line} has {len(row)} fields, the header has {len(header)}"
+                )
+            record_line = reader.line_num + 1
+    except csv.Error as exc:
+        _reject_file(file, "readable_csv", f"not a readable CSV file: line {record_line}: {exc}")
+    return header
+
+
+def _reject_file(file: str, rule: str, detail: str) -> NoReturn:
+    """Reject a whole file for a reason found before its rows could be read."""
+    report = ValidationReport(file, 0, 0, (Violation(file, rule, FILE_LEVEL, detail, "reject", 1),))
+    raise ContractViolationError([report])
+
+
+def _parse_columns(raw: pd.DataFrame, contract: FileContract, checker: _Checker, time_zone: str | None) -> pd.DataFrame:
     """Typed columns from the raw strings; missing and unparseable values quarantine their rows."""
     parsed: dict[str, pd.Series] = {}
     for column in contract.all_columns():
@@ -182,16 +235,48 @@ def _parse_columns(raw: pd.DataFrame, contract: FileContract, checker: _Checker)
             parsed[column.name] = text.where(~missing).astype("str")
             continue
         if column.kind == "date":
-            values = pd.to_datetime(text.where(~missing), format="ISO8601", errors="coerce", utc=True)
-            values = values.dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
-            unparseable = values.isna().to_numpy() & ~missing
-            checker.quarantine("date_format", column.name, "not an ISO date (YYYY-MM-DD)", unparseable)
+            values = _parse_dates(text, missing, column.name, checker, time_zone)
         else:
             values = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
             unparseable = ~np.isfinite(values.to_numpy()) & ~missing
             checker.quarantine("number_format", column.name, "not a finite number", unparseable)
         parsed[column.name] = values
     return pd.DataFrame(parsed, index=raw.index)
+
+
+_WITH_OFFSET = r"\d[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+"""An ISO timestamp with a UTC offset (``2024-03-01T22:00:00-05:00``, ``...Z``)."""
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+LATEST_DATE = pd.Timestamp("2199-12-31")
+"""Dates outside these are typing errors in any market history (and beyond what a timestamp column can hold)."""
+
+
+def _parse_dates(
+    text: pd.Series, missing: np.ndarray, name: str, checker: _Checker, time_zone: str | None
+) -> pd.Series:
+    """Calendar days from ISO dates. A timestamp with a UTC offset is converted to the exchange's time zone before
+    its day is taken (10 pm in New York is that day there, not the next day in UTC); without an exchange calendar
+    there is no time zone to convert to, and the row is quarantined rather than put on a guessed day."""
+    zoned = text.str.contains(_WITH_OFFSET, regex=True).to_numpy() & ~missing
+    values = pd.to_datetime(text.where(~missing & ~zoned), format="ISO8601", errors="coerce")
+    if zoned.any():
+        if time_zone is None:
+            checker.quarantine(
+                "date_time_zone",
+                name,
+                "a timestamp with a UTC offset needs an exchange calendar (configs/data.toml) to tell its trading "
+                "day; write the day alone (YYYY-MM-DD)",
+                zoned,
+            )
+        else:
+            local = pd.to_datetime(text.where(zoned), format="ISO8601", errors="coerce", utc=True)
+            values = values.where(~zoned, local.dt.tz_convert(time_zone).dt.tz_localize(None))
+    values = values.dt.normalize()
+    unparseable = values.isna().to_numpy() & ~missing & ~(zoned & (time_zone is None))
+    checker.quarantine("date_format", name, "not an ISO date (YYYY-MM-DD)", unparseable)
+    outside = ((values < EARLIEST_DATE) | (values > LATEST_DATE)).to_numpy()
+    checker.quarantine("date_range", name, f"date before {EARLIEST_DATE.date()} or after {LATEST_DATE.date()}", outside)
+    return values.where(~outside).astype("datetime64[ns]")
 
 
 def _check_columns(raw: pd.DataFrame, contract: FileContract, checker: _Checker) -> list[str]:
@@ -201,7 +286,8 @@ def _check_columns(raw: pd.DataFrame, contract: FileContract, checker: _Checker)
         checker.reject(
             "required_columns",
             ", ".join(missing),
-            f"required column(s) missing; expected {', '.join(contract.required_names)}",
+            f"required column(s) missing; expected {', '.join(contract.required_names)} (names are case-sensitive), "
+            f"found {', '.join(str(c)[:40] for c in raw.columns[:10]) or 'none'}",
         )
     if len(raw) == 0:
         checker.reject("has_rows", FILE_LEVEL, "file has a header but no data rows")
@@ -264,18 +350,44 @@ def validate_table(
     file: str,
     rules: Callable[[pd.DataFrame], list[RowRule]],
     max_quarantined_fraction: float,
+    time_zone: str | None = None,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> tuple[pd.DataFrame, ValidationReport]:
-    """The validation pipeline every contract file goes through: columns, parsing, row rules, keys, threshold."""
+    """The validation pipeline every contract file goes through: columns, parsing, row rules, keys, threshold.
+
+    Every ticker column must match ``ticker_pattern``; dates with a UTC offset are read in ``time_zone``."""
     checker = _Checker(file, len(raw))
     notes = _check_columns(raw, contract, checker)
     if checker.violations:
         return pd.DataFrame(columns=contract.required_names), checker.report(0, notes)
-    typed = _parse_columns(raw, contract, checker)
-    for rule, column, detail, is_bad in rules(typed):
+    typed = _parse_columns(raw, contract, checker, time_zone)
+    for rule, column, detail, is_bad in [*_ticker_rules(typed, ticker_pattern), *rules(typed)]:
         # Missing values were quarantined by the parser already; NaN comparisons count as "not broken" here.
         checker.quarantine(rule, column, detail, is_bad(typed).fillna(False).to_numpy(dtype=bool))
     _check_keys(typed, contract, checker)
     return _finish(typed, contract, checker, notes, max_quarantined_fraction)
+
+
+def _ticker_rules(typed: pd.DataFrame, pattern: str) -> list[RowRule]:
+    """The rule "a ticker looks like a ticker" for each ticker column of a file (``new_ticker`` may be empty)."""
+    matcher = re.compile(pattern)
+
+    def breaks(values: pd.Series) -> pd.Series:
+        return values.map(lambda value: isinstance(value, str) and matcher.fullmatch(value) is None).astype(bool)
+
+    detail = f"not a ticker: must match {pattern} (ticker_pattern in configs/data.toml)"
+    return [
+        ("ticker_format", name, detail, lambda t, name=name: breaks(t[name]))
+        for name in ("ticker", "new_ticker")
+        if name in typed
+    ]
+
+
+MAX_PRICE = 1e9
+MAX_VOLUME = 1e13
+MAX_FIGURE = 1e15
+"""Bounds no real price, day's volume or reported figure reaches in any currency: beyond them a value is a unit or
+typing error (a price in millionths, 1e308), and would overflow the features built on it."""
 
 
 def _today(today: pd.Timestamp | None) -> pd.Timestamp:
@@ -289,10 +401,12 @@ def validate_prices(
     today: pd.Timestamp | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
     calendar: str = DATA_CALENDAR,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check a raw ``stock_price.csv`` against the contract; return the accepted typed rows and the report.
 
-    With an exchange ``calendar``, rows dated on a day it does not trade (a weekend, a holiday) are quarantined.
+    With an exchange ``calendar``, rows dated on a day it does not trade (a weekend, a holiday) are quarantined, and
+    timestamps with a UTC offset are read in the exchange's time zone.
     """
     today = _today(today)
 
@@ -302,7 +416,9 @@ def validate_prices(
             ("not_in_future", "date", f"date is after today ({today.date()})", lambda t: t["date"] > today),
             *_trading_day_rule(typed, calendar),
             *[("positive_price", p, "price must be > 0", lambda t, p=p: t[p] <= 0) for p in prices],
+            *[("plausible_price", p, f"price above {MAX_PRICE:.0e}", lambda t, p=p: t[p] > MAX_PRICE) for p in prices],
             ("non_negative_volume", "volume", "volume must be >= 0", lambda t: t["volume"] < 0),
+            ("plausible_volume", "volume", f"volume above {MAX_VOLUME:.0e}", lambda t: t["volume"] > MAX_VOLUME),
             (
                 "ohlc_order",
                 "low, open, close, high",
@@ -313,7 +429,15 @@ def validate_prices(
             ),
         ]
 
-    return validate_table(raw, PRICES, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+    return validate_table(
+        raw,
+        PRICES,
+        file=file,
+        rules=rules,
+        max_quarantined_fraction=max_quarantined_fraction,
+        time_zone=time_zone(calendar),
+        ticker_pattern=ticker_pattern,
+    )
 
 
 def known_ticker_rule(known_tickers: Iterable[str]) -> RowRule:
@@ -357,6 +481,7 @@ def validate_financials(
     file: str = FINANCIALS.file_name,
     today: pd.Timestamp | None = None,
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check a raw ``financial_info.csv``; ``known_tickers`` are those with prices (this file or the snapshot)."""
     today = _today(today)
@@ -383,18 +508,36 @@ def validate_financials(
              lambda t: t["total_liabilities"] < 0),
             ("positive_shares", "shares_outstanding", "shares_outstanding must be > 0",
              lambda t: t["shares_outstanding"] <= 0),
+            *[("plausible_figure", figure, f"|value| above {MAX_FIGURE:.0e}",
+               lambda t, figure=figure: t[figure].abs() > MAX_FIGURE) for figure in FIGURES],
         ]  # fmt: skip
 
-    return validate_table(raw, FINANCIALS, file=file, rules=rules, max_quarantined_fraction=max_quarantined_fraction)
+    return validate_table(
+        raw,
+        FINANCIALS,
+        file=file,
+        rules=rules,
+        max_quarantined_fraction=max_quarantined_fraction,
+        ticker_pattern=ticker_pattern,
+    )
 
 
 def validate_sectors(
-    raw: pd.DataFrame, *, known_tickers: Iterable[str], file: str = SECTORS.file_name
+    raw: pd.DataFrame,
+    *,
+    known_tickers: Iterable[str],
+    file: str = SECTORS.file_name,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check a ``sectors.csv`` (``ticker, sector``): one sector per known ticker."""
     rule = known_ticker_rule(known_tickers)
     return validate_table(
-        raw, SECTORS, file=file, rules=lambda _: [rule], max_quarantined_fraction=DEFAULT_MAX_QUARANTINED_FRACTION
+        raw,
+        SECTORS,
+        file=file,
+        rules=lambda _: [rule],
+        max_quarantined_fraction=DEFAULT_MAX_QUARANTINED_FRACTION,
+        ticker_pattern=ticker_pattern,
     )
 
 

@@ -12,7 +12,14 @@ import pytest
 from features import build_features
 from features.adjust import ACTION_KINDS
 from stockcast.data.calendar import trading_days
-from stockcast.data.ingest import build_snapshot, load_sources, new_actions, quarantine_summary, validate_batch
+from stockcast.data.ingest import (
+    build_snapshot,
+    held_corrections_summary,
+    load_sources,
+    new_actions,
+    quarantine_summary,
+    validate_batch,
+)
 from stockcast.data.synthetic.generator import MarketSpec, generate_market, write_market
 from stockcast.data.validation import ContractViolationError
 
@@ -184,3 +191,29 @@ def test_a_day_reports_only_the_actions_it_brought():
     new = {"ticker": "B", "ex_date": "2024-03-01", "kind": "spinoff"}
     assert new_actions([old, new], [old]) == [new]
     assert new_actions([old], []) == [old]
+
+
+def test_a_bad_ticker_pattern_in_the_configuration_is_refused():
+    from stockcast.core.config import ConfigError
+    from stockcast.data.config import parse_data_config
+
+    with pytest.raises(ConfigError, match="ticker_pattern"):
+        parse_data_config('ticker_pattern = "[A-Z"\n')
+
+
+def test_corrections_beyond_the_band_are_held_unless_applied(files):
+    first = validate_batch(load_sources(str(files["prices"]), ""), None, today=TODAY)
+    content = build_snapshot(None, first)
+    previous = SimpleNamespace(
+        prices=content.prices, financials=content.financials, oracle=None, actions=content.actions,
+        version=content.version, tickers=content.summary["tickers"],
+    )  # fmt: skip
+    scaled = first.prices.assign(**{c: first.prices[c] * 100 for c in ("open", "high", "low", "close")})
+    resent = replace(first, prices=scaled)
+    held = build_snapshot(previous, resent)
+    assert held.version == content.version
+    assert held.summary["held_corrections"]["count"] == len(scaled)
+    lines = held_corrections_summary(held.summary["held_corrections"])
+    assert "more than 20%" in lines[0] and "--apply-corrections" in lines[-1]
+    applied = build_snapshot(previous, resent, apply_corrections=True)
+    assert applied.version != content.version and applied.summary["merge"]["prices"]["corrected"] == len(scaled)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stockcast.data.snapshot import MergeStats, content_version, merge_table
+from stockcast.data.snapshot import MergeStats, content_version, implausible_corrections, merge_table
 
 KEY = ("ticker", "date")
 
@@ -65,3 +67,55 @@ def test_any_change_gives_a_new_version():
     assert content_version({"prices": DAY1.iloc[:1]}) != base
     assert content_version({"quotes": DAY1}) != base
     assert len(base) == 16 and int(base, 16) >= 0
+
+
+# --- The version is a function of the content alone -------------------------------------------------------------
+
+TABLE = pd.DataFrame(
+    {
+        "date": pd.to_datetime(["2024-01-02", "2024-01-02", "2024-01-03", "2024-01-03"]),
+        "ticker": ["AAA", "BBB", "AAA", "BBB"],
+        "close": [10.0, 20.0, 10.5, float("nan")],
+        "volume": [100.0, 200.0, 150.0, 250.0],
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.permutations(range(len(TABLE))), columns=st.permutations(list(TABLE.columns)))
+def test_the_version_ignores_row_and_column_order(rows, columns):
+    shuffled = TABLE.iloc[list(rows)][list(columns)].reset_index(drop=True)
+    assert content_version({"prices": shuffled, "financials": None}) == content_version(
+        {"prices": TABLE, "financials": None}
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(row=st.integers(0, len(TABLE) - 1), change=st.floats(1e-9, 1e3))
+def test_the_version_sees_any_change_of_a_value(row, change):
+    changed = TABLE.copy()
+    changed.loc[row, "volume"] += change
+    assert content_version({"prices": changed}) != content_version({"prices": TABLE})
+
+
+def test_a_merge_that_reorders_columns_keeps_the_version():
+    reordered = TABLE[["volume", "close", "ticker", "date"]]
+    merged, stats = merge_table(TABLE, reordered, KEY)
+    assert stats.corrected == 0
+    assert content_version({"prices": merged}) == content_version({"prices": TABLE})
+
+
+# --- Corrections beyond the plausibility band are held back ------------------------------------------------------
+
+
+def test_a_correction_beyond_the_band_is_held_with_both_values():
+    corrected = TABLE.assign(close=[10.1, 20.0 * 100, 10.5, 30.0])
+    held = implausible_corrections(TABLE, corrected, KEY, ("close",), max_change=0.2)
+    assert held[["ticker", "close_before", "close"]].values.tolist() == [["BBB", 20.0, 2000.0]]
+    assert held.index.tolist() == [1]  # indexed like the new rows, so the caller can drop them
+
+
+def test_new_rows_and_a_first_batch_are_never_held():
+    later = TABLE.assign(date=TABLE["date"] + pd.Timedelta(days=7), close=TABLE["close"] * 100)
+    assert implausible_corrections(TABLE, later, KEY, ("close",), max_change=0.2).empty
+    assert implausible_corrections(None, TABLE, KEY, ("close",), max_change=0.2).empty

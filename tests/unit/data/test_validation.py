@@ -253,3 +253,98 @@ def test_inputs_are_not_mutated():
     before = raw.copy()
     validate_prices(raw, today=TODAY, max_quarantined_fraction=0.5)
     pd.testing.assert_frame_equal(raw, before)
+
+
+# --- Time zones, tickers and magnitudes (issue 17) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stamp", "day"),
+    [
+        ("2024-01-03T22:00:00-05:00", "2024-01-03"),  # 10 pm in New York: still that day there (UTC: the next day)
+        ("2024-01-03T21:00:00Z", "2024-01-03"),  # 4 pm in New York, written in UTC
+        ("2024-01-04T02:30:00+00:00", "2024-01-03"),  # 9:30 pm New York
+        ("2024-01-03 15:59", "2024-01-03"),  # no offset: the day as written
+    ],
+)
+def test_a_timestamp_with_an_offset_is_read_in_the_exchange_time_zone(stamp, day):
+    accepted, report = _prices(_edit(PRICES_CSV, 3, "date", stamp), calendar="XNYS")
+    assert not report.violations
+    assert accepted.loc[accepted["ticker"].eq("AAA"), "date"].dt.strftime("%Y-%m-%d").tolist()[1] == day
+
+
+def test_without_an_exchange_calendar_an_offset_is_quarantined_not_guessed():
+    _, report = _prices(_edit(PRICES_CSV, 3, "date", "2024-01-03T22:00:00-05:00"), calendar="data")
+    (violation,) = report.violations
+    assert (violation.rule, violation.column, violation.lines) == ("date_time_zone", "date", (3,))
+    assert "needs an exchange calendar" in violation.message()
+
+
+@pytest.mark.parametrize("ticker", ["=cmd|' /C calc'!A0", "AA\u200bA", "AA A", "A" * 21, "+SUM(A1)", "ÄBC"])
+def test_junk_tickers_are_quarantined(ticker):
+    _, report = _prices(_edit(PRICES_CSV, 2, "ticker", ticker))
+    (violation,) = report.violations
+    assert (violation.rule, violation.column, violation.lines) == ("ticker_format", "ticker", (2,))
+    assert "ticker_pattern in configs/data.toml" in violation.message()
+
+
+@pytest.mark.parametrize("ticker", ["BRK.B", "BRK-B", "BRK/B", "7203.T", "^GSPC", "rds_a"])
+def test_real_ticker_spellings_are_accepted(ticker):
+    accepted, report = _prices(_edit(PRICES_CSV, 2, "ticker", ticker))
+    assert not report.violations and ticker in set(accepted["ticker"])
+
+
+def test_the_ticker_pattern_is_configurable():
+    _, report = _prices(_edit(PRICES_CSV, 2, "ticker", "AAAA"), ticker_pattern=r"^[A-Z]{3}$")
+    (violation,) = report.violations
+    assert (violation.rule, violation.lines, violation.count) == ("ticker_format", (2,), 1)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [("close", "1e308", "ohlc_order"), ("high", "2e9", "plausible_price"), ("volume", "1e14", "plausible_volume")],
+)
+def test_values_no_market_has_are_quarantined(column, value, rule):
+    text = _edit(PRICES_CSV, 2, column, value)
+    _, report = _prices(text if column != "close" else _edit(text, 2, "high", value))
+    (violation,) = report.violations
+    assert violation.rule in {rule, "plausible_price"} and violation.lines == (2,)
+
+
+def test_dates_beyond_what_a_timestamp_holds_are_quarantined():
+    _, report = _prices(_edit(_edit(PRICES_CSV, 2, "date", "9999-12-31"), 3, "date", "0001-01-01"))
+    (violation,) = report.violations
+    assert (violation.rule, violation.lines) == ("date_range", (2, 3))
+
+
+def test_figures_no_company_reports_are_quarantined():
+    raw = _raw(_edit(FINANCIALS_CSV, 2, "revenue", "1e300"))
+    _, report = validate_financials(raw, known_tickers={"AAA", "BBB"}, today=TODAY, max_quarantined_fraction=0.5)
+    (violation,) = report.violations
+    assert (violation.rule, violation.column, violation.lines) == ("plausible_figure", "revenue", (2,))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (PRICES_CSV.replace(",", ";").encode(), "looks semicolon-separated"),
+        (PRICES_CSV.replace(",", "\t").encode(), "looks tab-separated"),
+        (_edit(PRICES_CSV, 3, "volume", "1200,7").encode(), "line 3 has 8 fields, the header has 7"),
+        (_edit(PRICES_CSV, 4, "volume", "").replace(",\n", "\n").encode(), "line 4 has 6 fields, the header has 7"),
+        (PRICES_CSV.encode("utf-16"), "the file is UTF-16 text"),
+        (PRICES_CSV.replace("BBB", "BB\xc9").encode("latin-1"), "line 5 is not UTF-8 text"),
+        (b"", "the file is empty"),
+        (PRICES_CSV.replace("volume", "close").encode(), "named more than once in the header: close"),
+    ],
+)
+def test_a_file_that_is_not_one_comma_separated_table_is_diagnosed(data, reason):
+    with pytest.raises(ContractViolationError) as caught:
+        read_csv_text(data, file="stock_price.csv")
+    assert reason in str(caught.value)
+    assert str(caught.value).count("\n") == 1  # the headline and one sentence
+
+
+def test_a_byte_order_mark_and_windows_line_ends_read_as_plain_csv():
+    plain = read_csv_text(PRICES_CSV.encode(), file="a.csv")
+    marked = read_csv_text(("\ufeff" + PRICES_CSV.replace("\n", "\r\n")).encode(), file="b.csv")
+    pd.testing.assert_frame_equal(plain, marked)
