@@ -113,7 +113,8 @@ class ContractViolationError(UserError):
     def __init__(self, reports: Iterable[ValidationReport]) -> None:
         self.reports = [r for r in reports if r.rejected]
         lines = [m for r in self.reports for m in r.messages()]
-        super().__init__("Input rejected by validation:\n  - " + "\n  - ".join(lines))
+        # Metaflow prints the headline ("Input rejected") above: the message is the broken rules, one per line.
+        super().__init__("\n".join(f"- {line}" for line in lines))
 
 
 @dataclass

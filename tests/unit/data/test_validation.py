@@ -341,7 +341,7 @@ def test_a_file_that_is_not_one_comma_separated_table_is_diagnosed(data, reason)
     with pytest.raises(ContractViolationError) as caught:
         read_csv_text(data, file="stock_price.csv")
     assert reason in str(caught.value)
-    assert str(caught.value).count("\n") == 1  # the headline and one sentence
+    assert "\n" not in str(caught.value)  # one sentence (Metaflow prints the headline above it)
 
 
 def test_a_byte_order_mark_and_windows_line_ends_read_as_plain_csv():
