@@ -5,10 +5,16 @@ A ``ServingBundle`` holds the fitted estimator and its registry record (lineage)
 *context* panel for requests that bring their own history. The BentoML service (``bentos/``) and batch prediction
 (``stockcast.serve.batch``) answer from the same bundle with the same code (``stockcast.serve.answers``), so they
 cannot disagree.
+
+A pickle runs code when it is loaded, so a bundle is only ever unpickled from bytes this project wrote: the deploy step
+records the sha256 of the bundle and of the Bento archive that carries it (``sha256_digest``), and what deploys a
+registered model checks them (``verify_sha256``, ``read_bundle(path, sha256=...)``) before it unpickles or imports
+anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +39,9 @@ MODEL_TAG_ENV = "STOCKCAST_MODEL_TAG"
 DEFAULT_MODEL_TAG = f"{BENTO_MODEL_NAME}:latest"
 BUNDLE_FILE = "bundle.pkl"
 """The file inside the BentoML model directory that holds the pickled bundle."""
+
+SHA256_CHUNK_BYTES = 1 << 20
+"""Files are hashed a mebibyte at a time: a Bento archive can be larger than one wants to hold in memory twice."""
 
 CONTEXT_MARGIN_DAYS = 21
 """Trading days kept in the context panel beyond ``min_history``. A history ending up to this many trading days
@@ -208,14 +217,56 @@ def bundle_feature_set(bundle: ServingBundle) -> FeatureSet:
     return feature_set
 
 
+class ArtefactIntegrityError(RuntimeError):
+    """An artefact that would be unpickled or imported cannot be trusted: its bytes differ from the sha256 recorded
+    when it was made (it was changed or replaced since), or no sha256 was recorded to check them against. It is
+    refused before anything reads it; the message names it, and for a mismatch the expected and the actual digest."""
+
+
+def sha256_digest(source: bytes | Path) -> str:
+    """The hex sha256 of ``source``: bytes as they are, or a file's content read in ``SHA256_CHUNK_BYTES`` chunks.
+
+    The one digest every artefact check uses: the deploy step records it, loading compares with it.
+    """
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    digest = hashlib.sha256()
+    with Path(source).open("rb") as file:
+        while chunk := file.read(SHA256_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(source: bytes | Path, expected: str, *, what: str, refused: str) -> None:
+    """``ArtefactIntegrityError`` unless ``source`` (bytes, or a file) has the sha256 ``expected``.
+
+    ``what`` names the artefact (with its URL or path) and ``refused`` says what was not done because of it, so the
+    message reads "<what> was changed after it was recorded: expected sha256 <e>, actual <a>; <refused>".
+    """
+    actual = sha256_digest(source)
+    if actual != expected:
+        raise ArtefactIntegrityError(
+            f"{what} was changed after it was recorded: expected sha256 {expected}, actual {actual}; {refused}"
+        )
+
+
 def write_bundle(bundle: ServingBundle, path: str | Path) -> None:
     """Pickle the bundle to ``path`` (inside a BentoML model directory)."""
     Path(path).write_bytes(pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def read_bundle(path: str | Path) -> ServingBundle:
-    """The bundle pickled at ``path``; only ever read bundles this project wrote (pickle runs code on load)."""
-    bundle = pickle.loads(Path(path).read_bytes())
+def read_bundle(path: str | Path, *, sha256: str | None = None) -> ServingBundle:
+    """The bundle pickled at ``path``; only ever read bundles this project wrote (pickle runs code on load).
+
+    With ``sha256`` (what the registry recorded when the model was packaged) the bytes are checked before they are
+    unpickled, and the bytes checked are the bytes unpickled: ``ArtefactIntegrityError`` when they differ. Without it
+    nothing is checked; that is for a caller whose bundle was checked on its way in: the service, which serves the
+    model that the deploy path verified before starting it (``stockcast.deploy.package.registered_bento``).
+    """
+    data = Path(path).read_bytes()
+    if sha256 is not None:
+        verify_sha256(data, sha256, what=f"serving bundle {path}", refused="it was not unpickled")
+    bundle = pickle.loads(data)
     if not isinstance(bundle, ServingBundle):
         raise TypeError(f"{path} holds a {type(bundle).__name__}, not a ServingBundle")
     return bundle
