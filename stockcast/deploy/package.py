@@ -10,6 +10,12 @@
 4. ``package_champion``: the three above, with a smoke test of the built Bento on loopback before its archive is
    exported; ``release`` then records the Bento in the registry and promotes the model: TrainFlow's deploy step is
    this one call, so a champion always has a Bento that served.
+
+Verified artefacts: a Bento archive carries a pickled bundle, and unpickling runs code, so whoever could write the
+store's ``bentos/`` prefix could otherwise run code wherever a model is deployed. The registry therefore records the
+sha256 of the archive (``archive_sha256``) and of the bundle inside it (``bundle_sha256``) when the archive is
+exported, and ``registered_bento`` (which every deployment of a registered version goes through) checks the archive's
+bytes before importing them and the bundle's before anything serves it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import chdir, contextmanager
 from dataclasses import dataclass
-from hashlib import sha256
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -39,9 +44,12 @@ from stockcast.serve.bundle import (
     BENTO_MODEL_NAME,
     BUNDLE_FILE,
     MODEL_TAG_ENV,
+    ArtefactIntegrityError,
     ServingBundle,
     build_bundle,
     read_bundle,
+    sha256_digest,
+    verify_sha256,
     write_bundle,
 )
 from stockcast.train.zoo import Estimator
@@ -76,7 +84,7 @@ def model_tag_for(model_version: str) -> str:
     if len(model_version) <= 63 and _TAG_VERSION.match(model_version):
         return f"{BENTO_MODEL_NAME}:{model_version}"
     cleaned = re.sub(r"[^-._a-z0-9]+", "-", model_version.lower()).strip("-._")[:54].rstrip("-._")
-    digest = sha256(model_version.encode()).hexdigest()[:8]
+    digest = sha256_digest(model_version.encode())[:8]
     return f"{BENTO_MODEL_NAME}:{cleaned}-{digest}" if cleaned else f"{BENTO_MODEL_NAME}:{digest}"
 
 
@@ -158,14 +166,14 @@ def package_champion(
 
     The model's ``ServingBundle`` (from the snapshot it was trained on) goes into the BentoML model store, a Bento
     is built around it and smoke-tested on loopback, and only then is its archive exported to ``store``: an archive
-    in the store is a Bento that served. Returns ``model_tag``, ``bento_tag`` and ``archive`` (the archive's URL).
+    in the store is a Bento that served. Returns what ``export_bento`` does: the tags, the archive's URL and the
+    sha256 digests that every later deployment checks.
     """
     bundle = build_bundle(record, prices, financials, actions=actions, estimator=estimator)
-    model_tag = save_bento_model(bundle)
-    bento_tag = build_bento(model_tag)
+    bento_tag = build_bento(save_bento_model(bundle))
     with LocalServe() as serving:
         smoke_test(serving.deploy(bento_tag), bundle)
-    return {"model_tag": model_tag, "bento_tag": bento_tag, "archive": export_bento(bento_tag, store)}
+    return export_bento(bento_tag, store)
 
 
 def release(
@@ -195,38 +203,75 @@ def release(
     return Release(promoted=True, bento=bento, champion_version=registry.champion_version())
 
 
-def bento_bundle(bento_tag: str) -> ServingBundle:
-    """The ``ServingBundle`` a Bento serves, read from its model in the local BentoML store."""
-    return read_bundle(bentoml.models.get(served_model_tag(bento_tag)).path_of(BUNDLE_FILE))
+def bento_bundle(bento_tag: str, *, sha256: str | None = None) -> ServingBundle:
+    """The ``ServingBundle`` a Bento serves, read from its model in the local BentoML store; with ``sha256`` (the
+    registry's ``bundle_sha256``) only if its bytes have that digest (``read_bundle``)."""
+    return read_bundle(bundle_path(bento_tag), sha256=sha256)
+
+
+def bundle_path(bento_tag: str) -> Path:
+    """Where the pickled bundle of the model a Bento serves lies in the local BentoML model store."""
+    return Path(bentoml.models.get(served_model_tag(bento_tag)).path_of(BUNDLE_FILE))
 
 
 def registered_bento(registry: Registry, version: str) -> str:
-    """The tag of the Bento the registry recorded for ``version``, imported into the local BentoML store from its
-    archive when the store lacks it; ``DeployError`` when none was recorded or its archive cannot be read."""
+    """The tag of the Bento the registry recorded for ``version``, checked against the digests recorded with it.
+
+    The archive is imported into the local BentoML store when the store lacks the Bento, and only if its bytes have
+    the recorded ``archive_sha256``; then the bundle the Bento serves must have the recorded ``bundle_sha256`` (which
+    also covers a Bento imported earlier). ``ArtefactIntegrityError`` when either differs: nothing of it is imported
+    or served. ``DeployError`` when no Bento was recorded or its archive cannot be read.
+
+    An entry recorded before digests were (it lacks them) is refused too, with ``ArtefactIntegrityError`` saying how
+    to re-record it: re-run the deploy step of its training run, which exports the archive again and records it
+    with its digests. Accepting it with a warning would leave exactly the hole the digests close, for the versions a
+    rollback goes back to.
+    """
     bento = registry.bento(version)
     if bento is None:
         raise DeployError(
             f"model {version} on branch {registry.branch} has no Bento: only a TrainFlow deploy step that promoted "
             "it builds one"
         )
+    if not bento.get("archive_sha256") or not bento.get("bundle_sha256"):
+        raise ArtefactIntegrityError(_unrecorded_message(registry, version, bento.get("archive")))
     try:
-        return import_bento(bento["archive"], registry.store)
+        bento_tag = import_bento(bento["archive"], registry.store, sha256=bento["archive_sha256"])
     except (KeyError, ValueError) as exc:
         raise DeployError(f"the Bento archive of {version} cannot be read from {bento['archive']}: {exc}") from exc
+    path = bundle_path(bento_tag)
+    verify_sha256(
+        path, bento["bundle_sha256"], what=f"serving bundle {path} of {bento_tag}", refused="it is not served"
+    )
+    return bento_tag
 
 
-def export_bento(bento_tag: str, store: ObjectStore) -> str:
-    """Export the Bento (with its model) as an archive into ``store``; return the archive's URL."""
+def export_bento(bento_tag: str, store: ObjectStore) -> dict[str, str]:
+    """Export the Bento (with its model) as an archive into ``store``; return what the registry records of it.
+
+    That is ``model_tag``, ``bento_tag``, ``archive`` (the archive's URL), ``archive_sha256`` (of the bytes put in the
+    store) and ``bundle_sha256`` (of the pickled bundle inside): ``registered_bento`` checks both before a deployment.
+    """
     bento = bentoml.bentos.get(bento_tag)
     key = f"{STORE_PREFIX}/{bento.tag.name}/{bento.tag.version}.bento"
     with tempfile.TemporaryDirectory(prefix="stockcast-export-") as folder:
-        archive = bentoml.bentos.export_bento(bento.tag, str(Path(folder) / "bento.bento"))
-        store.put(key, Path(archive).read_bytes())
-    return store.url(key)
+        archive = Path(bentoml.bentos.export_bento(bento.tag, str(Path(folder) / "bento.bento"))).read_bytes()
+    store.put(key, archive)
+    return {
+        "model_tag": served_model_tag(str(bento.tag)),
+        "bento_tag": str(bento.tag),
+        "archive": store.url(key),
+        "archive_sha256": sha256_digest(archive),
+        "bundle_sha256": sha256_digest(bundle_path(str(bento.tag))),
+    }
 
 
-def import_bento(url: str, store: ObjectStore) -> str:
-    """Import a Bento archive that ``export_bento`` put in ``store``; return its tag (already there: unchanged)."""
+def import_bento(url: str, store: ObjectStore, *, sha256: str) -> str:
+    """Import a Bento archive that ``export_bento`` put in ``store``; return its tag (already there: unchanged).
+
+    The archive's bytes must have the sha256 recorded when it was exported: ``ArtefactIntegrityError`` naming the
+    archive and both digests otherwise, before anything is imported. The bytes checked are the bytes imported.
+    """
     prefix = store.url("")
     if not url.startswith(prefix):
         raise ValueError(f"{url} is not in the object store at {store.root}")
@@ -237,10 +282,23 @@ def import_bento(url: str, store: ObjectStore) -> str:
         return str(bentoml.bentos.get(tag).tag)
     except NotFound:
         pass
+    data = store.get(key)
+    verify_sha256(data, sha256, what=f"Bento archive {url}", refused="nothing was imported")
     with tempfile.TemporaryDirectory(prefix="stockcast-import-") as folder:
         archive = Path(folder) / "bento.bento"
-        archive.write_bytes(store.get(key))
+        archive.write_bytes(data)
         return str(bentoml.bentos.import_bento(str(archive)).tag)
+
+
+def _unrecorded_message(registry: Registry, version: str, archive: str | None) -> str:
+    """Why a Bento entry without digests is refused, and the command that re-records it."""
+    run = registry.get(version).run_pathspec
+    return (
+        f"the Bento of model {version} on branch {registry.branch} was recorded without sha256 digests (before "
+        f"archives were verified), so its archive {archive} cannot be checked and is not imported. Re-record it by "
+        f"re-running the deploy step of {run}: `python flows/train.py resume deploy --origin-run-id "
+        f"{run.rpartition('/')[2]}` (with that run's --branch or --production option), or promote a newer champion"
+    )
 
 
 def _existing_bento(model_tag: bentoml.Tag) -> str | None:

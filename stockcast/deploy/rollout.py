@@ -7,13 +7,19 @@ to the ``DeployTarget`` the deploy configuration names (``stockcast.deploy.targe
 serves at (``stockcast.deploy.smoke``). When that fails, the registry is rolled back (``Registry.rollback``: the
 champion the failed one replaced is champion again, with the reason in the history) and the previous champion's Bento
 is deployed and smoke-tested in its place: production keeps serving a model that passed, and the run fails loudly.
+
+Before anything is deployed, the Bento's archive and bundle are checked against the sha256 digests the registry
+recorded when the deploy step exported them (``registered_bento``). A version that fails that check is refused
+without a rollback: nothing was deployed, so what served before still serves, and the model itself did not fail; its
+artefact was changed in the store, which calls for a person, not for a registry change that whoever can write the
+store could then provoke at will.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stockcast.core.errors import UserError
 from stockcast.core.registry import Registry, RegistryError
@@ -22,6 +28,7 @@ from stockcast.deploy.config import DEPLOY_CONFIG_FILE, SmokeSettings, load_depl
 from stockcast.deploy.package import bento_bundle, registered_bento
 from stockcast.deploy.smoke import smoke_test
 from stockcast.deploy.targets import DeployError, DeployTarget, build_target
+from stockcast.serve.bundle import ArtefactIntegrityError
 
 
 class RolloutError(RuntimeError):
@@ -50,17 +57,19 @@ def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | Non
     deploy the previous champion instead.
 
     Returns what serves afterwards. ``RolloutError`` when no smoke-tested model could be left serving (no champion,
-    no Bento recorded for it, or the previous champion failing too).
+    no Bento recorded for it, or the previous champion failing too), and when the champion's Bento fails its digest
+    check: then nothing is deployed and the registry is not rolled back (see the module's docstring).
     """
     smoke = smoke or SmokeSettings()
     champion = registry.champion_version()
     if champion is None:
         raise RolloutError(f"branch {registry.branch} has no champion to roll out")
     try:
-        bento_tag = registered_bento(registry, champion)
-        endpoint = target.deploy(bento_tag)
-        smoke_test(endpoint, bento_bundle(bento_tag), smoke)
-        return RolloutResult(registry.branch, champion, bento_tag, endpoint)
+        return _deploy(registry, champion, target, smoke)
+    except ArtefactIntegrityError as exc:
+        raise RolloutError(
+            f"rollout of {champion} refused: {exc}\nNothing was deployed and the registry was not rolled back."
+        ) from exc
     except DeployError as exc:
         failure = f"rollout of {champion} failed: {exc}"
     try:
@@ -68,14 +77,25 @@ def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | Non
     except RegistryError as exc:
         raise RolloutError(f"{failure}\nand it cannot be rolled back: {exc}") from exc
     try:
-        previous_tag = registered_bento(registry, event.version)
-        endpoint = target.deploy(previous_tag)
-        smoke_test(endpoint, bento_bundle(previous_tag), smoke)
-    except DeployError as exc:
+        previous = _deploy(registry, event.version, target, smoke)
+    except (DeployError, ArtefactIntegrityError) as exc:
         raise RolloutError(
             f"{failure}\nThe registry was rolled back to {event.version}, whose redeployment failed too: {exc}"
         ) from exc
-    return RolloutResult(registry.branch, event.version, previous_tag, endpoint, champion, failure)
+    return replace(previous, failed_version=champion, failure=failure)
+
+
+def _deploy(registry: Registry, version: str, target: DeployTarget, smoke: SmokeSettings) -> RolloutResult:
+    """Deploy the Bento of ``version`` to ``target`` and smoke-test it there.
+
+    Its archive and bundle are checked against the registry's digests first, and the bundle the smoke test compares
+    with is read from the checked bytes, so an ``ArtefactIntegrityError`` always means that nothing was deployed.
+    """
+    bento_tag = registered_bento(registry, version)
+    bundle = bento_bundle(bento_tag, sha256=registry.bento(version)["bundle_sha256"])
+    endpoint = target.deploy(bento_tag)
+    smoke_test(endpoint, bundle, smoke)
+    return RolloutResult(registry.branch, version, bento_tag, endpoint)
 
 
 def main(argv: list[str] | None = None) -> int:

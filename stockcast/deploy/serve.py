@@ -1,7 +1,8 @@
 """Serve a branch's champion (or another registered version) on this machine: ``python -m stockcast.deploy serve``.
 
 The Bento is imported from the registry's archive when this machine's BentoML store lacks it, so any machine that
-sees the datastore can serve any promoted version.
+sees the datastore can serve any promoted version; its archive and bundle are checked against the sha256 digests the
+registry recorded before anything is imported or served (``stockcast.deploy.package.registered_bento``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
 from stockcast.deploy.package import registered_bento
 from stockcast.deploy.targets import DeployError, bentoml_serve_command, served_model_tag
-from stockcast.serve.bundle import MODEL_TAG_ENV
+from stockcast.serve.bundle import MODEL_TAG_ENV, ArtefactIntegrityError
 
 
 def serve_command(registry: Registry, version: str | None, *, host: str, port: int) -> tuple[list[str], str]:
     """The ``bentoml serve`` command for the Bento of ``version`` (default: the champion) and the model tag it
     serves; the Bento is imported from the registry's archive when this machine's BentoML store lacks it.
-    ``DeployError`` says what is missing."""
+    ``DeployError`` says what is missing, ``ArtefactIntegrityError`` what differs from the recorded digests."""
     version = registry.get(version).version if version else registry.require_champion().version
     bento_tag = registered_bento(registry, version)
     return bentoml_serve_command(bento_tag, host=host, port=port), served_model_tag(bento_tag)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = Registry(args.branch or user_branch())
     try:
         command, model_tag = serve_command(registry, args.version, host=args.host, port=args.port)
-    except (DeployError, RegistryError, UserError) as exc:
+    except (DeployError, RegistryError, UserError, ArtefactIntegrityError) as exc:
         print(f"stockcast.deploy: {exc}", file=sys.stderr)
         return 1
     bento_tag = command[command.index("serve") + 1]

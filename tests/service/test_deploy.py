@@ -1,5 +1,6 @@
 """Deployment actions: a deterministic BentoML model per registry version, a Bento with its code, model and pinned
-requirements, the archive's round trip through both object stores, and a local server that cleans up after itself."""
+requirements, the archive's round trip through both object stores with the digests the registry records of it, and a
+local server that cleans up after itself."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from stockcast.deploy.package import (
     bento_bundle,
     build_bento,
+    bundle_path,
     export_bento,
     import_bento,
     model_tag_for,
@@ -23,6 +25,7 @@ from stockcast.deploy.package import (
 )
 from stockcast.deploy.smoke import SmokeTestError, smoke_test
 from stockcast.deploy.targets import DeployError, LocalServe
+from stockcast.serve.bundle import sha256_digest
 from tests.factories import with_record
 
 
@@ -97,7 +100,7 @@ def test_a_smoke_test_passes_the_right_model_and_names_the_wrong_one(served_mode
 
 
 def test_a_bento_serves_the_bundle_it_was_built_with(served_model, bento_tag) -> None:
-    bundle = bento_bundle(bento_tag)
+    bundle = bento_bundle(bento_tag, sha256=sha256_digest(bundle_path(bento_tag)))
     assert bundle.record == served_model.bundle.record
     pd.testing.assert_frame_equal(bundle.latest_rows, served_model.bundle.latest_rows)
 
@@ -110,20 +113,29 @@ def spare_bento(served_model) -> str:
 
 def test_an_exported_bento_comes_back_from_the_store_alone(store, spare_bento, served_model) -> None:
     tag = bentoml.Tag.from_taglike(spare_bento)
-    url = export_bento(spare_bento, store)
-    assert url == store.url(f"bentos/stockcast/{tag.version}.bento")
+    bundle_sha256 = sha256_digest(bundle_path(spare_bento))
+    entry = export_bento(spare_bento, store)
+    key = f"bentos/stockcast/{tag.version}.bento"
+    assert entry == {
+        "model_tag": served_model.model_tag,
+        "bento_tag": spare_bento,
+        "archive": store.url(key),
+        "archive_sha256": sha256_digest(store.get(key)),
+        "bundle_sha256": bundle_sha256,
+    }
     # Forget the Bento and its model here: the archive alone must bring both back (later tests need the model).
     bentoml.bentos.delete(spare_bento)
     bentoml.models.delete(served_model.model_tag)
 
-    imported = import_bento(url, store)
+    imported = import_bento(entry["archive"], store, sha256=entry["archive_sha256"])
 
     assert imported == spare_bento
     assert [str(model.tag) for model in bentoml.bentos.get(imported).info.all_models] == [served_model.model_tag]
     assert bentoml.models.get(served_model.model_tag).info.labels["run_pathspec"] == "TrainFlow/7"
-    assert import_bento(url, store) == spare_bento  # already there: nothing to do
+    assert sha256_digest(bundle_path(imported)) == bundle_sha256  # the bundle inside comes back byte for byte
+    assert import_bento(entry["archive"], store, sha256=entry["archive_sha256"]) == spare_bento  # already there
     with pytest.raises(ValueError, match="is not in the object store"):
-        import_bento(f"s3://elsewhere/bentos/stockcast/{tag.version}.bento", store)
+        import_bento(f"s3://elsewhere/{key}", store, sha256=entry["archive_sha256"])
 
 
 @pytest.mark.slow

@@ -60,14 +60,14 @@ def registry(tmp_path, served_model, bento_tag) -> Registry:
     registry = Registry(record.branch, LocalStore(tmp_path / "store"))
     registry.register(record)
     registry.promote(record.version, reason="first champion", expected_champion=None)
-    registry.record_bento(record.version, {"bento_tag": bento_tag, "archive": export_bento(bento_tag, registry.store)})
+    registry.record_bento(record.version, export_bento(bento_tag, registry.store))
     return registry
 
 
 def _promote(registry: Registry, record: ModelRecord, bento_tag: str) -> None:
     registry.register(record)
     registry.promote(record.version, reason="beats the champion", expected_champion=registry.champion_version())
-    registry.record_bento(record.version, {"bento_tag": bento_tag, "archive": export_bento(bento_tag, registry.store)})
+    registry.record_bento(record.version, export_bento(bento_tag, registry.store))
 
 
 def test_a_healthy_champion_is_served_and_nothing_is_rolled_back(registry, target, served_model) -> None:
@@ -103,7 +103,7 @@ def test_a_failing_first_champion_cannot_be_rolled_back_and_says_so(tmp_path, ta
     registry = Registry(record.branch, LocalStore(tmp_path / "store"))
     registry.register(record)
     registry.promote(record.version, reason="first", expected_champion=None)
-    registry.record_bento(record.version, {"bento_tag": bento_tag, "archive": export_bento(bento_tag, registry.store)})
+    registry.record_bento(record.version, export_bento(bento_tag, registry.store))
 
     with pytest.raises(
         RolloutError, match=r"(?s)rollout of v9001 failed: .*\nand it cannot be rolled back: champion v9001"
