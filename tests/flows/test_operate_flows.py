@@ -16,7 +16,7 @@ from metaflow import Run
 
 from stockcast.core.registry import Registry
 from stockcast.core.storage import LocalStore, S3Store
-from stockcast.deploy.package import import_bento
+from stockcast.deploy.package import registered_bento
 from stockcast.deploy.targets import LocalServe
 from stockcast.operate.tables import prediction_key
 from stockcast.serve.client import StockcastClient
@@ -51,10 +51,10 @@ def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once
     key = prediction_key(f"test.{branch}", as_of, champion.version)
     assert first.run.data.predictions_url == registry.store.url(key) and first.run.data.published
 
-    # The champion's Bento, served for real, answers /predict exactly as the batch table says.
-    bento = registry.bento(champion.version)
+    # The champion's Bento, served for real (its archive checked against the digest recorded at deploy), answers
+    # /predict exactly as the batch table says.
     with LocalServe(log_path=tmp_path / "serve.log") as target:
-        endpoint = target.deploy(import_bento(bento["archive"], registry.store))
+        endpoint = target.deploy(registered_bento(registry, champion.version))
         with StockcastClient(endpoint) as client:
             served = client.predict_table(table["ticker"].tolist())
         # Decisions taken from the HTTP API are those taken from the table; the table is not written twice.
