@@ -6,11 +6,14 @@ production's flows and vice versa.
 
 ``launch_flow`` is the one way this project starts a flow from Python (the daily loop, the pull-request report and
 the tests): ``metaflow.Runner`` on ``flows/<name>.py``, with the project branch and the configuration
-file as options, the outcome read back with the Client API.
+file as options, the outcome read back with the Client API. Every run it starts gets the S3 timeouts and retries of
+``stockcast.core.storage.METAFLOW_S3_SETTINGS`` that the user has not configured otherwise, so that a storage outage
+fails the run within minutes rather than hours.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,12 +131,16 @@ def launch_flow(
     """Run ``flows/<flow>.py`` to the end (or ``resume`` the branch's latest run of it) with ``params``.
 
     ``branch`` and ``production`` choose the ``@project`` branch, ``config`` the file of the flow's ``--config
-    config`` option; ``env`` extends the environment of the run (Metaflow reads its configuration from it). A command
-    refused before any run existed (a parameter Metaflow or a configuration parser rejects) is an unsuccessful
-    outcome with that message, like a run that failed.
+    config`` option; ``env`` extends the environment of the run (Metaflow reads its configuration from it), after
+    the bounded S3 settings (``metaflow_s3_environment``). A command refused before any run existed (a parameter
+    Metaflow or a configuration parser rejects) is an unsuccessful outcome with that message, like a run that failed.
     """
     from metaflow import Runner
 
+    from stockcast.core.storage import metaflow_s3_environment
+
+    given = dict(env or {})
+    env = {**metaflow_s3_environment({**os.environ, **given}), **given}
     options: dict[str, Any] = {"production": True} if production else {}
     if branch:
         options["branch"] = branch
@@ -142,7 +149,7 @@ def launch_flow(
     runner = Runner(
         str(FLOWS_DIR / f"{flow}.py"),
         show_output=show_output,
-        env=dict(env) if env else None,
+        env=env,
         cwd=str(cwd) if cwd else None,
         **options,
     )
