@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from stockcast.core.errors import UserError
-from stockcast.core.runs import task_by_pathspec, user_branch
+from stockcast.core.runs import step_task, task_by_pathspec, user_branch
 from stockcast.core.storage import ObjectExistsError, ObjectStore, datastore_store
 
 Action = Literal["promote", "rollback"]
@@ -156,6 +156,31 @@ class Registry:
                 ) from exc
             return stored
         return record
+
+    def register_for_run(
+        self, record: ModelRecord, *, version: str, run_pathspec: str, expected_champion: str | None
+    ) -> tuple[ModelRecord, str | None]:
+        """The record the run ``run_pathspec`` promotes, and the champion its promotion may replace.
+
+        A record that run registered comes back as it is, with ``expected_champion`` (the champion its gate judged).
+        A run that ``resume`` started after a failed step cloned the steps that had finished, ``register`` among them:
+        its record names the run that failed, and only successful runs hand over (readers of the champion, such as
+        BatchPredictFlow, load that run's artefacts). Such a record is registered again as ``version``, with this
+        run's pathspec and its clone of the model's task; the failed run's record stays, never promoted. Should the
+        failed run have promoted its record before failing, this run's promotion replaces it.
+        """
+        if record.run_pathspec == run_pathspec:
+            return record, expected_champion
+        model_step = record.model_task.split("/")[2]
+        resumed = replace(
+            record,
+            version=version,
+            run_pathspec=run_pathspec,
+            model_task=step_task(run_pathspec, model_step),
+            registered_at=_now(),
+        )
+        champion = self.champion_version()
+        return self.register(resumed), record.version if champion == record.version else expected_champion
 
     def promote(self, version: str, *, reason: str, expected_champion: str | None) -> Event:
         """Make ``version`` the champion, provided the champion is still ``expected_champion``."""

@@ -87,6 +87,14 @@ def run_by_pathspec(pathspec: str):  # -> metaflow.Run
         return run
 
 
+def step_task(run_pathspec: str, step: str) -> str:
+    """The pathspec of the (first) task of ``step`` in a run, finished or still running, from any namespace."""
+    from metaflow import Run
+
+    with _global_namespace():
+        return Run(run_pathspec)[step].task.pathspec
+
+
 def task_by_pathspec(pathspec: str):  # -> metaflow.Task
     """A finished task by its pathspec (``Flow/run_id/step/task_id``), from any namespace."""
     from metaflow import Task

@@ -160,3 +160,40 @@ def test_lineage_is_the_records_provenance_as_strings_without_unknowns():
     assert lineage["run_pathspec"] == record.run_pathspec and lineage["registered_at"] == record.registered_at
     assert all(isinstance(value, str) for value in lineage.values())
     assert replace(record, code_version="abc123").lineage()["code_version"] == "abc123"
+
+
+def test_a_run_promotes_its_own_record_as_it_is(store):
+    registry = Registry("user.test", store)
+    record = registry.register(_record("v1"))
+    promoted = registry.register_for_run(record, version="v1", run_pathspec="TrainFlow/1", expected_champion=None)
+    assert promoted == (record, None) and registry.versions() == ["v1"]
+
+
+def test_a_resumed_run_registers_the_cloned_record_under_its_own_lineage(store, monkeypatch):
+    monkeypatch.setattr("stockcast.core.registry.step_task", lambda run, step: f"{run}/{step}/12")
+    registry = Registry("user.test", store)
+    registry.register(_record("v0"))
+    registry.promote("v0", reason="first", expected_champion=None)
+    failed = registry.register(_record("v1"))  # registered by the run that then failed in its deploy step
+    resumed = {"version": "v2", "run_pathspec": "TrainFlow/2", "expected_champion": "v0"}
+
+    record, expected = registry.register_for_run(failed, **resumed)
+    assert (record.version, record.run_pathspec, record.model_task) == ("v2", "TrainFlow/2", "TrainFlow/2/refit/12")
+    lineage = ("version", "run_pathspec", "model_task", "registered_at")
+    assert replace(record, **{name: getattr(failed, name) for name in lineage}) == failed  # nothing else changes
+    assert expected == "v0" and registry.get("v2") == record and registry.get("v1") == failed
+    assert registry.register_for_run(failed, **resumed) == (record, "v0")  # a retried deploy registers nothing new
+
+
+def test_a_resumed_run_replaces_what_its_failed_run_promoted_before_failing(store, monkeypatch):
+    monkeypatch.setattr("stockcast.core.registry.step_task", lambda run, step: f"{run}/{step}/12")
+    registry = Registry("user.test", store)
+    failed = registry.register(_record("v1"))
+    registry.promote("v1", reason="promoted, then the step failed", expected_champion=None)
+
+    record, expected = registry.register_for_run(
+        failed, version="v2", run_pathspec="TrainFlow/2", expected_champion=None
+    )
+    assert expected == "v1"
+    registry.promote(record.version, reason="resumed", expected_champion=expected)
+    assert registry.champion() == record
