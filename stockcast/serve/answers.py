@@ -31,15 +31,27 @@ from stockcast.serve.schema import PREDICTION_COLUMNS
 from stockcast.train.zoo import next_close_from_return, predict_next_return
 
 
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with a request: where (``loc``, as pydantic names a place: the field, then a row's position and
+    a column), why (``msg``), and which rule it breaks (``type``)."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str = "invalid_request"
+
+
 class ServingInputError(ValueError):
     """A prediction request the bundle cannot answer as asked; ``field`` names the request field at fault.
 
-    The HTTP service turns it into a 400 response whose error names that field; it is never a server error.
+    ``errors`` says where exactly, one ``FieldError`` per place (by default the field itself, with the message). The
+    HTTP service turns it into a 400 response listing them; it is never a server error.
     """
 
-    def __init__(self, message: str, *, field: str) -> None:
+    def __init__(self, message: str, *, field: str, errors: Sequence[FieldError] = ()) -> None:
         super().__init__(message)
         self.field = field
+        self.errors = tuple(errors) or (FieldError((field,), message),)
 
 
 def predict_tickers(
