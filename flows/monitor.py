@@ -16,6 +16,7 @@ from metaflow import (
     Parameter,
     card,
     current,
+    exit_hook,
     namespaced_event_name,
     project,
     resources,
@@ -28,7 +29,8 @@ from metaflow.integrations import ArgoEvent
 
 from stockcast.core.events import RETRAIN_EVENT
 from stockcast.core.params import parse_optional_date
-from stockcast.flowbase import SnapshotFlow
+from stockcast.core.storage import STORAGE_OUTAGE_HOOK
+from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.operate.cards import monitoring_card
 from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
 from stockcast.operate.watch import backtest_expectation, judge, measure, training_data_end
@@ -37,6 +39,7 @@ from stockcast.operate.watch import backtest_expectation, judge, measure, traini
 # Deployed: after every batch prediction, and every weekday evening even when no data came (freshness is watched).
 @schedule(cron="0 23 * * 1-5", timezone="Etc/UTC")
 @trigger_on_finish(flow="BatchPredictFlow")
+@exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
 @project(name="stockcast")
 class MonitorFlow(SnapshotFlow):
     """Realised performance, drift, freshness and age of the champion; alerts and the retraining trigger."""
@@ -75,6 +78,7 @@ class MonitorFlow(SnapshotFlow):
 
     @card(type="blank", id="monitoring")
     @retry(times=2, minutes_between_retries=0)
+    @only_storage_faults_retried
     @step
     def assess(self):
         """Compare with the thresholds; record alerts and call for retraining when the champion has decayed."""

@@ -8,9 +8,10 @@ The snapshot defaults to the branch's latest, the model to the branch's champion
 Deployed on Argo Workflows, the flow starts whenever IngestFlow finishes on the same project branch.
 """
 
-from metaflow import Config, Parameter, card, current, project, resources, retry, step, trigger_on_finish
+from metaflow import Config, Parameter, card, current, exit_hook, project, resources, retry, step, trigger_on_finish
 
-from stockcast.flowbase import SnapshotFlow
+from stockcast.core.storage import STORAGE_OUTAGE_HOOK
+from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.operate.cards import decisions_card
 from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
 
@@ -19,6 +20,7 @@ from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_o
 
 
 @trigger_on_finish(flow="IngestFlow")
+@exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
 @project(name="stockcast")
 class BatchPredictFlow(SnapshotFlow):
     """Daily batch prediction with the champion, and the decisions taken on it."""
@@ -54,6 +56,7 @@ class BatchPredictFlow(SnapshotFlow):
         self.next(self.publish)
 
     @retry(times=2, minutes_between_retries=0)
+    @only_storage_faults_retried
     @step
     def publish(self):
         """Write the table once per (as-of date, model); a table already published is kept as it was."""

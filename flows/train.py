@@ -9,11 +9,24 @@ latest IngestFlow run of this project branch unless ``--snapshot`` names one. Ea
 ``stockcast.train.selection`` (or ``stockcast.deploy.package`` for the deploy step).
 """
 
-from metaflow import Config, card, current, namespaced_event_name, project, resources, retry, step, timeout, trigger
+from metaflow import (
+    Config,
+    card,
+    current,
+    exit_hook,
+    namespaced_event_name,
+    project,
+    resources,
+    retry,
+    step,
+    timeout,
+    trigger,
+)
 
 from stockcast.core.events import RETRAIN_EVENT
 from stockcast.core.registry import current_code_version
-from stockcast.flowbase import SnapshotFlow
+from stockcast.core.storage import STORAGE_OUTAGE_HOOK
+from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.train.card import training_card
 from stockcast.train.config import TRAIN_CONFIG_FILE, TrainConfig, parse_train_config
 
@@ -24,6 +37,7 @@ from stockcast.train.config import TRAIN_CONFIG_FILE, TrainConfig, parse_train_c
 
 # Deployed on Argo Workflows: MonitorFlow of the same project branch publishes this when the champion decays.
 @trigger(event=namespaced_event_name(RETRAIN_EVENT))
+@exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
 @project(name="stockcast")
 class TrainFlow(SnapshotFlow):
     """Walk-forward model selection with a champion/challenger gate and a model registry."""
@@ -48,6 +62,7 @@ class TrainFlow(SnapshotFlow):
         self.next(self.features)
 
     @retry(times=1, minutes_between_retries=0)
+    @only_storage_faults_retried
     @resources(memory=8000, cpu=2)
     @step
     def features(self):
@@ -101,6 +116,7 @@ class TrainFlow(SnapshotFlow):
         self.next(self.register)
 
     @retry(times=2, minutes_between_retries=0)
+    @only_storage_faults_retried
     @step
     def register(self):
         """Register the challenger with its lineage (promotion waits until its Bento has served)."""
@@ -126,6 +142,7 @@ class TrainFlow(SnapshotFlow):
 
     @card(type="blank", id="training")
     @retry(times=1, minutes_between_retries=0)
+    @only_storage_faults_retried
     @step
     def deploy(self):
         """If the gate said so: package the model as a Bento that must serve on loopback, export it beside the

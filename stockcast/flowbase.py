@@ -4,14 +4,57 @@ Metaflow's base-flow pattern: ``StockcastFlow`` and ``SnapshotFlow`` are ``FlowS
 and helper methods but no steps; each flow inherits one and adds its ``@project`` and its steps. A run pins its
 inputs in its first step (``pin_snapshot``) as plain artefacts, so every later step, retry and resume reads exactly
 the same ones.
+
+Storage faults: a step with ``@retry`` also carries ``@only_storage_faults_retried``, so that only a storage fault is
+tried again; and every flow reports an unreachable S3 endpoint when a run fails
+(``@exit_hook(on_error=[STORAGE_OUTAGE_HOOK])``, from ``stockcast.core.storage``).
 """
 
 from __future__ import annotations
 
-from metaflow import FlowSpec, Parameter, current
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from metaflow import FlowSpec, Parameter, current, user_step_decorator
+from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY, MetaflowException
 
 from stockcast.core.registry import Registry
+from stockcast.core.storage import transient_storage_error
 from stockcast.data.snapshot import Snapshot, load_snapshot, resolve_snapshot
+
+
+@user_step_decorator
+def only_storage_faults_retried(step_name: str, flow: FlowSpec, inputs: Any = None) -> Iterator[None]:
+    """Put under ``@retry``: a failure of the step that is not a storage fault (``transient_storage_error``) ends the
+    task with Metaflow's "do not retry" exit code, so ``@retry`` tries again only what may pass.
+
+    Metaflow's ``@retry`` retries every failure, and it has no option to choose which (Metaflow issue 1443; the
+    ``only_on`` option of pull request 2390 is not released). A bad input, a bug or a refused promotion fails the same
+    way however often it is tried, and a retry only delays and repeats the message. Exit code
+    ``METAFLOW_EXIT_DISALLOW_RETRY`` is Metaflow's own way of saying "do not retry this task" (the workaround its
+    maintainers give in that issue), which its scheduler honours for the tasks it runs; it then ends the run with "The
+    terminal step end was not successful". On Argo Workflows, which retries every failed pod (``retryPolicy:
+    Always``), a deterministic failure is still retried and fails the same way again: minutes lost, not a wrong
+    result, since the retried steps are idempotent.
+
+    The error is printed here as Metaflow would print it (headline and message, or the traceback of an unexpected
+    error), since a task that exits this way skips Metaflow's own report. A storage fault is raised as it is, for
+    ``@retry``; failures outside the step's code (Metaflow loading its inputs or saving its artefacts) are storage
+    faults by nature and are retried as before.
+    """
+    try:
+        yield
+    except Exception as error:
+        if transient_storage_error(error):
+            raise
+        if isinstance(error, MetaflowException):
+            report = f"{error.headline}:\n{error.message}"
+        else:
+            report = "".join(traceback.format_exception(error)).rstrip()
+        print(f"{report}\nNot retried: only storage faults are.", file=sys.stderr, flush=True)
+        raise SystemExit(METAFLOW_EXIT_DISALLOW_RETRY) from error
 
 
 class StockcastFlow(FlowSpec):
