@@ -149,13 +149,23 @@ class TrainFlow(SnapshotFlow):
         registry, and only then promote it; a champion always has a Bento. Otherwise build nothing."""
         from stockcast.deploy.package import release  # BentoML: only this step needs it
 
+        registry = self.branch_registry()
+        # In a run resumed after a failed deploy, `register` was cloned: its record names the failed run. It is
+        # registered again under this run, whose lineage the champion must carry.
+        self.record, expected_champion = registry.register_for_run(
+            self.record,
+            version=f"v{current.run_id}",
+            run_pathspec=f"{current.flow_name}/{current.run_id}",
+            expected_champion=self.champion.version if self.champion else None,
+        )
+        self.model_version = self.record.version
         snapshot = self.snapshot()
         outcome = release(
-            self.branch_registry(),
+            registry,
             self.record,
             promote=self.selection.decision.promote,
             reason=self.selection.decision.reason,
-            expected_champion=self.champion.version if self.champion else None,
+            expected_champion=expected_champion,
             prices=snapshot.prices,
             financials=snapshot.financials,
             actions=snapshot.actions,
