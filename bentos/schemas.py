@@ -1,16 +1,18 @@
 """The request and answer schemas of the stockcast service: strict pydantic models with examples, which BentoML
 turns into validation (a 400 naming the field) and into the OpenAPI document (``/docs.json``).
 
-Price and report rows are those of the CSV contract (``stock_price.csv``, ``financial_info.csv``).
+Price and report rows are those of the CSV contract (``stock_price.csv``, ``financial_info.csv``). The schemas say
+only what JSON must carry: the fields, their types, sizes the service accepts. What makes a row valid (prices > 0,
+low <= open, close <= high, no date after today, one row per day, ...) is the contract's, checked by the ingest
+validators themselves (``stockcast.serve.contract``), so a rule is stated once, for files and requests alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from itertools import pairwise
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 MAX_TICKERS = 100
 """Most tickers one ``/predict`` request may ask for."""
@@ -20,12 +22,19 @@ MAX_REPORTS = 80
 """Most financial reports one request may send: twenty years of quarters."""
 MAX_REQUEST_BYTES = 1024 * 1024
 """Largest request body accepted; a full-size history request is about 0.2 MB."""
+MAX_TEXT_LENGTH = 64
+"""Longest ticker or sector accepted: a bound on what a request may make the service hold, not a contract rule."""
 
 Ticker = Annotated[
     str,
-    Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]*$", examples=["ABC"]),
+    Field(
+        max_length=MAX_TEXT_LENGTH,
+        description="A ticker symbol, as the data contract allows it (ingest's ticker rule applies).",
+        examples=["ABC"],
+    ),
 ]
-Price = Annotated[float, Field(gt=0, description="A price in the ticker's currency; finite and > 0.")]
+Day = Annotated[dt.date, Field(description="A date, YYYY-MM-DD (the data contract bounds it: 1900 to 2199, ...).")]
+Price = Annotated[float, Field(description="A price in the ticker's currency; finite (the contract: > 0).")]
 Amount = Annotated[float | None, Field(description="Reported figure; null when the report lacks it.")]
 
 
@@ -38,31 +47,22 @@ class StrictModel(BaseModel):
 class PriceRow(StrictModel):
     """One trading day of one ticker: a row of ``stock_price.csv``."""
 
-    date: dt.date = Field(description="The trading day (YYYY-MM-DD).", examples=["2025-12-31"])
+    date: Day = Field(examples=["2025-12-31"])
     ticker: Ticker
     open: Price
     high: Price
     low: Price
     close: Price
-    volume: float = Field(ge=0, description="Shares traded that day; finite and >= 0.", examples=[1250000])
+    volume: float = Field(description="Shares traded that day; finite (the contract: >= 0).", examples=[1250000])
     adj_close: Price | None = Field(default=None, description="Accepted for CSV parity; the features use raw prices.")
-
-    @model_validator(mode="after")
-    def _high_and_low_bound_the_day(self) -> Self:
-        if not self.low <= min(self.open, self.close) <= max(self.open, self.close) <= self.high:
-            raise ValueError(
-                f"prices out of order on {self.date}: need low <= open, close <= high, got open={self.open}, "
-                f"high={self.high}, low={self.low}, close={self.close}"
-            )
-        return self
 
 
 class FinancialRow(StrictModel):
     """One quarterly report of one ticker: a row of ``financial_info.csv``."""
 
     ticker: Ticker
-    period_end: dt.date = Field(description="Last day of the fiscal quarter.", examples=["2025-09-30"])
-    report_date: dt.date = Field(
+    period_end: Day = Field(description="Last day of the fiscal quarter.", examples=["2025-09-30"])
+    report_date: Day = Field(
         description="Day the figures were published; they are used from this day on.", examples=["2025-10-28"]
     )
     revenue: Amount = None
@@ -71,13 +71,7 @@ class FinancialRow(StrictModel):
     total_assets: Amount = None
     total_liabilities: Amount = None
     shares_outstanding: Amount = None
-    sector: str = Field(min_length=1, max_length=64, examples=["Technology"])
-
-    @model_validator(mode="after")
-    def _published_after_the_quarter(self) -> Self:
-        if self.report_date < self.period_end:
-            raise ValueError(f"report_date {self.report_date} is before period_end {self.period_end}")
-        return self
+    sector: str = Field(max_length=MAX_TEXT_LENGTH, examples=["Technology"])
 
 
 class PredictRequest(StrictModel):
@@ -107,7 +101,8 @@ class HistoryRequest(StrictModel):
         min_length=1,
         max_length=MAX_HISTORY_DAYS,
         description=(
-            "The ticker's daily rows, oldest first, one per trading day; at least `min_history` rows (GET /model)."
+            "The ticker's daily rows, one per trading day, in any order (they are sorted by date, as ingest sorts a "
+            "file); at least `min_history` consecutive trading days (GET /model)."
         ),
     )
     financials: list[FinancialRow] | None = Field(
@@ -147,21 +142,6 @@ class HistoryRequest(StrictModel):
         },
     )
 
-    @field_validator("prices")
-    @classmethod
-    def _one_ticker_by_increasing_date(cls, rows: list[PriceRow]) -> list[PriceRow]:
-        tickers = sorted({row.ticker for row in rows})
-        if len(tickers) > 1:
-            raise ValueError(f"rows of one ticker only, got {len(tickers)}: {tickers[:5]}")
-        out_of_order = next(((a, b) for a, b in pairwise(rows) if b.date <= a.date), None)
-        if out_of_order is not None:
-            earlier, later = out_of_order
-            raise ValueError(
-                f"dates must increase from row to row (oldest first, each day once): {later.date} follows "
-                f"{earlier.date}"
-            )
-        return rows
-
 
 class Prediction(BaseModel):
     """The predicted close of the trading day after ``as_of``, and what it was computed from."""
@@ -197,3 +177,30 @@ class ModelInfo(BaseModel):
     )
     metrics: dict[str, Any] = Field(description="Walk-forward backtest metrics of the model.")
     gate: dict[str, Any] = Field(description="The promotion gate's decision and its reason.")
+
+
+class ErrorDetail(BaseModel):
+    """One thing wrong with a request, in pydantic's validation error shape (BentoML may add fields, such as a
+    ``url`` documenting a schema error)."""
+
+    loc: list[str | int] = Field(
+        description="Where: the field, then a row's position and a column; empty for the body as a whole.",
+        examples=[["prices", 3, "close"]],
+    )
+    msg: str = Field(description="Why, in a sentence.", examples=["price must be > 0"])
+    type: str = Field(
+        description="The rule broken: a schema check (`missing`, `float_type`, ...) or a data contract rule "
+        "(`positive_price`, `not_in_future`, ...).",
+        examples=["positive_price"],
+    )
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every refusal (4xx) and server error (5xx)."""
+
+    error: str = Field(description="What went wrong.", examples=["1 validation error for HistoryRequest"])
+    detail: list[ErrorDetail] = Field(
+        default=[], description="For a 400, each thing wrong with the request; absent for other statuses."
+    )

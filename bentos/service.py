@@ -14,7 +14,15 @@ building, and ``LocalServe`` sets it when serving, so a Bento always serves the 
 
 Client errors never become server errors: every invalid request gets a 400 whose body has BentoML's validation
 shape, ``{"error": ..., "detail": [{"loc": [field, ...], "msg": ..., "type": ...}]}``, with the field at fault in
-``loc``; a body that is not JSON gets a 415, one over ``MAX_REQUEST_BYTES`` a 413.
+``loc``; a body that is not JSON gets a 415, one over ``MAX_REQUEST_BYTES`` a 413. The rows of a history obey the
+CSV contract, checked by ingest's own validators (``stockcast.serve.contract``). Each refusal is one line in the log
+(``stockcast.serve.refusals``), never a traceback.
+
+With a token configured (``STOCKCAST_API_TOKEN`` or ``STOCKCAST_API_TOKEN_FILE``, read when this module is imported;
+``stockcast.serve.auth``), every endpoint but the health probes, the OpenAPI document and (unless
+``STOCKCAST_PROTECT_METRICS`` is true) ``/metrics`` needs ``Authorization: Bearer <token>``; without it, a 401.
+
+``/docs.json`` serves ``stockcast.serve.openapi.service_document``: OpenAPI 3.1, stating every status and error body.
 """
 
 from __future__ import annotations
@@ -32,10 +40,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bentos.guard import RequestGuard
+from bentos.guard import BearerAuth, OpenAPIDocument, RequestGuard
 from bentos.schemas import (
     MAX_REQUEST_BYTES,
-    FinancialRow,
+    ErrorResponse,
     HistoryRequest,
     ModelInfo,
     Prediction,
@@ -49,6 +57,7 @@ from stockcast.serve.answers import (
     predict_from_history,
     prediction_records,
 )
+from stockcast.serve.auth import AuthSettings
 from stockcast.serve.bundle import (
     BUNDLE_FILE,
     DEFAULT_MODEL_TAG,
@@ -58,6 +67,12 @@ from stockcast.serve.bundle import (
     read_bundle,
 )
 from stockcast.serve.coalescing import PerTurnBatcher
+from stockcast.serve.contract import checked_history
+from stockcast.serve.openapi import service_document
+from stockcast.serve.refusals import quiet_client_errors
+
+AUTH = AuthSettings.from_environment()
+"""Whether requests need a bearer token: read when the module is imported, like the model tag."""
 
 
 async def model_endpoint(_: Request) -> JSONResponse:
@@ -97,6 +112,7 @@ class StockcastService:
         self.predictions = PerTurnBatcher(self._answer_queries)
         self.batch_sizes = batch_size_histogram()
         self.clipped = clipped_counter()
+        quiet_client_errors()
 
     def _answer_queries(self, queries: list[TickerQuery]) -> list[list[dict[str, Any]] | Exception]:
         self.batch_sizes.observe(len(queries))
@@ -129,12 +145,11 @@ class StockcastService:
     @bentoml.api(route="/predict_from_history")
     def predict_from_history(self, request: HistoryRequest, /) -> Prediction:
         """Predicted close of the trading day after the last row sent, from the ticker's recent rows."""
-        history = pd.DataFrame(request.model_dump(include={"prices"})["prices"])
-        financials = None
-        if request.financials is not None:
-            columns = list(FinancialRow.model_fields)
-            financials = pd.DataFrame(request.model_dump(include={"financials"})["financials"], columns=columns)
+        rows = request.model_dump()
         try:
+            # The rows obey the CSV contract, checked by ingest's validators; no exchange calendar, as the bundle
+            # records none.
+            history, financials = checked_history(rows["prices"], rows["financials"])
             answer = predict_from_history(self.bundle, history, financials)
         except ServingInputError as error:
             raise client_error(error, HistoryRequest) from error
@@ -161,7 +176,21 @@ class StockcastService:
         )
 
 
+def openapi_document() -> dict[str, Any]:
+    """What ``/docs.json`` serves: BentoML's document of this service, corrected (``service_document``)."""
+    return service_document(
+        StockcastService.openapi_spec.asdict(),
+        error_model=ErrorResponse,
+        model_info=ModelInfo,
+        auth=AUTH,
+        max_request_bytes=MAX_REQUEST_BYTES,
+    )
+
+
+# The first middleware added is the outermost: a request without its token is refused before its body is read.
+StockcastService.add_asgi_middleware(BearerAuth, settings=AUTH)
 StockcastService.add_asgi_middleware(RequestGuard, max_bytes=MAX_REQUEST_BYTES)
+StockcastService.add_asgi_middleware(OpenAPIDocument, path="/docs.json", build=openapi_document)
 
 
 @functools.cache
@@ -194,14 +223,18 @@ def clipped_counter() -> Any:
 
 
 def client_error(error: ServingInputError, request_model: type[BaseModel]) -> ValidationError:
-    """A request the model cannot answer, as a validation error of its field: BentoML answers those with a 400 in
-    the same shape as a schema violation, so clients see one error format whatever the cause."""
-    detail = InitErrorDetails(
-        type=PydanticCustomError("invalid_request", "{reason}", {"reason": str(error)}),
-        loc=(error.field,),
-        input=None,
-    )
-    return ValidationError.from_exception_data(request_model.__name__, [detail])
+    """A request the model cannot answer, as validation errors of its fields (one per ``FieldError``, its type the
+    rule broken): BentoML answers those with a 400 in the same shape as a schema violation, so clients see one error
+    format whatever the cause."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError(field_error.type, "{reason}", {"reason": field_error.msg}),
+            loc=field_error.loc,
+            input=None,
+        )
+        for field_error in error.errors
+    ]
+    return ValidationError.from_exception_data(request_model.__name__, details)
 
 
 def to_predictions(answer: pd.DataFrame) -> list[Prediction]:

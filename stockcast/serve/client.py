@@ -3,6 +3,9 @@
 It speaks plain JSON over httpx rather than ``bentoml.SyncHTTPClient``: that client only knows the service's POST
 APIs (not ``GET /model``) and reports a refused request without the fields the server named. Here a 4xx becomes a
 ``ServiceRequestError`` whose message is the server's, field by field; a 5xx is httpx's ``HTTPStatusError``.
+
+A deployment that requires a token (``stockcast.serve.auth``) gets it with every request: the ``token`` argument, by
+default the one the environment gives the server too (``STOCKCAST_API_TOKEN`` or ``STOCKCAST_API_TOKEN_FILE``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, Self
 
 import httpx
 import pandas as pd
+
+from stockcast.serve.auth import read_token
 
 Rows = pd.DataFrame | Sequence[Mapping[str, Any]]
 """Table rows: a DataFrame in contract columns, or JSON-ready records sent exactly as given."""
@@ -56,10 +61,16 @@ class Batching:
 
 
 class StockcastClient:
-    """Calls one deployment of the service at ``base_url`` (such as ``http://127.0.0.1:3000``)."""
+    """Calls one deployment of the service at ``base_url`` (such as ``http://127.0.0.1:3000``).
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+    ``token`` is sent as ``Authorization: Bearer <token>``; None (the default) takes it from the environment
+    (``stockcast.serve.auth.read_token``), and an empty string sends none.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0, token: str | None = None) -> None:
+        token = read_token() if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
 
     def predict(self, tickers: Sequence[str], as_of: dt.date | str | None = None) -> list[dict[str, Any]]:
         """Tomorrow's close for each ticker the model knows, in request order (``POST /predict``)."""

@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import bentoml
 import pytest
@@ -19,6 +20,7 @@ import yaml
 from stockcast.data.synthetic.generator import MarketData
 from stockcast.deploy.package import BENTOFILE, REPO_ROOT, build_bento, save_bento_model
 from stockcast.deploy.targets import LocalServe
+from stockcast.serve.auth import PROTECT_METRICS_ENV, TOKEN_ENV, TOKEN_FILE_ENV
 from stockcast.serve.bundle import MODEL_TAG_ENV, ServingBundle
 from stockcast.serve.client import StockcastClient
 from tests.factories import make_bundle, make_record, year_market
@@ -29,6 +31,9 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage analytics from test runs (set before any server)
+for _name in (TOKEN_ENV, TOKEN_FILE_ENV, PROTECT_METRICS_ENV):
+    # The tests choose which server needs a token, and which token: none from the developer's environment.
+    os.environ.pop(_name, None)
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,50 @@ def asgi_client(served_model: ServedModel) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def server(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where ``server`` writes its log (the output of ``bentoml serve`` and its workers)."""
+    return tmp_path_factory.mktemp("serve") / "bentoml-serve.log"
+
+
+def serve_apart(target: LocalServe, bento_tag: str, folder: Path, **environment: str) -> str:
+    """``target.deploy(bento_tag)`` with a BentoML home of the server's own, in ``folder``: the session's model and
+    Bento stores linked into it, so that it finds the same models, and the rest its own. Every ``bentoml serve``
+    empties ``<home>/prometheus_multiproc_dir`` when it starts, which would wipe the metrics of a server already
+    running from the same home (the deploy and rollout tests start servers while this one runs).
+    ``environment`` adds variables for the server alone."""
+    home = folder / "bentoml-home"
+    home.mkdir()
+    for store in ("bentos", "models"):
+        (home / store).symlink_to(Path(os.environ["BENTOML_HOME"]) / store, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        # LocalServe hands the server a copy of this process' environment when it starts it.
+        patch.setenv("BENTOML_HOME", str(home))
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        return target.deploy(bento_tag)
+
+
+@pytest.fixture(scope="session")
+def server(bento_tag: str, server_log: Path) -> Iterator[str]:
     """The built Bento under a real ``bentoml serve`` on a free 127.0.0.1 port; yields its base URL."""
-    log_path = tmp_path_factory.mktemp("serve") / "bentoml-serve.log"
-    with LocalServe(startup_timeout=60, log_path=log_path) as target:
-        yield target.deploy(bento_tag)
+    with LocalServe(startup_timeout=60, log_path=server_log) as target:
+        yield serve_apart(target, bento_tag, server_log.parent)
+
+
+API_TOKEN = "stockcast-test-token_0123456789"
+"""The token ``protected_server`` requires."""
+
+
+@pytest.fixture(scope="session")
+def protected_server(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same Bento served with a token required, on /metrics too: the token comes from a file, as a mounted
+    secret would (``STOCKCAST_API_TOKEN_FILE``). A second server costs a few seconds, so only the tests of
+    authentication ask for it."""
+    folder = tmp_path_factory.mktemp("protected")
+    token_file = folder / "token"
+    token_file.write_text(f"{API_TOKEN}\n")
+    with LocalServe(startup_timeout=60, log_path=folder / "bentoml-serve.log") as target:
+        yield serve_apart(target, bento_tag, folder, **{TOKEN_FILE_ENV: str(token_file), PROTECT_METRICS_ENV: "true"})
 
 
 @pytest.fixture(scope="session")

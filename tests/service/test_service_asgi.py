@@ -4,8 +4,10 @@ requests to ``stockcast.serve.answers``, of refusals to 400s naming their field,
 
 from __future__ import annotations
 
+import jsonschema
 import numpy as np
 import pytest
+from openapi_spec_validator import validate
 
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.client import ServiceRequestError, history_payload
@@ -85,4 +87,47 @@ def test_health_and_openapi(asgi_client) -> None:
     request = docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert request["example"] == {"tickers": ["ABC", "XYZ"], "as_of": None}
     assert request["properties"]["tickers"]["maxItems"] == 100
-    assert docs["components"]["schemas"]["PriceRow"]["properties"]["close"]["exclusiveMinimum"] == 0
+    assert docs["components"]["schemas"]["PriceRow"]["properties"]["close"]["type"] == "number"
+
+
+def test_the_openapi_document_is_valid_openapi_3_1(asgi_client) -> None:
+    """BentoML declares 3.0.2 over pydantic's JSON Schema 2020-12 (`anyOf` with null, `examples` lists), which only
+    3.1 allows: the document served declares 3.1.0 and passes that version's validation."""
+    docs = asgi_client.get("/docs.json").json()
+
+    assert docs["openapi"] == "3.1.0"
+    validate(docs)  # raises OpenAPIValidationError naming the first invalid part
+
+
+def test_the_openapi_document_states_every_status_and_error_body(asgi_client) -> None:
+    docs = asgi_client.get("/docs.json").json()
+    schemas = docs["components"]["schemas"]
+
+    for path in ("/predict", "/predict_from_history"):
+        responses = docs["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "413", "415", "500"}
+        for status in ("400", "413", "415", "500"):
+            assert responses[status]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"
+            }
+    assert schemas["ErrorResponse"]["properties"]["detail"]["type"] == "array"
+    assert schemas["ErrorResponse"]["required"] == ["error"]
+    assert {"InvalidArgument", "NotFound", "InternalServerError"}.isdisjoint(schemas)
+    model = docs["paths"]["/model"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert model == {"$ref": "#/components/schemas/ModelInfo"}
+    assert "min_history" in schemas["ModelInfo"]["properties"]
+    # No token is configured in this process: nothing asks for one.
+    assert "securitySchemes" not in docs["components"]
+    assert not any("401" in operation["responses"] for item in docs["paths"].values() for operation in item.values())
+
+
+def test_a_400_body_matches_the_documented_error_schema(asgi_client) -> None:
+    docs = asgi_client.get("/docs.json").json()
+    resolver = {"components": docs["components"]}
+    error_schema = {"$ref": "#/components/schemas/ErrorResponse", **resolver}
+
+    for body in ({"tickers": ["ZZZZ"]}, {"tickers": "ABC"}, {"prices": [{"date": "2024-12-31"}]}):
+        path = "/predict" if "tickers" in body else "/predict_from_history"
+        response = asgi_client.post(path, json=body)
+        assert response.status_code == 400
+        jsonschema.validate(response.json(), error_schema)

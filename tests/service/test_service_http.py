@@ -1,5 +1,6 @@
 """The built Bento under a real ``bentoml serve``, called over HTTP with ``StockcastClient``: answers equal the
-library's, every bad request is a 4xx naming its field (never a 500), and BentoML's operational endpoints work."""
+library's, every bad request is a 4xx naming its field (never a 500), price and report rows obey the CSV contract's
+rules (the ingest validators' own), and BentoML's operational endpoints work."""
 
 from __future__ import annotations
 
@@ -83,13 +84,14 @@ def _row(body: Body, index: int = 5, **values: Any) -> Body:
     return body
 
 
-def _swap_rows(body: Body) -> Body:
-    body["prices"][3], body["prices"][4] = body["prices"][4], body["prices"][3]
+def _repeat_row(body: Body, **values: Any) -> Body:
+    body["prices"].insert(4, {**body["prices"][4], **values})
     return body
 
 
-def _repeat_row(body: Body) -> Body:
-    body["prices"].insert(4, dict(body["prices"][4]))
+def _all_rows(body: Body, **values: Any) -> Body:
+    for row in body["prices"]:
+        row.update(values)
     return body
 
 
@@ -129,7 +131,14 @@ BAD_REQUESTS: dict[str, tuple[str, Callable[..., Any], int, str, str]] = {
         lambda t, h, m: _row(h, low=-1.0),
         400,
         "prices.5.low",
-        "greater than 0",
+        "price must be > 0",
+    ),
+    "price-of-1e308": (
+        "/predict_from_history",
+        lambda t, h, m: _row(h, -1, close=1e308),
+        400,
+        "prices.126.close",
+        "price above 1e+09",
     ),
     "price-as-string": (
         "/predict_from_history",
@@ -143,19 +152,65 @@ BAD_REQUESTS: dict[str, tuple[str, Callable[..., Any], int, str, str]] = {
         lambda t, h, m: _row(h, volume=-5),
         400,
         "prices.5.volume",
-        "greater than or equal to 0",
+        "volume must be >= 0",
     ),
     "high-below-close": (
         "/predict_from_history",
         lambda t, h, m: _row(h, high=h["prices"][5]["close"] * 0.9),
         400,
         "prices.5",
-        "need low <= open, close <= high",
+        "low, open, close, high: must satisfy low <= min(open, close) <= max(open, close) <= high",
     ),
-    "unsorted-dates": ("/predict_from_history", lambda t, h, m: _swap_rows(h), 400, "prices", "dates must increase"),
-    "repeated-date": ("/predict_from_history", lambda t, h, m: _repeat_row(h), 400, "prices", "each day once"),
-    "two-tickers": ("/predict_from_history", lambda t, h, m: _row(h, ticker=t[1]), 400, "prices", "one ticker only"),
+    "repeated-row": (
+        "/predict_from_history",
+        lambda t, h, m: _repeat_row(h),
+        400,
+        "prices.5",
+        "ticker, date: exact duplicate of an earlier row",
+    ),
+    "repeated-date": (
+        "/predict_from_history",
+        lambda t, h, m: _repeat_row(h, close=h["prices"][4]["close"] * 1.01, high=h["prices"][4]["high"] * 1.01),
+        400,
+        "prices.4",
+        "the same (ticker, date) appears more than once with different values",
+    ),
+    "two-tickers": (
+        "/predict_from_history",
+        lambda t, h, m: _row(h, ticker=t[1]),
+        400,
+        "prices",
+        "a history holds the rows of exactly one ticker, got 2",
+    ),
+    "junk-ticker": (
+        "/predict_from_history",
+        lambda t, h, m: _all_rows(h, ticker="=cmd|' /C calc'!A0"),
+        400,
+        "prices.0.ticker",
+        "not a ticker: must match",
+    ),
     "bad-date": ("/predict_from_history", lambda t, h, m: _row(h, date="2024-13-45"), 400, "prices.5.date", "date"),
+    "date-in-year-9999": (
+        "/predict_from_history",
+        lambda t, h, m: _row(h, -1, date="9999-12-31"),
+        400,
+        "prices.126.date",
+        "date before 1900-01-01 or after 2199-12-31",
+    ),
+    "date-in-year-1": (
+        "/predict_from_history",
+        lambda t, h, m: _row(h, 0, date="0001-01-01"),
+        400,
+        "prices.0.date",
+        "date before 1900-01-01 or after 2199-12-31",
+    ),
+    "date-in-2090": (
+        "/predict_from_history",
+        lambda t, h, m: _row(h, -1, date="2090-01-02"),
+        400,
+        "prices.126.date",
+        "date is after today",
+    ),
     "unknown-column": ("/predict_from_history", lambda t, h, m: _row(h, vwap=1.0), 400, "prices.5.vwap", "Extra"),
     "history-with-gap": (
         "/predict_from_history",
@@ -168,15 +223,36 @@ BAD_REQUESTS: dict[str, tuple[str, Callable[..., Any], int, str, str]] = {
         "/predict_from_history",
         lambda t, h, m: {**h, "financials": _with_reports(m, t[1])},
         400,
-        "financials",
-        "other tickers' reports",
+        "financials.0.ticker",
+        "ticker has no prices",
     ),
     "report-before-quarter-end": (
         "/predict_from_history",
         lambda t, h, m: {**h, "financials": _with_reports(m, t[0], report_date="2020-01-01")},
         400,
-        "financials.0",
-        "is before period_end",
+        "financials.0.report_date",
+        "report_date must be on or after period_end",
+    ),
+    "negative-total-assets": (
+        "/predict_from_history",
+        lambda t, h, m: {**h, "financials": _with_reports(m, t[0], total_assets=-5.0)},
+        400,
+        "financials.0.total_assets",
+        "total_assets must be > 0",
+    ),
+    "zero-shares-outstanding": (
+        "/predict_from_history",
+        lambda t, h, m: {**h, "financials": _with_reports(m, t[0], shares_outstanding=0.0)},
+        400,
+        "financials.0.shares_outstanding",
+        "shares_outstanding must be > 0",
+    ),
+    "report-in-2090": (
+        "/predict_from_history",
+        lambda t, h, m: {**h, "financials": _with_reports(m, t[0], period_end="2090-03-31", report_date="2090-04-30")},
+        400,
+        "financials.0.report_date",
+        "report_date is after today",
     ),
 }
 
@@ -197,6 +273,31 @@ def test_a_bad_request_is_a_4xx_naming_its_field(client: StockcastClient, served
 def test_a_valid_history_is_answered(client: StockcastClient, valid_history) -> None:
     """The bad requests above are that body with one thing wrong: the body itself is fine."""
     assert client.request("POST", "/predict_from_history", valid_history)["as_of"] == "2024-12-31"
+
+
+def test_history_rows_in_any_order_get_the_same_answer(client: StockcastClient, valid_history) -> None:
+    """Rows are sorted by date, as ingest sorts a file, so their order in the request does not matter."""
+    shuffled = copy.deepcopy(valid_history)
+    shuffled["prices"] = shuffled["prices"][::-1]
+
+    in_order = client.request("POST", "/predict_from_history", valid_history)
+    reversed_order = client.request("POST", "/predict_from_history", shuffled)
+
+    assert reversed_order == in_order
+
+
+def test_every_broken_row_is_named_with_its_rule(server: str, valid_history) -> None:
+    """A request is refused whole, listing each broken row (with its column and the contract rule's name in
+    `type`), not just the first."""
+    body = _row(_row(copy.deepcopy(valid_history), 2, volume=-1.0), 7, close=-3.0)
+
+    response = httpx.post(f"{server}/predict_from_history", json=body)
+
+    assert response.status_code == 400
+    assert [(error["loc"], error["type"]) for error in response.json()["detail"]] == [
+        (["prices", 7, "close"], "positive_price"),
+        (["prices", 2, "volume"], "non_negative_volume"),
+    ]
 
 
 def _raw_post(server: str, body: bytes) -> httpx.Response:
