@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import jsonschema
 import pytest
+from openapi_spec_validator import validate
 
 from stockcast.serve.auth import TOKEN_ENV, TOKEN_FILE_ENV
 from stockcast.serve.client import ServiceRequestError, StockcastClient
@@ -72,6 +73,8 @@ def test_health_probes_and_the_openapi_document_stay_open(protected_server: str)
 
 def test_the_openapi_document_states_the_bearer_scheme_where_it_is_needed(protected_server: str) -> None:
     docs = httpx.get(f"{protected_server}/docs.json").json()
+
+    validate(docs)  # still valid OpenAPI 3.1 with the security scheme and the 401s
 
     assert docs["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
