@@ -10,7 +10,6 @@ used, and states every status the service answers with the body it sends.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -40,8 +39,8 @@ def service_document(
     """The corrected document: OpenAPI 3.1.0; every error response's body ``error_model``; each POST API's 400, 413,
     415 and 500; ``GET /model`` answering ``model_info``; with a token configured, the bearer scheme, and on every
     endpoint that needs it its ``security`` and 401."""
-    # A JSON round trip gives plain dicts with string keys (BentoML keys responses by int status).
-    document: dict[str, Any] = json.loads(json.dumps(copy.deepcopy(dict(bentoml_document))))
+    # A JSON round trip gives a copy of plain dicts with string keys (BentoML keys responses by int status).
+    document: dict[str, Any] = json.loads(json.dumps(bentoml_document))
     document["openapi"] = OPENAPI_VERSION
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name in BENTOML_ERROR_SCHEMAS:
