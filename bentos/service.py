@@ -147,9 +147,14 @@ class StockcastService:
         """Predicted close of the trading day after the last row sent, from the ticker's recent rows."""
         rows = request.model_dump()
         try:
-            # The rows obey the CSV contract, checked by ingest's validators; no exchange calendar, as the bundle
-            # records none.
-            history, financials = checked_history(rows["prices"], rows["financials"])
+            # The rows obey the CSV contract, checked by ingest's validators with the calendar and ticker pattern the
+            # model's snapshot was checked against.
+            history, financials = checked_history(
+                rows["prices"],
+                rows["financials"],
+                calendar=self.bundle.calendar,
+                ticker_pattern=self.bundle.ticker_pattern,
+            )
             answer = predict_from_history(self.bundle, history, financials)
         except ServingInputError as error:
             raise client_error(error, HistoryRequest) from error

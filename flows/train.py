@@ -170,6 +170,8 @@ class TrainFlow(SnapshotFlow):
             financials=snapshot.financials,
             actions=snapshot.actions,
             estimator=self.model,
+            calendar=snapshot.calendar,
+            ticker_pattern=snapshot.ticker_pattern,
         )
         self.promoted, self.bento, self.champion_version = outcome.promoted, outcome.bento, outcome.champion_version
         current.card["training"].extend(

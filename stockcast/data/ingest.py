@@ -269,6 +269,7 @@ def build_snapshot(
         "prices_only_tickers": [t for t in tickers if t not in with_financials],
         "has_oracle": oracle is not None,
         "calendar": settings.calendar,
+        "ticker_pattern": settings.ticker_pattern,
         "n_days": int(prices["date"].nunique()),
         "actions": json_ready(
             [

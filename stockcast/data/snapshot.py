@@ -16,6 +16,7 @@ import pandas as pd
 
 from stockcast.core.runs import NoRunError, latest_successful_run, run_by_pathspec
 from stockcast.data.actions import empty_actions
+from stockcast.data.config import DEFAULT_TICKER_PATTERN
 
 INGEST_FLOW = "IngestFlow"
 ORACLE_KEY = ("ticker", "date")
@@ -136,6 +137,11 @@ class Snapshot:
     def calendar(self) -> str:
         """The trading calendar the snapshot's data was checked against."""
         return self.summary.get("calendar", "data")
+
+    @property
+    def ticker_pattern(self) -> str:
+        """The pattern the snapshot's tickers were checked against (``DataConfig.ticker_pattern``)."""
+        return self.summary.get("ticker_pattern", DEFAULT_TICKER_PATTERN)
 
     @property
     def last_day(self) -> str:

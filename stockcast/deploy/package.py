@@ -38,6 +38,8 @@ from bentoml.exceptions import NotFound
 
 from stockcast.core.registry import ModelRecord, Registry
 from stockcast.core.storage import ObjectStore
+from stockcast.data.calendar import DATA_CALENDAR
+from stockcast.data.config import DEFAULT_TICKER_PATTERN
 from stockcast.deploy.smoke import smoke_test
 from stockcast.deploy.targets import DeployError, LocalServe, served_model_tag
 from stockcast.serve.bundle import (
@@ -161,15 +163,25 @@ def package_champion(
     *,
     actions: pd.DataFrame | None = None,
     estimator: Estimator | None = None,
+    calendar: str = DATA_CALENDAR,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> dict[str, str]:
     """Package a model for serving and return what the registry records of it.
 
-    The model's ``ServingBundle`` (from the snapshot it was trained on) goes into the BentoML model store, a Bento
-    is built around it and smoke-tested on loopback, and only then is its archive exported to ``store``: an archive
-    in the store is a Bento that served. Returns what ``export_bento`` does: the tags, the archive's URL and the
-    sha256 digests that every later deployment checks.
+    The model's ``ServingBundle`` (from the snapshot it was trained on, with the calendar and ticker pattern its data
+    was checked against) goes into the BentoML model store, a Bento is built around it and smoke-tested on loopback,
+    and only then is its archive exported to ``store``: an archive in the store is a Bento that served. Returns what
+    ``export_bento`` does: the tags, the archive's URL and the sha256 digests that every later deployment checks.
     """
-    bundle = build_bundle(record, prices, financials, actions=actions, estimator=estimator)
+    bundle = build_bundle(
+        record,
+        prices,
+        financials,
+        actions=actions,
+        estimator=estimator,
+        calendar=calendar,
+        ticker_pattern=ticker_pattern,
+    )
     bento_tag = build_bento(save_bento_model(bundle))
     with LocalServe() as serving:
         smoke_test(serving.deploy(bento_tag), bundle)
@@ -187,6 +199,8 @@ def release(
     financials: pd.DataFrame | None,
     actions: pd.DataFrame | None = None,
     estimator: Estimator | None = None,
+    calendar: str = DATA_CALENDAR,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> Release:
     """When the gate said ``promote``: package the model (``package_champion``), record its Bento in the registry and
     promote it, provided the champion is still ``expected_champion`` (the one the gate judged against; otherwise the
@@ -196,7 +210,16 @@ def release(
     """
     if not promote:
         return Release(promoted=False, bento=None, champion_version=registry.champion_version())
-    bento = package_champion(record, prices, financials, registry.store, actions=actions, estimator=estimator)
+    bento = package_champion(
+        record,
+        prices,
+        financials,
+        registry.store,
+        actions=actions,
+        estimator=estimator,
+        calendar=calendar,
+        ticker_pattern=ticker_pattern,
+    )
     registry.record_bento(record.version, bento)
     if registry.champion_version() != record.version:
         registry.promote(record.version, reason=reason, expected_champion=expected_champion)

@@ -29,6 +29,8 @@ from sklearn.pipeline import Pipeline
 from features import FeatureSet, check_fingerprint, get_feature_set, latest_feature_rows
 from stockcast.core.registry import ModelRecord
 from stockcast.data.actions import empty_actions
+from stockcast.data.calendar import DATA_CALENDAR
+from stockcast.data.config import DEFAULT_TICKER_PATTERN
 from stockcast.data.contract import FINANCIALS, PRICES
 from stockcast.train.zoo import BoundedReturns, Estimator
 
@@ -72,6 +74,10 @@ class ServingBundle:
     context_financials: pd.DataFrame
     context_actions: pd.DataFrame = field(default_factory=empty_actions)
     """The snapshot's corporate actions: a history sent in a request is adjusted with them as training was."""
+    calendar: str = DATA_CALENDAR
+    """The trading calendar the snapshot was checked against: a history sent in a request is checked against it too."""
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN
+    """The ticker pattern the snapshot was checked against, which a request's tickers must match too."""
     prepared: PreparedRows = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +89,9 @@ class ServingBundle:
         return {name: value for name, value in self.__dict__.items() if name != "prepared"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"context_actions": empty_actions(), **state})
+        # Bundles pickled before a field existed get its default.
+        older = {"context_actions": empty_actions(), "calendar": DATA_CALENDAR}
+        self.__dict__.update({**older, "ticker_pattern": DEFAULT_TICKER_PATTERN, **state})
         self.__post_init__()
 
     @property
@@ -181,9 +189,11 @@ def build_bundle(
     *,
     actions: pd.DataFrame | None = None,
     estimator: Estimator | None = None,
+    calendar: str = DATA_CALENDAR,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> ServingBundle:
     """The serving bundle of a registered model, from the snapshot it was trained on (its prices, financials and
-    corporate actions).
+    corporate actions, and the calendar and ticker pattern its data was checked against).
 
     ``estimator`` is the fitted model; when None it is loaded from the training task the record points at. The
     feature set is checked against the record's fingerprint first: this code must compute exactly the features the
@@ -203,6 +213,8 @@ def build_bundle(
         context_prices=_recent_rows(prices, feature_set.min_history + CONTEXT_MARGIN_DAYS),
         context_financials=reports[FINANCIALS.required_names].reset_index(drop=True),
         context_actions=empty_actions() if actions is None else actions.reset_index(drop=True),
+        calendar=calendar,
+        ticker_pattern=ticker_pattern,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from stockcast.data.calendar import DATA_CALENDAR
+from stockcast.data.config import DEFAULT_TICKER_PATTERN
 from stockcast.data.contract import FINANCIALS, PRICES, FileContract
 from stockcast.data.validation import FILE_LEVEL, ValidationReport, validate_financials, validate_prices
 from stockcast.serve.answers import FieldError, ServingInputError
@@ -39,18 +40,25 @@ def checked_history(
     *,
     today: pd.Timestamp | None = None,
     calendar: str = DATA_CALENDAR,
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The price rows (and reports) of a history request as the typed tables ingest would accept, or a
     ``ServingInputError`` listing every rule they break.
 
     ``today`` bounds dates as at ingest (default: today); ``calendar`` is the exchange whose trading days price rows
-    must fall on (``"data"``: no exchange calendar, as when the model's data came without one). Reports must be of the
+    must fall on (``"data"``: no exchange calendar, as when the model's data came without one) and ``ticker_pattern``
+    the pattern tickers must match: both those the model's snapshot was checked against. Reports must be of the
     tickers the price rows are of. ``financials`` None stays None (the model's own reports are used); an empty list
     is an empty table (the ticker has none).
     """
     raw_prices = raw_table(prices, PRICES)
     typed_prices, report = validate_prices(
-        raw_prices, file="prices", today=today, max_quarantined_fraction=ALL_ROWS_MAY_BREAK, calendar=calendar
+        raw_prices,
+        file="prices",
+        today=today,
+        max_quarantined_fraction=ALL_ROWS_MAY_BREAK,
+        calendar=calendar,
+        ticker_pattern=ticker_pattern,
     )
     errors = field_errors("prices", report, PRICES)
     typed_financials = None
@@ -63,6 +71,7 @@ def checked_history(
                 file="financials",
                 today=today,
                 max_quarantined_fraction=ALL_ROWS_MAY_BREAK,
+                ticker_pattern=ticker_pattern,
             )
             errors += field_errors("financials", report, FINANCIALS)
     if errors:

@@ -13,6 +13,7 @@ import pytest
 
 from features import FeatureSetMismatch, get_feature_set, latest_feature_rows
 from stockcast.core.registry import ModelRecord
+from stockcast.data.config import DEFAULT_TICKER_PATTERN
 from stockcast.data.contract import PRICES
 from stockcast.serve.answers import (
     ServingInputError,
@@ -411,3 +412,13 @@ def test_a_history_with_a_split_the_service_knows_gives_the_answer_without_it(ma
         predict_tickers(plain, [ticker])["predicted_return"],
         rtol=1e-9,
     )
+
+
+def test_a_bundle_pickled_before_the_data_rules_existed_gets_the_defaults(market: Any, estimator: Any) -> None:
+    bundle = build_bundle(_record(), market.prices, market.financials, estimator=estimator, calendar="XNYS")
+    state = bundle.__getstate__()
+    older = {name: value for name, value in state.items() if name not in ("calendar", "ticker_pattern")}
+    restored = ServingBundle.__new__(ServingBundle)
+    restored.__setstate__(older)
+    assert (restored.calendar, restored.ticker_pattern) == ("data", DEFAULT_TICKER_PATTERN)
+    assert pickle.loads(pickle.dumps(bundle)).calendar == "XNYS"

@@ -214,3 +214,16 @@ def test_a_rule_about_the_whole_file_names_the_field() -> None:
     assert field_errors("prices", report, PRICES) == [
         FieldError(("prices",), "file has a header but no data rows", "has_rows")
     ]
+
+
+def test_the_snapshot_calendar_and_ticker_pattern_apply_to_requests() -> None:
+    """A bundle records what its snapshot was checked against, and the service passes it on."""
+    days = _prices(days=5)  # 2 to 6 January 2025: a Saturday (4th) and a Sunday (5th) among them
+    checked_history(days, today=TODAY)  # no exchange calendar: the rows' own days
+    with pytest.raises(ServingInputError) as caught:
+        checked_history(days, today=TODAY, calendar="XNYS")
+    assert [error.loc for error in caught.value.errors] == [("prices", 2, "date"), ("prices", 3, "date")]
+    assert {error.type for error in caught.value.errors} == {"trading_day"}
+    with pytest.raises(ServingInputError) as caught:
+        checked_history(_prices(days=2), today=TODAY, ticker_pattern=r"^[A-Z]{4}$")
+    assert {(error.loc[-1], error.type) for error in caught.value.errors} == {("ticker", "ticker_format")}
