@@ -24,9 +24,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from metaflow.exception import MetaflowException
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 STORE_PREFIX = "stockcast"
 """Our objects sit under ``<datastore root>/stockcast/``, beside Metaflow's own per-flow folders."""
@@ -42,12 +45,12 @@ S3_MAX_ATTEMPTS = 3
 """Tries of one S3 call, the first included (botocore's ``total_max_attempts``; its ``max_attempts`` counts the
 retries after the first), in botocore's ``standard`` retry mode: retried on connection errors, timeouts, throttling
 and 5xx answers, with exponential backoff and jitter (at most 1 s, then 2 s); other errors (403, 404, a failed
-precondition) are not retried. Metaflow's own default is 11 tries (``max_attempts`` 10) in ``adaptive`` mode: about
-two minutes of backoff for every call."""
+precondition) are not retried. Metaflow's own default is 11 tries (``max_attempts`` 10) in ``adaptive`` mode: up to
+two and a half minutes of backoff for every call."""
 METAFLOW_S3_RETRIES = 1
 """Metaflow retries a failed S3 operation (every call of it already tried ``S3_MAX_ATTEMPTS`` times) this many times
-more, pausing 1 s, then 2 s. Its defaults (7 and 20, with pauses doubling up to six minutes) keep a run retrying an
-unreachable endpoint for hours without a word: what this module exists to prevent."""
+more, after a pause of a few seconds. Its defaults (7 and 20, with pauses doubling up to six minutes) keep a run
+retrying an unreachable endpoint for hours without a word: what this module exists to prevent."""
 
 METAFLOW_S3_SETTINGS: dict[str, str] = {
     # Each S3 call of Metaflow's boto3 clients: standard mode, S3_MAX_ATTEMPTS tries.
@@ -66,6 +69,10 @@ METAFLOW_S3_SETTINGS: dict[str, str] = {
 }
 """Metaflow's S3 settings (``metaflow/metaflow_config.py``; environment variables or keys of the Metaflow configuration
 file) that bound its retries of an unreachable endpoint to about ten seconds per operation."""
+TRANSIENT_S3_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"}
+)
+"""S3 error codes that say "later", not "no"; so does every 5xx answer."""
 
 
 class ObjectExistsError(FileExistsError):
@@ -158,7 +165,7 @@ class S3Store(ObjectStore):
     keeps getting throttled or 5xx answers, raises ``StorageUnavailableError`` naming the endpoint.
     """
 
-    def __init__(self, root: str, *, endpoint_url: str | None = None, config: Any = None) -> None:
+    def __init__(self, root: str, *, endpoint_url: str | None = None, config: Config | None = None) -> None:
         import boto3
 
         if not root.startswith("s3://"):
@@ -224,13 +231,7 @@ class S3Store(ObjectStore):
             raise StorageUnavailableError(f"S3 endpoint {self.endpoint} unreachable: {exc}") from exc
 
 
-TRANSIENT_S3_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "ServiceUnavailable"}
-)
-"""S3 error codes that say "later", not "no"; so does every 5xx answer."""
-
-
-def s3_client_config() -> Any:  # -> botocore.config.Config
+def s3_client_config() -> Config:
     """The timeouts and retries of every boto3 S3 client of ours (see ``S3_CONNECT_TIMEOUT_SECONDS`` and below)."""
     from botocore.config import Config
 
