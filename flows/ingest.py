@@ -9,10 +9,11 @@ the run: nothing is published and the latest snapshot stays what it was. Downstr
 ``stockcast.data.snapshot.latest_snapshot()``.
 """
 
-from metaflow import Config, Parameter, card, current, namespaced_event_name, project, step, trigger
+from metaflow import Config, Parameter, card, current, exit_hook, namespaced_event_name, project, step, trigger
 
 from stockcast.core.events import DATA_EVENT
 from stockcast.core.params import parse_fraction, parse_optional_date
+from stockcast.core.storage import STORAGE_OUTAGE_HOOK
 from stockcast.data.card import snapshot_card
 from stockcast.data.config import DATA_CONFIG_FILE, DataConfig, parse_data_config
 from stockcast.data.ingest import (
@@ -39,6 +40,7 @@ DEMO_FINANCIALS = "data/demo/financial_info.csv"
         "parameters": {"prices": "prices", "financials": "financials", "today": "today"},
     }
 )
+@exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
 @project(name="stockcast")
 class IngestFlow(StockcastFlow):
     """Load, validate and merge the contract files into a new data snapshot of this project branch."""

@@ -7,11 +7,13 @@ the same ones.
 
 Storage faults: a step with ``@retry`` also carries ``@only_storage_faults_retried``, so that only a storage fault is
 tried again; and every flow reports an unreachable S3 endpoint when a run fails
-(``@exit_hook(on_error=[STORAGE_OUTAGE_HOOK])``, from ``stockcast.core.storage``).
+(``@exit_hook(on_error=[STORAGE_OUTAGE_HOOK])``, from ``stockcast.core.storage``). Importing this module puts the
+bounded S3 settings the user has not configured into the environment of the tasks a run starts.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -21,8 +23,14 @@ from metaflow import FlowSpec, Parameter, current, user_step_decorator
 from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY, MetaflowException
 
 from stockcast.core.registry import Registry
-from stockcast.core.storage import transient_storage_error
+from stockcast.core.storage import metaflow_s3_environment, transient_storage_error
 from stockcast.data.snapshot import Snapshot, load_snapshot, resolve_snapshot
+
+# A flow run by hand (`python flows/x.py run`) read Metaflow's configuration before it imported this module, so its
+# scheduler keeps Metaflow's defaults; but every task it starts reads its own configuration from the environment it
+# inherits, so the bounded S3 settings the user has not configured reach the tasks, where artefacts are loaded and
+# saved. (Runs started through `launch_flow` get them from the start; `python -m stockcast.core.storage` prints them.)
+os.environ.update(metaflow_s3_environment())
 
 
 @user_step_decorator

@@ -3,8 +3,9 @@
 S3 is read through Metaflow's own S3 client, so any S3-compatible endpoint configured for the datastore
 (``METAFLOW_S3_ENDPOINT_URL`` and the usual AWS credential variables) serves data files too: one set of settings.
 
-Network and storage hiccups (an HTTP 5xx, a timeout, an S3 error other than "not found") are retried here, a few
-times with a growing pause; a missing file or a refused request is not, since it would fail the same way again.
+Network and storage hiccups (an HTTP 5xx, a timeout, an unreachable or failing S3 endpoint:
+``stockcast.core.storage.transient_storage_error``) are retried here, a few times with a growing pause; a missing file
+or a refused request is not, since it would fail the same way again.
 IngestFlow's load step therefore runs without Metaflow's ``@retry``, which would retry everything.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from stockcast.core.errors import UserError
+from stockcast.core.storage import transient_storage_error
 
 HTTP_TIMEOUT_SECONDS = 60
 ATTEMPTS = 3
@@ -129,4 +131,5 @@ def _read_s3(url: str) -> bytes:
     except MetaflowS3NotFound as exc:
         raise SourceNotFoundError(f"{url}: object not found") from exc
     except Exception as exc:  # the S3 client raises several unrelated types for access and network errors
-        raise TransientSourceError(f"{url}: cannot be read from S3 ({exc})") from exc
+        failure = TransientSourceError if transient_storage_error(exc) else SourceError
+        raise failure(f"{url}: cannot be read from S3 ({exc})") from exc

@@ -9,8 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
-from stockcast.data.sources import SourceError, SourceNotFoundError, read_optional_source, read_source, sibling
+from stockcast.data.sources import (
+    SourceError,
+    SourceNotFoundError,
+    TransientSourceError,
+    read_optional_source,
+    read_source,
+    sibling,
+)
 
 CONTENT = b"date,ticker\n2024-01-02,AAA\n"
 
@@ -99,3 +107,26 @@ def test_network_hiccups_are_retried_and_a_missing_file_is_not(monkeypatch):
         assert asked.count("/gone.csv") == asked.count("/refused.csv") == 1  # tried once: it would fail again
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("error", "tries"),
+    [
+        (ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject"), 1),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), 3),
+    ],
+    ids=["refused", "unreachable"],
+)
+def test_s3_a_refused_read_is_tried_once_an_unreachable_endpoint_again(monkeypatch, error, tries):
+    """S3 refusing access here would need a server enforcing credentials (AWS itself): the client's error stands in."""
+    calls: list[str] = []
+
+    def failing_get(self, key: str) -> None:
+        calls.append(key)
+        raise error
+
+    monkeypatch.setattr("metaflow.S3.get", failing_get)
+    monkeypatch.setattr("stockcast.data.sources.time.sleep", lambda seconds: None)
+    with pytest.raises(SourceError, match=r"s3://bucket/in/stock_price\.csv: cannot be read from S3") as caught:
+        read_source("s3://bucket/in/stock_price.csv")
+    assert isinstance(caught.value, TransientSourceError) == (tries > 1) and len(calls) == tries
