@@ -1,13 +1,14 @@
 """Operating the champion for real: BatchPredictFlow and MonitorFlow, on the local datastore and S3.
 
-Prediction reads the session's champion (``tests/flows/conftest.py``); the S3 tests train one of their own on the same
-planted market. On S3, the champion's TrainFlow run is checked here too: where it put the registry and the Bento. The
+Prediction reads the session's champion (``tests/flows/conftest.py``); the S3 tests use the S3 champion, promoted by
+the TrainFlow run that completed after two storage outages (``tests/flows/outage.py``): on S3, that run is checked
+here too (where it put the registry and the Bento), and predicting and monitoring with its model is the "next
+BatchPredictFlow" that must work after a resume. The
 daily loop, day by day until a retrain, is the end-to-end test of the demo (``tests/e2e``).
 """
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +23,7 @@ from stockcast.operate.tables import prediction_key
 from stockcast.serve.client import StockcastClient
 from stockcast.serve.schema import TABLE_COLUMNS
 from tests.factories import PLANTED
-from tests.harness import S3_DATASTORE_ENV, Champion, FlowRunner, card_text, metaflow_home, train_champion
+from tests.harness import S3_DATASTORE_ENV, FlowRunner, card_text, metaflow_home
 
 pytestmark = pytest.mark.slow
 
@@ -74,16 +75,9 @@ def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once
     assert "buy and hold" in shown and "model rule" in shown
 
 
-@pytest.fixture(scope="module")
-def s3_trained(market, configs, s3_server) -> Champion:
-    """The history ingested and a champion trained on the S3 datastore, on a branch of its own, for the S3 tests
-    below (a task on S3 costs seconds more than a local one, so they share it)."""
-    return train_champion(FlowRunner(f"s3op{uuid.uuid4().hex[:8]}"), market, configs["quick"], env=S3_DATASTORE_ENV)
-
-
 @pytest.mark.s3
-def test_training_on_the_s3_datastore_keeps_the_registry_and_the_bento_there(s3_trained, s3_client):
-    branch, run = s3_trained.branch, s3_trained.training
+def test_training_on_the_s3_datastore_keeps_the_registry_and_the_bento_there(s3_champion, s3_client):
+    branch, run = s3_champion.branch, s3_champion.training
     assert run["register"].task.metadata_dict["ds-type"] == "s3"
     store = S3Store("s3://stockcast-test/metaflow/stockcast", endpoint_url=s3_client.meta.endpoint_url)
     registry = Registry(f"test.{branch}", store)
@@ -99,11 +93,12 @@ def test_training_on_the_s3_datastore_keeps_the_registry_and_the_bento_there(s3_
 
 
 @pytest.mark.s3
-def test_prediction_and_monitoring_on_the_s3_datastore(s3_trained, market, configs, s3_client):
-    branch, training = s3_trained.branch, s3_trained.training
+def test_prediction_and_monitoring_on_the_s3_datastore(s3_champion, market, configs, s3_client):
+    branch, training = s3_champion.branch, s3_champion.training
     runner = FlowRunner(branch)
     predicted = runner("predict", env=S3_DATASTORE_ENV, config=configs["operate"])
     assert predicted.successful, predicted.output
+    assert predicted.run.data.model_record.version == training.data.model_version  # the resumed run's model
     # Monitored on the next trading day: the data is fresh, the model new.
     monitored = runner("monitor", env=S3_DATASTORE_ENV, config=configs["operate"], today=market.days[0].name)
     assert monitored.successful, monitored.output
