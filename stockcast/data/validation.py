@@ -165,15 +165,12 @@ def read_csv_text(data: bytes, *, file: str) -> pd.DataFrame:
     text = _decode(data, file)
     if not text.strip():
         _reject_file(file, "readable_csv", "the file is empty")
-    header = [name.strip() for name in _check_fields(text, file)]
+    _check_fields(text, file)
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         _reject_file(file, "readable_csv", f"not a readable CSV file: {exc}")
     raw.columns = [str(c).strip() for c in raw.columns]
-    duplicated = sorted({c for c in header if header.count(c) > 1})
-    if duplicated:
-        _reject_file(file, "unique_columns", f"column(s) named more than once in the header: {', '.join(duplicated)}")
     return raw.apply(lambda column: column.str.strip())
 
 
@@ -192,9 +189,9 @@ def _decode(data: bytes, file: str) -> str:
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
-def _check_fields(text: str, file: str) -> list[str]:
-    """The header's fields; reject a file that is not one comma-separated table: a header without commas but another
-    usual delimiter (it would read as one column), a line with more or fewer fields than the header, a quote never
+def _check_fields(text: str, file: str) -> None:
+    """Reject a file that is not one comma-separated table: a header without commas but another usual delimiter (it
+    would read as one column), a column named twice, a line with more or fewer fields than the header, a quote never
     closed."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     record_line = 1  # where the record being read starts: a quote left open swallows the lines after it
@@ -204,6 +201,11 @@ def _check_fields(text: str, file: str) -> list[str]:
             for delimiter, name in _OTHER_DELIMITERS.items():
                 if delimiter in header[0]:
                     _reject_file(file, "comma_separated", f"looks {name}-separated; separate fields with commas")
+        names = [name.strip() for name in header]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            named_twice = ", ".join(duplicated)
+            _reject_file(file, "unique_columns", f"column(s) named more than once in the header: {named_twice}")
         record_line = reader.line_num + 1
         for row in reader:
             if row and len(row) != len(header):
@@ -213,7 +215,6 @@ def _check_fields(text: str, file: str) -> list[str]:
             record_line = reader.line_num + 1
     except csv.Error as exc:
         _reject_file(file, "readable_csv", f"not a readable CSV file: line {record_line}: {exc}")
-    return header
 
 
 def _reject_file(file: str, rule: str, detail: str) -> NoReturn:
@@ -273,7 +274,8 @@ def _parse_dates(
             local = pd.to_datetime(text.where(zoned), format="ISO8601", errors="coerce", utc=True)
             values = values.where(~zoned, local.dt.tz_convert(time_zone).dt.tz_localize(None))
     values = values.dt.normalize()
-    unparseable = values.isna().to_numpy() & ~missing & ~(zoned & (time_zone is None))
+    # Rows quarantined above (an offset without a time zone) are not reported again: the first broken rule counts.
+    unparseable = values.isna().to_numpy() & ~missing
     checker.quarantine("date_format", name, "not an ISO date (YYYY-MM-DD)", unparseable)
     outside = ((values < EARLIEST_DATE) | (values > LATEST_DATE)).to_numpy()
     checker.quarantine("date_range", name, f"date before {EARLIEST_DATE.date()} or after {LATEST_DATE.date()}", outside)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,13 @@ class ServingBundle:
         return {name: value for name, value in self.__dict__.items() if name != "prepared"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Bundles pickled before a field existed get its default.
-        older = {"context_actions": empty_actions(), "calendar": DATA_CALENDAR}
-        self.__dict__.update({**older, "ticker_pattern": DEFAULT_TICKER_PATTERN, **state})
+        # A bundle pickled before a field existed gets the field's default.
+        defaults = {
+            spec.name: spec.default if spec.default is not MISSING else spec.default_factory()
+            for spec in fields(self)
+            if spec.init and (spec.default is not MISSING or spec.default_factory is not MISSING)
+        }
+        self.__dict__.update({**defaults, **state})
         self.__post_init__()
 
     @property
