@@ -13,7 +13,7 @@ from metaflow import Config, Parameter, card, current, exit_hook, namespaced_eve
 
 from stockcast.core.events import DATA_EVENT
 from stockcast.core.params import parse_fraction, parse_optional_date
-from stockcast.core.storage import STORAGE_OUTAGE_HOOK
+from stockcast.core.storage import STORAGE_OUTAGE_HOOK, datastore_store
 from stockcast.data.card import snapshot_card
 from stockcast.data.config import DATA_CONFIG_FILE, DataConfig, parse_data_config
 from stockcast.data.ingest import (
@@ -21,6 +21,7 @@ from stockcast.data.ingest import (
     held_corrections_summary,
     load_sources,
     new_actions,
+    publish_snapshot,
     quarantine_summary,
     validate_batch,
 )
@@ -119,17 +120,16 @@ class IngestFlow(StockcastFlow):
         self.next(self.publish)
 
     # No @retry: the merge is deterministic (a rename onto a ticker that already trades is refused here), and
-    # Metaflow's datastore retries its own storage writes.
+    # storage writes are retried by the store; partitions are create-only, so a resumed run rewrites nothing.
     @card(type="blank", id="snapshot")
     @step
     def publish(self):
-        """Merge into the previous snapshot and publish the merged tables under their content version."""
+        """Merge into the previous snapshot and publish it under its content version: the partitions the previous
+        snapshot lacks go to the datastore, and the manifest listing them all is this run's artefact."""
         previous = load_snapshot(self.previous_snapshot) if self.previous_snapshot else None
         content = build_snapshot(previous, self.batch, self.settings, apply_corrections=self.apply_corrections)
-        self.prices, self.financials, self.oracle = content.prices, content.financials, content.oracle
-        self.actions = content.actions
-        self.snapshot = content.summary
-        current.card["snapshot"].extend(snapshot_card(self.snapshot, self.prices))
+        self.manifest, self.snapshot = publish_snapshot(content, previous, datastore_store())
+        current.card["snapshot"].extend(snapshot_card(self.snapshot, content.prices))
         self.next(self.end)
 
     @step

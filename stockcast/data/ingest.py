@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from stockcast.core.frames import json_ready
+from stockcast.core.storage import ObjectStore
 from stockcast.data.actions import (
     SOURCE_COLUMN,
     check_renames,
@@ -27,7 +28,8 @@ from stockcast.data.actions import (
 from stockcast.data.calendar import missing_trading_days, trading_days_spanning
 from stockcast.data.config import DataConfig
 from stockcast.data.contract import ACTIONS, FINANCIALS, ORACLE, PRICES, SECTORS
-from stockcast.data.snapshot import Snapshot, content_version, implausible_corrections, merge_table
+from stockcast.data.partitions import TablePartitions, partition_table, snapshot_version, write_tables
+from stockcast.data.snapshot import Snapshot, implausible_corrections, merge_table
 from stockcast.data.sources import list_csv_files, read_optional_source, read_source, sibling
 from stockcast.data.validation import (
     DEFAULT_MAX_QUARANTINED_FRACTION,
@@ -87,6 +89,8 @@ class SnapshotContent:
     oracle: pd.DataFrame | None
     actions: pd.DataFrame
     summary: dict
+    partitions: dict[str, TablePartitions | None]
+    """The tables cut into content-hashed partitions, ready to store (``publish_snapshot``)."""
 
 
 def load_sources(prices_uri: str, financials_uri: str | None, actions_uri: str | None = None) -> RawSources:
@@ -255,8 +259,10 @@ def build_snapshot(
     check_renames(prices, declared)
     actions = derive_actions(prices, declared, settings.actions)
     sessions = trading_days_spanning(settings.calendar, prices["date"])
+    tables = {"prices": prices, "financials": financials, "actions": actions, "oracle": oracle}
+    partitions = {name: None if table is None else partition_table(name, table) for name, table in tables.items()}
     # The oracle is a benchmark aid, not data a model may learn from: it does not enter the version.
-    version = content_version({"prices": prices, "financials": financials, "actions": actions})
+    version = snapshot_version({name: partitions[name] for name in ("prices", "financials", "actions")})
     tickers = sorted(prices["ticker"].unique())
     with_financials = set(financials["ticker"].unique())
     summary = {
@@ -294,7 +300,14 @@ def build_snapshot(
         },
         "validation": [report.to_dict() for report in batch.reports],
     }
-    return SnapshotContent(version, prices, financials, oracle, actions, summary)
+    return SnapshotContent(version, prices, financials, oracle, actions, summary, partitions)
+
+
+def publish_snapshot(content: SnapshotContent, previous: Snapshot | None, store: ObjectStore) -> tuple[dict, dict]:
+    """Store the partitions of ``content`` that the previous snapshot does not already have; return the manifest (the
+    run's artefact that lists them) and the summary, with what was written (``storage``: objects and bytes)."""
+    manifest, written = write_tables(store, content.partitions, previous.manifest if previous else None)
+    return manifest, {**content.summary, "storage": written.to_dict()}
 
 
 def quarantine_summary(reports: list[dict], *, shown: int = 10) -> list[str]:

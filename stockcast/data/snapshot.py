@@ -1,22 +1,26 @@
 """Data snapshots: continuous collection by merging, versions by content hash, and the one call to find them.
 
-A snapshot is the set of artefacts of a successful ``IngestFlow`` run (``prices``, ``financials``, ``oracle`` and
-the ``snapshot`` summary). Its version is a hash of its content, so re-ingesting identical data gives the same
-version however many runs it took to get there.
+A snapshot is what a successful ``IngestFlow`` run published: its ``snapshot`` summary and its ``manifest``, which
+lists the content-addressed Parquet partitions of the tables (``stockcast.data.partitions``). Its version is the
+Merkle root of those partitions' content hashes, so re-ingesting identical data gives the same version however many
+runs it took to get there. Runs from before the manifest stored the whole tables as artefacts (``prices``,
+``financials``, ``oracle``, ``actions``); ``Snapshot`` reads both, so every snapshot ever published stays readable.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import pandas as pd
 
+from stockcast.core.errors import UserError
 from stockcast.core.runs import NoRunError, latest_successful_run, run_by_pathspec
+from stockcast.core.storage import ObjectStore, datastore_store
 from stockcast.data.actions import empty_actions
 from stockcast.data.config import DEFAULT_TICKER_PATTERN
+from stockcast.data.partitions import LAYOUTS, read_table
 
 INGEST_FLOW = "IngestFlow"
 ORACLE_KEY = ("ticker", "date")
@@ -80,24 +84,6 @@ def implausible_corrections(
     return joined[moved.to_numpy()]
 
 
-def content_version(tables: Mapping[str, pd.DataFrame | None]) -> str:
-    """A short, stable content hash of the named tables: the snapshot version.
-
-    Tables are serialised canonically (sorted by name, columns by name, rows by every column, full float precision,
-    ISO dates), so the version depends on the data only: not on the run, the machine, the order rows or columns
-    arrived in, nor on how many runs it took to get there.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(tables):
-        table = tables[name]
-        digest.update(f"\x00{name}\x00".encode())
-        if table is not None:
-            columns = sorted(table.columns)
-            canonical = table[columns].sort_values(columns, kind="stable", na_position="last")
-            digest.update(canonical.to_csv(index=False, float_format="%.17g", date_format="%Y-%m-%d").encode())
-    return digest.hexdigest()[:16]
-
-
 class Snapshot:
     """A published data snapshot, read lazily from the IngestFlow run that wrote it: the summary is cheap,
     the tables are loaded on first use."""
@@ -107,26 +93,48 @@ class Snapshot:
         self.run_pathspec: str = run.pathspec
         self.summary: dict = run.data.snapshot
         self.version: str = self.summary["version"]
+        self.manifest: dict | None = run.data.manifest if "manifest" in run.data else None
+        """The partitions of the tables (``stockcast.data.partitions``); ``None`` for a run that stored whole tables."""
+
+    def read(self, table: str, tickers: Collection[str] | None = None) -> pd.DataFrame | None:
+        """``table`` (``prices``, ``financials``, ``oracle`` or ``actions``) as published, or only the rows of
+        ``tickers``, with a fresh index. Read partition by partition, so peak memory is the selection plus a few
+        partitions: what building features one shard of tickers at a time needs. ``None`` for an oracle the
+        snapshot does not have."""
+        if table not in LAYOUTS:
+            tables = ", ".join(LAYOUTS)
+            raise UserError(f"Snapshot {self.version} ({self.run_pathspec}) has no table {table!r}; it has {tables}.")
+        if self.manifest is not None:
+            return read_table(self._store, self.manifest, table, tickers)
+        # Runs from before actions were published have no actions artefact.
+        frame = getattr(self._run.data, table) if table in self._run.data else empty_actions()
+        if frame is None or tickers is None:
+            return frame
+        return frame[frame["ticker"].isin(list(tickers))].reset_index(drop=True)
+
+    @cached_property
+    def _store(self) -> ObjectStore:
+        return datastore_store()
 
     @cached_property
     def prices(self) -> pd.DataFrame:
         """The merged, validated prices."""
-        return self._run.data.prices
+        return self.read("prices")
 
     @cached_property
     def financials(self) -> pd.DataFrame:
         """The merged, validated financials (no rows for a prices-only user)."""
-        return self._run.data.financials
+        return self.read("financials")
 
     @cached_property
     def oracle(self) -> pd.DataFrame | None:
         """The generator's best achievable next-day close, when the data came from the generator."""
-        return self._run.data.oracle
+        return self.read("oracle")
 
     @cached_property
     def actions(self) -> pd.DataFrame:
         """The corporate actions of the snapshot (declared, read off adj_close, suspected), with their source."""
-        return self._run.data.actions if "actions" in self._run.data else empty_actions()
+        return self.read("actions")
 
     @property
     def n_days(self) -> int:

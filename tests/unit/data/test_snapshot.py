@@ -6,9 +6,15 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stockcast.data.snapshot import MergeStats, content_version, implausible_corrections, merge_table
+from stockcast.data.partitions import partition_table, snapshot_version
+from stockcast.data.snapshot import MergeStats, implausible_corrections, merge_table
 
 KEY = ("ticker", "date")
+
+
+def content_version(tables: dict[str, pd.DataFrame | None]) -> str:
+    """The version of whole tables, computed as ``build_snapshot`` does: from their partitions' content hashes."""
+    return snapshot_version({name: None if t is None else partition_table(name, t) for name, t in tables.items()})
 
 
 def _prices(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
