@@ -88,8 +88,10 @@ class Snapshot:
     """A published data snapshot, read lazily from the IngestFlow run that wrote it: the summary is cheap,
     the tables are loaded on first use."""
 
-    def __init__(self, run) -> None:  # run: metaflow.Run of a successful IngestFlow
+    def __init__(self, run, store: ObjectStore | None = None) -> None:  # run: metaflow.Run of a successful IngestFlow
+        """``store``: where the run's partitions are; by default beside the configured Metaflow datastore."""
         self._run = run
+        self._given_store = store
         self.run_pathspec: str = run.pathspec
         self.summary: dict = run.data.snapshot
         self.version: str = self.summary["version"]
@@ -114,7 +116,7 @@ class Snapshot:
 
     @cached_property
     def _store(self) -> ObjectStore:
-        return datastore_store()
+        return self._given_store or datastore_store()
 
     @cached_property
     def prices(self) -> pd.DataFrame:
