@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from stockcast.core.storage import ObjectExistsError, ObjectStore
+from stockcast.data.contract import FINANCIALS, ORACLE, PRICES
 
 MANIFEST_FORMAT = 1
 SNAPSHOT_PREFIX = "snapshots"
@@ -41,6 +42,7 @@ WHOLE_TABLE = "all"
 HASH_CHARS = 32
 """128 bits of SHA-256: collisions are out of reach for any number of partitions a store will hold."""
 VERSION_CHARS = 16
+"""The snapshot version's length, as before partitions: 64 bits, short enough for people to quote."""
 STORAGE_THREADS = 8
 """Partitions fetched or written at once: S3 answers each request in tens of milliseconds, mostly waiting, so a few
 threads hide the latency; more would only hold more partitions in memory at a time."""
@@ -56,9 +58,9 @@ class TableLayout:
 
 
 LAYOUTS: dict[str, TableLayout] = {
-    "prices": TableLayout("date", ("ticker", "date")),
-    "financials": TableLayout("report_date", ("ticker", "period_end")),
-    "oracle": TableLayout("date", ("ticker", "date")),
+    "prices": TableLayout("date", PRICES.key),
+    "financials": TableLayout("report_date", FINANCIALS.key),
+    "oracle": TableLayout("date", ORACLE.key),
     "actions": TableLayout(None, None),
 }
 """The snapshot's tables. Merged tables are sorted by their key (``merge_table``), so sorting the partitions back by
