@@ -30,7 +30,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from stockcast.core.storage import ObjectExistsError, ObjectStore
+from stockcast.core.storage import LocalStore, ObjectExistsError, ObjectStore, S3Store
 from stockcast.data.contract import FINANCIALS, ORACLE, PRICES
 
 MANIFEST_FORMAT = 1
@@ -165,6 +165,17 @@ def _chunk_hashes(chunks: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     return {chunk: hashlib.sha256(_json_bytes(listing)).hexdigest()[:HASH_CHARS] for chunk, listing in chunks.items()}
 
 
+def manifest_store(manifest: Mapping) -> ObjectStore:
+    """The store a manifest's partitions were written to, as its run's artefacts are read from the datastore the run
+    used, whatever the reader's default: an S3 prefix (on the configured S3 endpoint) or a local folder."""
+    root = manifest["store"]
+    if root.startswith("s3://"):
+        from metaflow import metaflow_config as config
+
+        return S3Store(root, endpoint_url=config.S3_ENDPOINT_URL)
+    return LocalStore(root)
+
+
 def partition_key(table: str, content_hash: str) -> str:
     """Where a partition lives in the store."""
     return f"{SNAPSHOT_PREFIX}/{table}/{content_hash}.parquet"
@@ -182,7 +193,7 @@ def write_tables(
     with what was written. Writes are create-only: a partition another run wrote meanwhile is left as it is, so two
     runs writing the same content is harmless."""
     report = WriteReport()
-    manifest: dict = {"format": MANIFEST_FORMAT, "store": store.url(SNAPSHOT_PREFIX), "tables": {}}
+    manifest: dict = {"format": MANIFEST_FORMAT, "store": store.root, "tables": {}}
     uploads: list[tuple[str, Callable[[], bytes]]] = []
     for name, table in tables.items():
         if table is None:

@@ -17,10 +17,10 @@ import pandas as pd
 
 from stockcast.core.errors import UserError
 from stockcast.core.runs import NoRunError, latest_successful_run, run_by_pathspec
-from stockcast.core.storage import ObjectStore, datastore_store
+from stockcast.core.storage import ObjectStore
 from stockcast.data.actions import empty_actions
 from stockcast.data.config import DEFAULT_TICKER_PATTERN
-from stockcast.data.partitions import LAYOUTS, read_table
+from stockcast.data.partitions import LAYOUTS, manifest_store, read_table
 
 INGEST_FLOW = "IngestFlow"
 ORACLE_KEY = ("ticker", "date")
@@ -88,10 +88,8 @@ class Snapshot:
     """A published data snapshot, read lazily from the IngestFlow run that wrote it: the summary is cheap,
     the tables are loaded on first use."""
 
-    def __init__(self, run, store: ObjectStore | None = None) -> None:  # run: metaflow.Run of a successful IngestFlow
-        """``store``: where the run's partitions are; by default beside the configured Metaflow datastore."""
+    def __init__(self, run) -> None:  # run: metaflow.Run of a successful IngestFlow
         self._run = run
-        self._given_store = store
         self.run_pathspec: str = run.pathspec
         self.summary: dict = run.data.snapshot
         self.version: str = self.summary["version"]
@@ -116,7 +114,7 @@ class Snapshot:
 
     @cached_property
     def _store(self) -> ObjectStore:
-        return self._given_store or datastore_store()
+        return manifest_store(self.manifest)
 
     @cached_property
     def prices(self) -> pd.DataFrame:

@@ -70,7 +70,7 @@ def _published(content: SnapshotContent, store, previous: Snapshot | None = None
     manifest, summary = publish_snapshot(content, previous, store)
     report = WriteReport({key: len(store.get(key)) for key in _keys(store) - before})
     assert summary["storage"] == report.to_dict()
-    return Snapshot(_run(snapshot=summary, manifest=manifest), store), report
+    return Snapshot(_run(snapshot=summary, manifest=manifest)), report
 
 
 def _keys(store) -> set[str]:
@@ -80,6 +80,7 @@ def _keys(store) -> set[str]:
 def test_reads_back_exactly_the_tables_the_whole_table_artefacts_held(history_and_day, store):
     content, _ = history_and_day
     snapshot, _ = _published(content, store)
+    assert snapshot.manifest["store"] == store.root  # read from there, not from the default datastore (local here)
     legacy = _legacy_snapshot(content)
     for name in TABLES:
         pd.testing.assert_frame_equal(getattr(snapshot, name), getattr(legacy, name), check_exact=True)
@@ -114,7 +115,7 @@ def test_a_day_writes_its_own_partitions_and_one_chunk_per_table(history_and_day
     expected |= {chunk_key(name, manifest["tables"][name]["chunks"][day[:4]]) for name in ("prices", "oracle")}
     assert new == expected  # no financials reported, no action that day: nothing else
     assert summary["storage"] == {"objects_written": len(new), "bytes_written": sum(len(store.get(k)) for k in new)}
-    snapshot = Snapshot(_run(snapshot=summary, manifest=manifest), store)
+    snapshot = Snapshot(_run(snapshot=summary, manifest=manifest))
     pd.testing.assert_frame_equal(snapshot.prices, with_day.prices, check_exact=True)
     # Publishing the same content again writes nothing: every partition and chunk is there.
     assert publish_snapshot(with_day, snapshot, store)[1]["storage"] == {"objects_written": 0, "bytes_written": 0}
@@ -135,7 +136,7 @@ def test_a_correction_of_an_old_day_rewrites_that_day_alone(history_and_day, sto
         partition_key("prices", corrected.partitions["prices"].hashes[old_day]),
         chunk_key("prices", manifest["tables"]["prices"]["chunks"][old_day[:4]]),
     }
-    snapshot = Snapshot(_run(snapshot=summary, manifest=manifest), store)
+    snapshot = Snapshot(_run(snapshot=summary, manifest=manifest))
     pd.testing.assert_frame_equal(snapshot.prices, prices, check_exact=True)
     pd.testing.assert_frame_equal(first.prices, history.prices, check_exact=True)  # the previous one is intact
 
