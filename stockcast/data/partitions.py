@@ -193,6 +193,8 @@ def write_tables(
     with what was written. Writes are create-only: a partition another run wrote meanwhile is left as it is, so two
     runs writing the same content is harmless."""
     report = WriteReport()
+    if previous is not None and previous.get("store") != store.root:
+        previous = None  # its partitions are in another store (a run on another datastore): none is here yet
     manifest: dict = {"format": MANIFEST_FORMAT, "store": store.root, "tables": {}}
     uploads: list[tuple[str, Callable[[], bytes]]] = []
     for name, table in tables.items():

@@ -173,3 +173,11 @@ def test_an_empty_table_keeps_its_columns_and_dtypes(tmp_path):
     manifest, report = write_tables(LocalStore(tmp_path), {"financials": partition_table("financials", empty)}, None)
     assert report.objects == 0
     pd.testing.assert_frame_equal(read_table(LocalStore(tmp_path), manifest, "financials"), empty, check_exact=True)
+
+
+def test_a_previous_snapshot_in_another_store_is_not_taken_as_stored_here(history_and_day, tmp_path):
+    history, with_day = history_and_day
+    first, _ = _published(history, LocalStore(tmp_path / "one"))
+    moved, report = _published(with_day, LocalStore(tmp_path / "other"), first)
+    assert report.objects == sum(len(t.hashes) + len(t.chunks()) for t in with_day.partitions.values() if t)
+    pd.testing.assert_frame_equal(moved.prices, with_day.prices, check_exact=True)
