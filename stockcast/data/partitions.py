@@ -22,13 +22,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from stockcast.core.storage import LocalStore, ObjectExistsError, ObjectStore, S3Store
 from stockcast.data.contract import FINANCIALS, ORACLE, PRICES
@@ -255,10 +259,14 @@ Result = TypeVar("Result")
 def _bounded_map(function: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[Result]:
     """``function`` over ``items`` on ``STORAGE_THREADS`` threads, in order, with at most that many results in
     flight: peak memory is a few partitions, not all of them."""
-    pending = list(items)
     with ThreadPoolExecutor(max_workers=STORAGE_THREADS) as pool:
-        for start in range(0, len(pending), STORAGE_THREADS):
-            yield from pool.map(function, pending[start : start + STORAGE_THREADS])
+        in_flight: deque[Future[Result]] = deque()
+        for item in items:
+            if len(in_flight) == STORAGE_THREADS:
+                yield in_flight.popleft().result()
+            in_flight.append(pool.submit(function, item))
+        while in_flight:
+            yield in_flight.popleft().result()
 
 
 def read_table(
@@ -276,16 +284,21 @@ def read_table(
         lambda chunk_hash: json.loads(store.get(chunk_key(name, chunk_hash))), _sorted_values(entry["chunks"])
     )
     hashes = [content_hash for listing in listings for _, content_hash in sorted(listing.items())]
-    wanted = None if tickers is None else list(tickers)
+    wanted = None if tickers is None else pa.array(list(tickers), type=pa.string())
 
-    def fetch(content_hash: str) -> pd.DataFrame:
-        frame = pd.read_parquet(io.BytesIO(store.get(partition_key(name, content_hash))))
-        return frame if wanted is None else frame[frame["ticker"].isin(wanted)]
+    def fetch(content_hash: str) -> pa.Table:
+        # Read as Arrow (ParquetFile: a third of read_table's overhead on small files) and converted to pandas once,
+        # at the end, which is far faster than converting each partition. The schema's metadata (pandas' own) goes:
+        # the manifest's dtypes rule.
+        table = pq.ParquetFile(pa.BufferReader(store.get(partition_key(name, content_hash)))).read()
+        table = table.replace_schema_metadata(None)
+        return table if wanted is None else table.filter(pc.is_in(table["ticker"], value_set=wanted))
 
-    pieces = [piece for piece in _bounded_map(fetch, hashes) if len(piece)]
+    pieces = [piece for piece in _bounded_map(fetch, hashes) if piece.num_rows]
     if not pieces:
         return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
-    table = pd.concat(pieces, ignore_index=True)[list(dtypes)].astype(dtypes)
+    arrow = pa.concat_tables(pieces, promote_options="permissive")
+    table = arrow.to_pandas()[list(dtypes)].astype(dtypes)
     if layout.order is not None:
         table = table.sort_values(list(layout.order), kind="stable", na_position="last")
     return table.reset_index(drop=True)
