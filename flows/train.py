@@ -87,6 +87,12 @@ class TrainFlow(SnapshotFlow):
         self.merge_artifacts(inputs, exclude=["shard"])
         shards = [task.shard for task in inputs]
         self.modelling, self.folds = join_shards(shards, self.settings, self.fold_sizes, self.snapshot().calendar)
+        self.next(self.split_backtests)
+
+    @step
+    def split_backtests(self):
+        """Start the backtest tasks planned at the start: Metaflow needs a step of its own between a join and a
+        split."""
         self.next(self.backtest, foreach="backtest_tasks")
 
     @timeout(minutes=30)
