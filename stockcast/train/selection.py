@@ -13,7 +13,7 @@ Splitting changes nothing but the number of tasks: ``build_modelling_data`` is t
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -280,7 +280,7 @@ def plan_backtests(settings: TrainConfig, champion: ModelRecord | None) -> list[
     return backtest_items(settings.candidate_specs(), settings.feature_set, champion)
 
 
-def plan_shards(tickers: Sequence[str], actions: pd.DataFrame, plan: PlanConfig) -> list[list[str]]:
+def plan_shards(tickers: Iterable[str], actions: pd.DataFrame, plan: PlanConfig) -> list[list[str]]:
     """TrainFlow's shard ``foreach`` list: the tickers in shards of at most ``plan.tickers_per_shard`` (so a
     shard task's memory stays bounded as the market grows, and the number of shards grows with it), every group of
     tickers linked by renames in one shard (a group larger than a shard is a shard of its own)."""
