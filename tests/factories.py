@@ -140,7 +140,6 @@ alpha = 0.05
 min_days = 20
 
 [plan]
-tickers_per_shard = 21    # the planted market's 41 tickers (a rename makes one more), and 40, in 2 shards
 folds_per_task = 3        # one backtest task per candidate: every factory, without three times the task start-ups
 
 [[candidates]]
@@ -168,8 +167,8 @@ factory = "catboost"
 params = { iterations = 40, thread_count = 1 }
 grid = { depth = [3] }
 """
-"""Every factory of the zoo, each small: the configuration of the test that compares a full model selection. Its
-features are built in shards; each backtest task fits all the folds of one candidate."""
+"""Every factory of the zoo, each small: the configuration of the test that compares a full model selection. The work
+is split as little as it can be (one features task, one backtest task per candidate): task start-ups cost."""
 
 
 def config_with(config: str, names: list[str]) -> str:
@@ -179,10 +178,14 @@ def config_with(config: str, names: list[str]) -> str:
     return head + "".join(f"[[candidates]]{block}" for block in kept)
 
 
-QUICK_CONFIG = config_with(SMALL_CONFIG, ["naive", "ridge"]).replace("folds_per_task = 3", "folds_per_task = 1")
+QUICK_CONFIG = config_with(SMALL_CONFIG, ["naive", "ridge"])
 """Naive and ridge only: a quick TrainFlow run that still beats naive on the planted market, for the tests that need
-a champion (or a run to resume) rather than a model selection. Split as far as it goes: features in shards, one
-backtest task per candidate and fold (the flow tests on both datastores check that this changes no result)."""
+a champion (or a run to resume) rather than a model selection."""
+
+SPLIT_CONFIG = QUICK_CONFIG.replace("[plan]\nfolds_per_task = 3", "[plan]\ntickers_per_shard = 21\nfolds_per_task = 1")
+"""``QUICK_CONFIG`` with its work split as far as it goes: the planted market's 41 tickers (a rename makes one more)
+or the random walk's 40 in two features shards, one backtest task per candidate and fold. The flow tests on each
+datastore check that the split changes no result."""
 
 PLANTED = MarketSpec(
     n_tickers=40,

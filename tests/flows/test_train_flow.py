@@ -174,8 +174,8 @@ def test_an_equal_champion_is_kept_and_rollback_restores_the_previous(champion, 
 
 @pytest.fixture(scope="module")
 def interrupted_random_walk(tmp_path_factory, configs):
-    """TrainFlow on a random walk, on a branch of its own, stopped at its register step (something in the way of
-    the registry's folder), then resumed once the way is clear."""
+    """TrainFlow on a random walk, its work split into shards and fold tasks, on a branch of its own, stopped at its
+    register step (something in the way of the registry's folder), then resumed once the way is clear."""
     folder = tmp_path_factory.mktemp("random-walk")
     random_walk_prices(40, 650, seed=3).to_csv(folder / "stock_price.csv", index=False, date_format="%Y-%m-%d")
     runner = FlowRunner(f"rw{uuid.uuid4().hex[:8]}")
@@ -183,7 +183,7 @@ def interrupted_random_walk(tmp_path_factory, configs):
     blocker = metaflow_home() / ".metaflow" / "stockcast" / "registry" / f"test.{runner.branch}"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a folder")
-    failed = runner("train", config=configs["quick"], snapshot=snapshot)
+    failed = runner("train", config=configs["split"], snapshot=snapshot)
     blocker.unlink()
     resumed = runner.resume("train")  # a resumed run keeps the original run's configuration
     return runner.branch, failed, resumed
