@@ -21,6 +21,8 @@ value on either. Levels at t are taken from the raw row t (see ``SPINOFF_FACTOR`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -128,3 +130,26 @@ def _ticker_slices(tickers: pd.Series) -> dict[str, tuple[int, int]]:
     """Each ticker's [start, stop) row range in a table sorted by ticker."""
     values, starts, counts = np.unique(tickers.to_numpy(dtype=object), return_index=True, return_counts=True)
     return {str(v): (int(s), int(s + c)) for v, s, c in zip(values, starts, counts, strict=True)}
+
+
+def renamed_together(tickers: Iterable[str], actions: pd.DataFrame) -> list[list[str]]:
+    """``tickers`` grouped so that tickers linked by a chain of renames (A → B → C) share a group, each group sorted,
+    groups in the order of their first ticker; a rename's other end joins its group even if ``tickers`` lacks it.
+
+    Adjusting one ticker's rows needs every ticker renamed into it (``apply_renames``): work split by ticker keeps
+    a group together."""
+    parent: dict[str, str] = {str(ticker): str(ticker) for ticker in tickers}
+
+    def root(ticker: str) -> str:
+        while parent.setdefault(ticker, ticker) != ticker:
+            ticker = parent[ticker]
+        return ticker
+
+    renames = actions[actions["kind"] == "rename"]
+    for old, new in renames[["ticker", "new_ticker"]].itertuples(index=False):
+        first, second = sorted((root(str(old)), root(str(new))))
+        parent[second] = first
+    groups: dict[str, list[str]] = {}
+    for ticker in sorted(parent):
+        groups.setdefault(root(ticker), []).append(ticker)
+    return list(groups.values())

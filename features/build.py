@@ -1,5 +1,12 @@
 """The one code path from price (and financial) tables to feature rows.
 
+Features come in two stages. The per-ticker stage (``build_ticker_features``) computes the kinds that read only a
+ticker's own rows (price and fundamental features, and ``is_warm``); it can run on any shard of the tickers that
+keeps tickers linked by a rename together (see ``features.adjust``), one task per shard. The join
+(``join_ticker_features``) puts the shards back in (ticker, date) order and computes the cross-sectional kinds,
+which rank every ticker on date t. ``build_features`` is that composition on one shard, so a sharded build equals
+it exactly.
+
 ``build_features`` computes the training matrix over a whole history. ``latest_feature_rows`` (batch prediction)
 and ``features_from_history`` (a history sent in an HTTP request) select the rows they need and call the very
 same computation, so the three cannot disagree: every feature at t depends only on the last ``min_history``
@@ -10,10 +17,13 @@ per-share figures are adjusted for them before anything is computed, so a split 
 
 Output layout: one row per (ticker, date), sorted by (ticker, date) like every table of the project, with a fresh
 RangeIndex; columns ``date``, ``ticker``, ``close`` (adjusted: on each ticker's last row it is the raw close),
-then ``feature_set.feature_columns``, then ``is_warm``.
+then ``feature_set.feature_columns``, then ``is_warm``. The per-ticker stage's rows are laid out alike, without the
+cross-sectional columns.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,11 +50,49 @@ def build_features(
 
     ``financials`` may be None or empty: fundamental features are then NaN (never invented). Rows whose windows
     are not yet full, or whose look-back straddles a gap, have ``is_warm`` False; their unknown features are NaN.
-    The inputs are not modified.
+    The inputs are not modified. The whole market as one shard: ``build_ticker_features`` joined.
+    """
+    ticker_features = build_ticker_features(prices, financials, actions=actions, feature_set=feature_set, as_of=as_of)
+    return join_ticker_features([ticker_features], feature_set)
+
+
+def build_ticker_features(
+    prices: pd.DataFrame,
+    financials: pd.DataFrame | None = None,
+    *,
+    actions: pd.DataFrame | None = None,
+    feature_set: FeatureSet = DEFAULT_FEATURE_SET,
+    as_of: AsOf = None,
+) -> pd.DataFrame:
+    """The per-ticker stage of ``build_features`` for the tickers of ``prices``: every feature but the
+    cross-sectional ones, and ``is_warm``, which depend only on each ticker's own rows, reports and actions.
+
+    A shard of the market gives exactly its tickers' rows of the whole market's result, provided it holds every
+    ticker a rename links to its own, with their reports and actions (a rename joins two tickers' histories).
+    ``join_ticker_features`` joins the shards.
     """
     cutoff = _as_timestamp(as_of)
     known = _prepare_actions(actions, cutoff)
-    return _compute(_prepare_prices(prices, cutoff, known), _prepare_financials(financials, cutoff, known), feature_set)
+    reports = _prepare_financials(financials, cutoff, known)
+    return _ticker_features(_prepare_prices(prices, cutoff, known), reports, feature_set)
+
+
+def join_ticker_features(shards: Sequence[pd.DataFrame], feature_set: FeatureSet = DEFAULT_FEATURE_SET) -> pd.DataFrame:
+    """``build_ticker_features`` of disjoint shards of the tickers, joined into ``build_features``' result: the
+    rows in (ticker, date) order, and the cross-sectional features, which rank every ticker on each date.
+
+    Raises ``ValueError`` when a ticker is in more than one shard (the shards would not be a partition of the
+    market, and its rows would count twice in every rank).
+    """
+    if not shards:
+        raise ValueError("no shards of ticker features to join")
+    tickers = pd.Series(np.concatenate([shard["ticker"].unique() for shard in shards]), dtype="str")
+    repeated = tickers[tickers.duplicated()]
+    if len(repeated):
+        raise ValueError(
+            f"ticker {repeated.iloc[0]} is in more than one shard of ticker features; shards must not share tickers"
+        )
+    return _cross_sectional(_in_ticker_order(shards), feature_set)
 
 
 def build_target(
@@ -64,14 +112,25 @@ def build_target(
     ``spans_gap`` is True (None: no limit).
     """
     table = _prepare_prices(prices, None, _prepare_actions(actions, None))
-    position = ticker_positions(table["ticker"])
-    close = table["close"].to_numpy(dtype=float)
+    return next_day_target(table, trading_days=trading_days, max_missing_days=max_missing_days)
+
+
+def next_day_target(
+    rows: pd.DataFrame, *, trading_days: pd.DatetimeIndex | None = None, max_missing_days: int | None = None
+) -> pd.DataFrame:
+    """``build_target`` of rows already adjusted and in (ticker, date) order, such as ``build_features``' result,
+    whose ``close`` is the adjusted close: the target of a joined training matrix, from its own rows.
+
+    ``trading_days`` default to the dates of ``rows``, so they must hold the whole market when they are the calendar.
+    """
+    position = ticker_positions(rows["ticker"])
+    close = rows["close"].to_numpy(dtype=float)
     next_close = np.r_[close[1:], np.nan]
     # The next row belongs to the same ticker unless it starts a new block (position 0).
     next_close[np.r_[position[1:] == 0, True]] = np.nan
-    spans_gap = np.zeros(len(table), dtype=bool)
-    if max_missing_days is not None and len(table):
-        dates = table["date"].to_numpy()
+    spans_gap = np.zeros(len(rows), dtype=bool)
+    if max_missing_days is not None and len(rows):
+        dates = rows["date"].to_numpy()
         calendar = pd.DatetimeIndex(trading_days if trading_days is not None else np.unique(dates)).unique()
         day_number = calendar.sort_values().searchsorted(dates)
         # Trading days skipped between a row and its ticker's next row; NaN on the ticker's last row.
@@ -80,8 +139,8 @@ def build_target(
         next_close[spans_gap] = np.nan
     return pd.DataFrame(
         {
-            "date": table["date"],
-            "ticker": table["ticker"],
+            "date": rows["date"],
+            "ticker": rows["ticker"],
             "next_close": next_close,
             "next_return": next_close / close - 1.0,
             "spans_gap": spans_gap,
@@ -159,7 +218,12 @@ def features_from_history(
 
 
 def _compute(prices: pd.DataFrame, financials: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
-    """The feature computation proper, on prepared tables (prices sorted by (ticker, date))."""
+    """The feature computation proper, on prepared tables (prices sorted by (ticker, date)), as one shard."""
+    return _cross_sectional(_ticker_features(prices, financials, feature_set), feature_set)
+
+
+def _ticker_features(prices: pd.DataFrame, financials: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
+    """The per-ticker stage on prepared tables: key columns, price and fundamental features, ``is_warm``."""
     position = ticker_positions(prices["ticker"])
     # Without spin-offs (the usual case) the factor is 1 everywhere and the arrays need no dividing.
     spinoff_factor = prices[SPINOFF_FACTOR].to_numpy(dtype=float) if SPINOFF_FACTOR in prices else None
@@ -180,21 +244,60 @@ def _compute(prices: pd.DataFrame, financials: pd.DataFrame, feature_set: Featur
         keys = keys.assign(close=close / spinoff_factor)
     for definition in feature_set.definitions_of(Kind.FUNDAMENTAL):
         computed |= _checked(definition, definition.family.compute(keys, financials, **definition.kwargs))
-    for definition in feature_set.definitions_of(Kind.CROSS_SECTIONAL):
-        inputs = sorted({name for spec in definition.column_specs() for name in spec.inputs})
-        frame = pd.DataFrame({"date": prices["date"], **{name: computed[name] for name in inputs}})
-        computed |= _checked(definition, definition.family.compute(frame, **definition.kwargs))
-    categorical = set(feature_set.categorical_columns)
     columns: dict[str, object] = {name: prices[name] for name in KEY_COLUMNS}
-    for name in feature_set.feature_columns:
-        values = computed[name]
-        columns[name] = pd.Series(values, dtype="str") if name in categorical else np.asarray(values, dtype=float)
+    for name in _ticker_feature_columns(feature_set):
+        columns[name] = _typed(computed[name], name, feature_set)
     columns[WARM_COLUMN] = warm_up_mask(
         prices["date"].to_numpy(), position, feature_set.min_history, feature_set.max_gap_days
     )
     # The arrays were made here and are referenced nowhere else: adopting them as they are saves a copy of the
     # whole matrix (the frame then holds one block per column, which pandas handles transparently).
     return pd.DataFrame(columns, copy=False)
+
+
+def _cross_sectional(rows: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
+    """The join stage on per-ticker rows of the whole market in (ticker, date) order: the cross-sectional features
+    computed from the other features of every ticker on each date, and the columns in output order."""
+    computed: dict[str, object] = {name: rows[name] for name in _ticker_feature_columns(feature_set)}
+    for definition in feature_set.definitions_of(Kind.CROSS_SECTIONAL):
+        inputs = sorted({name for spec in definition.column_specs() for name in spec.inputs})
+        frame = pd.DataFrame({"date": rows["date"], **{name: computed[name] for name in inputs}})
+        ranks = _checked(definition, definition.family.compute(frame, **definition.kwargs))
+        computed |= {name: _typed(values, name, feature_set) for name, values in ranks.items()}
+    columns = {name: rows[name] for name in KEY_COLUMNS}
+    columns |= {name: computed[name] for name in feature_set.feature_columns}
+    columns[WARM_COLUMN] = rows[WARM_COLUMN]
+    return pd.DataFrame(columns, copy=False)
+
+
+def _ticker_feature_columns(feature_set: FeatureSet) -> list[str]:
+    """The feature columns of the per-ticker stage (every kind but the cross-sectional), in output order."""
+    cross_sectional = {
+        spec.name
+        for definition in feature_set.definitions_of(Kind.CROSS_SECTIONAL)
+        for spec in definition.column_specs()
+    }
+    return [name for name in feature_set.feature_columns if name not in cross_sectional]
+
+
+def _typed(values: object, name: str, feature_set: FeatureSet) -> object:
+    """A computed feature column in its output type: strings for categories, float64 otherwise."""
+    if name in feature_set.categorical_columns:
+        return pd.Series(values, dtype="str")
+    return np.asarray(values, dtype=float)
+
+
+def _in_ticker_order(shards: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Shards of per-ticker rows (each in (ticker, date) order, no ticker in two) as one table in (ticker, date)
+    order with a fresh RangeIndex; shards whose ticker ranges interleave (renamed tickers kept together) are
+    sorted, the others only concatenated."""
+    filled = [shard for shard in shards if len(shard)] or list(shards[:1])
+    rows = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
+    same_ticker, _ = _steps(rows)
+    if not _tickers_ascend(rows, same_ticker):
+        # Stable: each ticker's rows are in one shard, already in date order.
+        rows = rows.sort_values("ticker", kind="stable")
+    return rows.reset_index(drop=True)
 
 
 def _checked(definition: FeatureDefinition, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -50,8 +50,9 @@ class TrainFlow(SnapshotFlow):
     # would fail the same way again; it stops the run with one message before any work.
     @step
     def start(self):
-        """Pin the data snapshot, size the folds to its history, and list the champion and the models to backtest."""
-        from stockcast.train.selection import plan_backtest_sizes, plan_backtests
+        """Pin the data snapshot, size the folds to its history, list the champion and the models to backtest, and
+        split the work: shards of tickers for the features, groups of folds for the backtests."""
+        from stockcast.train.selection import plan_backtest_sizes, plan_backtest_tasks, plan_backtests, plan_shards
 
         self.settings = TrainConfig.model_validate(self.config)
         snapshot = self.pin_snapshot()
@@ -59,40 +60,64 @@ class TrainFlow(SnapshotFlow):
         print(f"Backtest: {self.fold_sizes.describe()}.")
         self.champion = self.branch_registry().champion()
         self.items = plan_backtests(self.settings, self.champion)
-        self.next(self.features)
+        self.backtest_tasks = plan_backtest_tasks(self.items, self.fold_sizes.n_folds, self.settings.plan)
+        self.shards = plan_shards(snapshot.tickers, snapshot.actions, self.settings.plan)
+        print(f"Tasks: {len(self.shards)} feature shard(s), {len(self.backtest_tasks)} backtest(s).")
+        self.next(self.features, foreach="shards")
 
     @retry(times=1, minutes_between_retries=0)
     @only_storage_faults_retried
     @resources(memory=8000, cpu=2)
     @step
     def features(self):
-        """Build the modelling frame once per feature set in use and plan the folds every model shares."""
-        from stockcast.train.selection import prepare_modelling
+        """Build one shard's per-ticker feature rows (and oracle), from its tickers' rows alone."""
+        from stockcast.train.selection import build_shard
 
-        self.modelling, self.folds = prepare_modelling(self.snapshot(), self.items, self.settings, self.fold_sizes)
-        self.next(self.backtest, foreach="items")
+        self.shard = build_shard(self.snapshot(), self.input, self.items)
+        self.next(self.join_features)
+
+    @retry(times=1, minutes_between_retries=0)
+    @only_storage_faults_retried
+    @step
+    def join_features(self, inputs):
+        """Join the shards into the modelling frame of each feature set in use (cross-sectional ranks, target,
+        oracle) and plan the folds every model shares."""
+        from stockcast.train.selection import join_shards
+
+        self.merge_artifacts(inputs, exclude=["shard"])
+        shards = [task.shard for task in inputs]
+        self.modelling, self.folds = join_shards(shards, self.settings, self.fold_sizes, self.snapshot().calendar)
+        self.next(self.split_backtests)
+
+    @step
+    def split_backtests(self):
+        """Start the backtest tasks planned at the start: Metaflow needs a step of its own between a join and a
+        split."""
+        self.next(self.backtest, foreach="backtest_tasks")
 
     @timeout(minutes=30)
     @resources(memory=8000, cpu=2)
     @step
     def backtest(self):
-        """Fit and score one model on every fold."""
+        """Fit and score one model on one group of folds."""
         from stockcast.train.selection import run_backtest
 
-        self.result = run_backtest(self.input, self.modelling[self.input.feature_set], self.folds)
+        self.result = run_backtest(self.input, self.modelling[self.input.item.feature_set], self.folds)
         self.next(self.select)
 
     @step
     def select(self, inputs):
-        """Rank the candidates and run the gate: beat the naive baseline and the re-scored champion."""
-        from stockcast.train.selection import data_notes, select_and_gate
+        """Combine each model's fold groups, rank the candidates and run the gate: beat the naive baseline and the
+        re-scored champion."""
+        from stockcast.train.selection import combine_backtests, data_notes, select_and_gate
 
         self.merge_artifacts(
             inputs,
             include=["settings", "snapshot_pathspec", "data_version", "data_end", "champion", "folds", "fold_sizes"],
         )
         self.modelling = inputs[0].modelling
-        self.selection = select_and_gate([i.result for i in inputs], self.champion, self.settings.gate)
+        results = combine_backtests([i.result for i in inputs], self.folds)
+        self.selection = select_and_gate(results, self.champion, self.settings.gate)
         self.data_notes = data_notes(self.modelling[self.settings.feature_set], self.fold_sizes, self.settings.target)
         # Plain tables and dicts for readers of this run (BatchPredictFlow, the PR report), which then need no
         # class of this library to read them.

@@ -155,11 +155,12 @@ def run_flow(branch: str) -> FlowRunner:
 
 @pytest.fixture(scope="session")
 def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The configuration files: ``small`` (every factory), ``quick`` (naive and ridge) and ``operate``."""
-    from tests.factories import OPERATE_CONFIG, QUICK_CONFIG, SMALL_CONFIG
+    """The configuration files: ``small`` (every factory), ``quick`` (naive and ridge), ``split`` (quick, its work in
+    shards and fold tasks) and ``operate``."""
+    from tests.factories import OPERATE_CONFIG, QUICK_CONFIG, SMALL_CONFIG, SPLIT_CONFIG
 
     folder = tmp_path_factory.mktemp("configs")
-    files = {"small": SMALL_CONFIG, "quick": QUICK_CONFIG, "operate": OPERATE_CONFIG}
+    files = {"small": SMALL_CONFIG, "quick": QUICK_CONFIG, "split": SPLIT_CONFIG, "operate": OPERATE_CONFIG}
     for name, text in files.items():
         (folder / f"{name}.toml").write_text(text)
     return {name: str(folder / f"{name}.toml") for name in files}

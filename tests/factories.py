@@ -139,6 +139,9 @@ min_train_days = 120
 alpha = 0.05
 min_days = 20
 
+[plan]
+folds_per_task = 3        # one backtest task per candidate: every factory, without three times the task start-ups
+
 [[candidates]]
 name = "naive"
 factory = "naive"
@@ -164,7 +167,8 @@ factory = "catboost"
 params = { iterations = 40, thread_count = 1 }
 grid = { depth = [3] }
 """
-"""Every factory of the zoo, each small: the configuration of the test that compares a full model selection."""
+"""Every factory of the zoo, each small: the configuration of the test that compares a full model selection. The work
+is split as little as it can be (one features task, one backtest task per candidate): task start-ups cost."""
 
 
 def config_with(config: str, names: list[str]) -> str:
@@ -177,6 +181,11 @@ def config_with(config: str, names: list[str]) -> str:
 QUICK_CONFIG = config_with(SMALL_CONFIG, ["naive", "ridge"])
 """Naive and ridge only: a quick TrainFlow run that still beats naive on the planted market, for the tests that need
 a champion (or a run to resume) rather than a model selection."""
+
+SPLIT_CONFIG = QUICK_CONFIG.replace("[plan]\nfolds_per_task = 3", "[plan]\ntickers_per_shard = 21\nfolds_per_task = 1")
+"""``QUICK_CONFIG`` with its work split as far as it goes: the planted market's 41 tickers (a rename makes one more)
+or the random walk's 40 in two features shards, one backtest task per candidate and fold. The flow tests on each
+datastore check that the split changes no result."""
 
 PLANTED = MarketSpec(
     n_tickers=40,

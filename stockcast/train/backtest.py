@@ -11,6 +11,9 @@ with a test date. A model refitted every evening could have been trained exactly
 missing days (a trading halt) could still carry a target from beyond the gap; `backtest` drops such training rows
 explicitly, so the guard does not rest on the calendar being regular.
 
+A backtest can run in tasks, each on a group of folds: `evaluate_candidate` puts the pieces back together, and
+scores them exactly as one backtest over every fold.
+
 Metrics are data: `score_predictions` returns one row per fold and a dict of overall figures; `leaderboard`
 ranks candidates by mean fold RMSE of the predicted return (scale-free: a $500 stock weighs as much as a $5 one),
 whose first row is the challenger. RMSE on price, the figure users ask for, is reported beside it.
@@ -358,17 +361,23 @@ def score_predictions(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     return per_fold, overall
 
 
-def evaluate_candidate(
-    spec: CandidateSpec,
-    frame: pd.DataFrame,
-    folds: Sequence[Fold],
-    feature_columns: Sequence[str],
-    categorical_columns: Sequence[str],
-) -> CandidateEvaluation:
-    """Backtest one candidate and score it: the body of TrainFlow's `foreach` step."""
-    predictions = backtest(spec, frame, folds, feature_columns, categorical_columns)
+def evaluate_candidate(candidate_id: str, fold_predictions: Sequence[pd.DataFrame]) -> CandidateEvaluation:
+    """Score one candidate's walk-forward backtest from its predictions (``backtest``), given in pieces over
+    disjoint groups of the folds (one piece per task that ran a group; one piece for a backtest run at once).
+
+    Put back in (fold, date, ticker) order, the pieces are exactly what one ``backtest`` over all their folds
+    returns, so the metrics are too. Raises ``ValueError`` when two pieces hold the same fold.
+    """
+    if not fold_predictions:
+        raise ValueError(f"no backtest predictions to score for {candidate_id}")
+    folds = [int(fold) for piece in fold_predictions for fold in piece["fold"].unique()]
+    repeated = sorted({fold for fold in folds if folds.count(fold) > 1})
+    if repeated:
+        raise ValueError(f"backtest predictions of {candidate_id} hold fold(s) {repeated} more than once")
+    predictions = pd.concat(fold_predictions, ignore_index=True)
+    predictions = predictions.sort_values(["fold", "date", "ticker"], ignore_index=True)
     per_fold, overall = score_predictions(predictions)
-    return CandidateEvaluation(spec.candidate_id, predictions, per_fold, overall)
+    return CandidateEvaluation(candidate_id, predictions, per_fold, overall)
 
 
 def leaderboard(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

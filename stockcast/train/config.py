@@ -1,4 +1,5 @@
-"""The training configuration (``configs/train.toml``): the model zoo, the walk-forward backtest and the gate.
+"""The training configuration (``configs/train.toml``): the model zoo, the walk-forward backtest, the gate and how
+the work is split into tasks.
 
 TrainFlow loads the file with Metaflow's ``Config("config", parser=parse_train_config)``: the parser validates it
 (``stockcast.core.config``: strict, every problem named with its field path, such as
@@ -91,6 +92,17 @@ class TargetConfig(Settings):
     band are clipped too, and counted (0 keeps the fold's extremes as the band)."""
 
 
+class PlanConfig(Settings):
+    """How TrainFlow splits its work into tasks; the results do not depend on it (``stockcast.train.selection``)."""
+
+    tickers_per_shard: PositiveInt = 250
+    """Tickers whose per-ticker features one task builds: a task's memory grows with this, not with the market, and
+    the number of shard tasks grows with the market. Tickers linked by renames share a shard, which may exceed it."""
+    folds_per_task: PositiveInt = 1
+    """Walk-forward folds one backtest task fits: 1 runs candidates x folds tasks at once; n_folds or more, one
+    task per candidate (fewer task start-ups, for small runs)."""
+
+
 class CandidateConfig(Settings):
     """One entry of the model zoo: a factory from `stockcast.train.zoo.FACTORIES`, fixed params and a grid."""
 
@@ -151,13 +163,14 @@ def _hyper_parameter(factory: str, key: str, value: Any, *at: str | int) -> Any:
 
 
 class TrainConfig(Settings):
-    """The whole training configuration: feature set, backtest, gate and the candidate models."""
+    """The whole training configuration: feature set, backtest, gate, task plan and the candidate models."""
 
     feature_set: Identifier = "full"
     seed: NonNegativeInt = 0
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
     candidates: Annotated[list[CandidateConfig], Field(min_length=2)]
 
     @field_validator("feature_set")

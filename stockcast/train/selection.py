@@ -1,22 +1,33 @@
 """The library behind TrainFlow: one function per step, so the flow only orchestrates.
 
-The steps: plan what to backtest (every candidate, and the current champion re-scored on the same folds) → build the
-modelling frame (features + target + the generator's oracle when present) and the walk-forward folds → backtest each
-item → rank them and run the gate → refit the challenger on all data → register it with its lineage. Packaging and
-promotion follow in ``stockcast.deploy.package.release``.
+The steps: plan what to backtest (every candidate, and the current champion re-scored on the same folds) and how to
+split the work (shards of tickers, groups of folds) → build each shard's per-ticker rows → join them into the
+modelling frame (features + target + the generator's oracle when present) and plan the walk-forward folds → backtest
+each item on each group of folds → combine the groups and rank the items, and run the gate → refit the challenger on
+all data → register it with its lineage. Packaging and promotion follow in ``stockcast.deploy.package.release``.
+
+Splitting changes nothing but the number of tasks: ``build_modelling_data`` is the join of one shard, and
+``combine_backtests`` gives every item exactly the evaluation one backtest over all folds gives (``seconds`` aside).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import pandas as pd
 
-from features import FeatureSet, build_features, build_target, get_feature_set
-from features.adjust import apply_renames
+from features import (
+    FeatureSet,
+    build_target,
+    build_ticker_features,
+    get_feature_set,
+    join_ticker_features,
+    next_day_target,
+)
+from features.adjust import apply_renames, renamed_together
 from stockcast.core.frames import json_ready
 from stockcast.core.registry import ModelRecord
 from stockcast.data.calendar import DATA_CALENDAR, trading_days_spanning
@@ -27,12 +38,13 @@ from stockcast.train.backtest import (
     CandidateEvaluation,
     Fold,
     FoldSizes,
+    backtest,
     evaluate_candidate,
     leaderboard,
     plan_fold_sizes,
     walk_forward_folds,
 )
-from stockcast.train.config import BacktestConfig, GateConfig, TargetConfig, TrainConfig
+from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
 from stockcast.train.gate import GateDecision, as_baseline, decide
 from stockcast.train.zoo import CandidateSpec, Estimator, fit_candidate, naive_spec, usable_mask
 
@@ -60,12 +72,48 @@ class BacktestItem:
 
 
 @dataclass(frozen=True)
+class BacktestTask:
+    """One unit of the flow's backtest ``foreach``: an item, on a group of the walk-forward folds (by index)."""
+
+    item: BacktestItem
+    folds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BacktestPart:
+    """A finished backtest task: the item's predictions on its group of folds, and how long they took."""
+
+    task: BacktestTask
+    predictions: pd.DataFrame
+    seconds: float
+
+
+@dataclass(frozen=True)
 class BacktestResult:
-    """A finished backtest item: the evaluation and how long it took."""
+    """An item backtested on every fold: the evaluation, and the seconds its tasks took together."""
 
     item: BacktestItem
     evaluation: CandidateEvaluation
     seconds: float
+
+
+@dataclass(frozen=True)
+class ShardInputs:
+    """The rows of a shard's tickers in each table of a snapshot: all that a shard task reads."""
+
+    prices: pd.DataFrame
+    financials: pd.DataFrame
+    oracle: pd.DataFrame | None
+    actions: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class ShardData:
+    """One shard's per-ticker rows of one feature set: its features (``build_ticker_features``) and the oracle's
+    best next close on the same adjusted basis (None without an oracle)."""
+
+    ticker_features: pd.DataFrame
+    oracle: pd.DataFrame | None
 
 
 @dataclass(frozen=True)
@@ -99,14 +147,46 @@ def build_modelling_data(
 ) -> ModellingData:
     """Features at each (ticker, date) on prices adjusted for the corporate ``actions``, the next-day target beside
     them (dropped where it spans more missing trading days of ``calendar`` than the target settings allow), and the
-    oracle's best prediction when the data came from the generator. The target is joined after the features."""
+    oracle's best prediction when the data came from the generator. The whole market as one shard: what TrainFlow
+    builds in shards (``build_shard_data``, ``join_modelling_data``) equals it exactly."""
+    shard = build_shard_data(prices, financials, oracle, feature_set, actions=actions)
+    return join_modelling_data([shard], feature_set, calendar=calendar, target=target)
+
+
+def build_shard_data(
+    prices: pd.DataFrame,
+    financials: pd.DataFrame,
+    oracle: pd.DataFrame | None,
+    feature_set: FeatureSet,
+    *,
+    actions: pd.DataFrame | None = None,
+) -> ShardData:
+    """The per-ticker part of the modelling frame for the tickers of the tables given (a shard that holds every
+    ticker a rename links to its own, see ``plan_shards``): their features, and the oracle adjusted like them."""
+    return ShardData(
+        ticker_features=build_ticker_features(prices, financials, actions=actions, feature_set=feature_set),
+        oracle=None if oracle is None else _adjusted_oracle(oracle, prices, actions),
+    )
+
+
+def join_modelling_data(
+    shards: Sequence[ShardData],
+    feature_set: FeatureSet,
+    *,
+    calendar: str = DATA_CALENDAR,
+    target: TargetConfig | None = None,
+) -> ModellingData:
+    """The modelling frame of the whole market from its shards: the features joined (cross-sectional ranks need
+    every ticker), then the target, which counts missing days on the market's calendar (for the ``"data"``
+    calendar, the dates any ticker has), then the oracle. The target is joined after the features."""
     target = target or TargetConfig()
-    features = build_features(prices, financials, actions=actions, feature_set=feature_set)
-    sessions = trading_days_spanning(calendar, prices["date"])
-    targets = build_target(prices, actions=actions, trading_days=sessions, max_missing_days=target.max_missing_days)
+    features = join_ticker_features([shard.ticker_features for shard in shards], feature_set)
+    sessions = trading_days_spanning(calendar, features["date"])
+    targets = next_day_target(features, trading_days=sessions, max_missing_days=target.max_missing_days)
     frame = features.merge(targets, on=["date", "ticker"], how="left", validate="one_to_one")
-    if oracle is not None:
-        frame = frame.merge(_adjusted_oracle(oracle, prices, actions), on=["date", "ticker"], how="left")
+    oracles = [shard.oracle for shard in shards if shard.oracle is not None]
+    if oracles:
+        frame = frame.merge(pd.concat(oracles, ignore_index=True), on=["date", "ticker"], how="left")
     return ModellingData(
         frame=frame,
         feature_set=feature_set.name,
@@ -118,14 +198,16 @@ def build_modelling_data(
 
 def _adjusted_oracle(oracle: pd.DataFrame, prices: pd.DataFrame, actions: pd.DataFrame | None) -> pd.DataFrame:
     """The oracle's best next close on the adjusted basis of the targets. It forecasts the raw close of the ticker's
-    next row, so it takes the adjustment that row's close takes (adjusted next close over raw next close)."""
+    next row, so it takes the adjustment that row's close takes (adjusted next close over raw next close). On a
+    ticker's last row that row is not in the data, after every known action: no adjustment, as without actions, so
+    a shard without actions gives the rows the whole market gives."""
     best = oracle.rename(columns={ORACLE.columns[-1].name: ORACLE_COLUMN})[["date", "ticker", ORACLE_COLUMN]]
     if actions is None or actions.empty:
         return best
     renames = actions[actions["kind"] == "rename"]
     adjusted = build_target(prices, actions=actions)
     raw = build_target(prices, actions=renames)
-    factor = adjusted[["date", "ticker"]].assign(factor=adjusted["next_close"] / raw["next_close"])
+    factor = adjusted[["date", "ticker"]].assign(factor=(adjusted["next_close"] / raw["next_close"]).fillna(1.0))
     best = apply_renames(best, actions, "date").merge(factor, on=["date", "ticker"], how="inner")
     return best.assign(**{ORACLE_COLUMN: best[ORACLE_COLUMN] * best["factor"]}).drop(columns="factor")
 
@@ -198,31 +280,106 @@ def plan_backtests(settings: TrainConfig, champion: ModelRecord | None) -> list[
     return backtest_items(settings.candidate_specs(), settings.feature_set, champion)
 
 
-def prepare_modelling(
-    snapshot: Snapshot, items: Sequence[BacktestItem], settings: TrainConfig, sizes: FoldSizes
-) -> tuple[dict[str, ModellingData], list[Fold]]:
-    """The modelling frame of every feature set the items use, by name, and the walk-forward folds every model shares
-    (planned on the frame of the configured feature set, with the sizes checked when the run started)."""
-    modelling = {
-        needed.name: build_modelling_data(
-            snapshot.prices,
-            snapshot.financials,
-            snapshot.oracle,
-            needed,
-            actions=snapshot.actions,
-            calendar=snapshot.calendar,
-            target=settings.target,
-        )
+def plan_shards(tickers: Iterable[str], actions: pd.DataFrame, plan: PlanConfig) -> list[list[str]]:
+    """TrainFlow's shard ``foreach`` list: the tickers in shards of at most ``plan.tickers_per_shard`` (so a
+    shard task's memory stays bounded as the market grows, and the number of shards grows with it), every group of
+    tickers linked by renames in one shard (a group larger than a shard is a shard of its own)."""
+    shards: list[list[str]] = []
+    for group in renamed_together(tickers, actions):
+        if shards and len(shards[-1]) + len(group) <= plan.tickers_per_shard:
+            shards[-1].extend(group)
+        else:
+            shards.append(list(group))
+    return shards
+
+
+def shard_inputs(snapshot: Snapshot, tickers: Sequence[str]) -> ShardInputs:
+    """The rows of ``tickers`` in the snapshot's prices, financials, oracle and corporate actions."""
+    wanted = set(tickers)
+
+    def rows(table: pd.DataFrame) -> pd.DataFrame:
+        return table[table["ticker"].isin(wanted)].reset_index(drop=True)
+
+    oracle = snapshot.oracle
+    return ShardInputs(
+        prices=rows(snapshot.prices),
+        financials=rows(snapshot.financials),
+        oracle=None if oracle is None else rows(oracle),
+        actions=rows(snapshot.actions),
+    )
+
+
+def build_shard(snapshot: Snapshot, tickers: Sequence[str], items: Sequence[BacktestItem]) -> dict[str, ShardData]:
+    """The body of TrainFlow's shard ``foreach``: a shard's per-ticker rows of every feature set the items use, by
+    name, read from its tickers' rows alone."""
+    inputs = shard_inputs(snapshot, tickers)
+    return {
+        needed.name: build_shard_data(inputs.prices, inputs.financials, inputs.oracle, needed, actions=inputs.actions)
         for needed in feature_sets_needed(items)
+    }
+
+
+def join_shards(
+    shards: Sequence[Mapping[str, ShardData]], settings: TrainConfig, sizes: FoldSizes, calendar: str
+) -> tuple[dict[str, ModellingData], list[Fold]]:
+    """The modelling frame of every feature set the shards were built for, by name, and the walk-forward folds every
+    model shares (planned on the frame of the configured feature set, with the sizes checked when the run
+    started)."""
+    modelling = {
+        name: join_modelling_data(
+            [shard[name] for shard in shards], get_feature_set(name), calendar=calendar, target=settings.target
+        )
+        for name in shards[0]
     }
     return modelling, plan_folds(modelling[settings.feature_set], settings.backtest, sizes)
 
 
-def run_backtest(item: BacktestItem, data: ModellingData, folds: Sequence[Fold]) -> BacktestResult:
-    """Fit and score one item on every fold, timed: the body of TrainFlow's ``foreach`` step."""
+def plan_backtest_tasks(items: Sequence[BacktestItem], n_folds: int, plan: PlanConfig) -> list[BacktestTask]:
+    """TrainFlow's backtest ``foreach`` list: every item on every group of ``plan.folds_per_task`` consecutive folds
+    of the ``n_folds`` (the last group may be smaller), item by item."""
+    groups = [
+        tuple(range(start, min(start + plan.folds_per_task, n_folds)))
+        for start in range(0, n_folds, plan.folds_per_task)
+    ]
+    return [BacktestTask(item, group) for item in items for group in groups]
+
+
+def run_backtest(task: BacktestTask, data: ModellingData, folds: Sequence[Fold]) -> BacktestPart:
+    """Fit and score the task's item on its group of the ``folds``, timed: the body of TrainFlow's backtest
+    ``foreach``."""
     started = time.perf_counter()
-    evaluation = evaluate_candidate(item.spec, data.frame, folds, data.feature_columns, data.categorical_columns)
-    return BacktestResult(item, evaluation, time.perf_counter() - started)
+    spec = task.item.spec
+    predictions = backtest(
+        spec, data.frame, [folds[index] for index in task.folds], data.feature_columns, data.categorical_columns
+    )
+    return BacktestPart(task, predictions, time.perf_counter() - started)
+
+
+def combine_backtests(parts: Sequence[BacktestPart], folds: Sequence[Fold]) -> list[BacktestResult]:
+    """Each item's backtest parts combined into its evaluation over every fold, items in the order they first
+    appear: the same predictions and metrics as one backtest over all ``folds``; ``seconds`` add up.
+
+    Raises ``ValueError`` when an item's parts miss a fold or repeat one (a task lost or run twice).
+    """
+    by_item: list[tuple[BacktestItem, list[BacktestPart]]] = []
+    for part in parts:
+        found = next((group for item, group in by_item if item == part.task.item), None)
+        if found is None:
+            by_item.append((part.task.item, [part]))
+        else:
+            found.append(part)
+    expected = sorted(fold.index for fold in folds)
+    results = []
+    for item, group in by_item:
+        covered = sorted(index for part in group for index in part.task.folds)
+        if covered != expected:
+            raise ValueError(
+                f"the backtest tasks of {item.spec.candidate_id} ({item.role}) covered folds {covered}, not each of "
+                f"{expected} once"
+            )
+        evaluation = evaluate_candidate(item.spec.candidate_id, [part.predictions for part in group])
+        results.append(BacktestResult(item, evaluation, sum(part.seconds for part in group)))
+    return results
 
 
 def select_and_gate(results: Sequence[BacktestResult], champion: ModelRecord | None, gate: GateConfig) -> Selection:

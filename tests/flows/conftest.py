@@ -26,8 +26,9 @@ def champion(market: Market, configs: dict[str, str]) -> Champion:
 
 @pytest.fixture(scope="session")
 def outage_scenario(market: Market, configs: dict[str, str], s3_server: str) -> Scenario:
-    """TrainFlow on S3 through two storage outages and two resumes (``stage_outage``), once per session."""
-    return stage_outage(market, configs["quick"], s3_server)
+    """TrainFlow on S3 through two storage outages and two resumes (``stage_outage``), once per session, its work
+    split into shards and fold tasks."""
+    return stage_outage(market, configs["split"], s3_server)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""TrainFlow run for real: selection, the gate, the registry, the Bento of a champion, and resume. (TrainFlow on the
-S3 datastore is tested with the champion that prediction and monitoring use there, in test_operate_flows.py.)"""
+"""TrainFlow run for real: selection, the gate, the registry, the Bento of a champion, resume, and work split into
+shards and candidate x fold tasks that changes no result. (TrainFlow on the S3 datastore is tested with the champion
+that prediction and monitoring use there, in test_operate_flows.py, and here for what its split changes.)"""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features import get_feature_set
 from stockcast.core.registry import Registry
 from stockcast.data.calendar import trading_days
+from stockcast.data.snapshot import load_snapshot
 from stockcast.deploy.package import bento_bundle, build_bento, model_tag_for
+from stockcast.train.backtest import backtest, evaluate_candidate
+from stockcast.train.selection import BacktestResult, build_modelling_data, plan_folds, select_and_gate
 from tests.factories import SMALL_CONFIG, config_with
 from tests.harness import REPO_ROOT, FlowRunner, card_text, metaflow_home
 
@@ -44,16 +49,58 @@ def random_walk_prices(n_tickers: int, n_days: int, seed: int) -> pd.DataFrame:
 
 
 def _mean_fold_rmse_by_candidate(run) -> dict[str, float]:
-    """Each candidate's mean fold RMSE of the predicted return (the scale-free ranking), recomputed from its own
-    backtest task's per-row predictions."""
-    scores = {}
-    for task in run["backtest"]:
-        predictions = task.data.result.evaluation.predictions
-        per_fold = predictions.groupby("fold").apply(
-            lambda rows: float(np.sqrt(((rows["predicted_return"] - rows["next_return"]) ** 2).mean()))
+    """Each candidate's mean fold RMSE of the predicted return (the scale-free ranking), recomputed from the per-row
+    predictions of its backtest tasks."""
+    parts = [task.data.result for task in run["backtest"]]
+    predictions = pd.concat([part.predictions for part in parts], ignore_index=True)
+    per_fold = predictions.groupby(["candidate_id", "fold"]).apply(
+        lambda rows: float(np.sqrt(((rows["predicted_return"] - rows["next_return"]) ** 2).mean()))
+    )
+    return per_fold.groupby(level="candidate_id").mean().to_dict()
+
+
+def assert_split_changes_nothing(run) -> None:
+    """The run built its features in more than one shard and backtested each candidate fold by fold; its modelling
+    frame, folds, leaderboard, predictions and decision are exactly the library's on the same snapshot and settings
+    in one piece: the whole market's frame, one backtest per candidate over every fold."""
+    assert len(list(run["features"])) == 2
+    tasks = [task.data.result.task for task in run["backtest"]]
+    assert len(tasks) == 6 and all(len(task.folds) == 1 for task in tasks)  # 2 candidates x 3 folds
+
+    settings, snapshot = run.data.settings, load_snapshot(run.data.snapshot_pathspec)
+    data = build_modelling_data(
+        snapshot.prices,
+        snapshot.financials,
+        snapshot.oracle,
+        get_feature_set(settings.feature_set),
+        actions=snapshot.actions,
+        calendar=snapshot.calendar,
+        target=settings.target,
+    )
+    folds = plan_folds(data, settings.backtest, run.data.fold_sizes)
+    results = [
+        BacktestResult(
+            item,
+            evaluate_candidate(
+                item.spec.candidate_id,
+                [backtest(item.spec, data.frame, folds, data.feature_columns, data.categorical_columns)],
+            ),
+            seconds=0.0,
         )
-        scores[task.data.result.item.spec.candidate_id] = float(per_fold.mean())
-    return scores
+        for item in run["start"].task.data.items
+    ]
+    selection = select_and_gate(results, run.data.champion, settings.gate)
+
+    pd.testing.assert_frame_equal(run.data.modelling[settings.feature_set].frame, data.frame, check_exact=True)
+    assert run.data.folds == folds
+    pd.testing.assert_frame_equal(
+        run.data.leaderboard.drop(columns="train_seconds"),
+        selection.leaderboard.drop(columns="train_seconds"),
+        check_exact=True,
+    )
+    pd.testing.assert_frame_equal(run.data.challenger_predictions, selection.challenger_predictions, check_exact=True)
+    pd.testing.assert_frame_equal(run.data.naive_predictions, selection.naive_predictions, check_exact=True)
+    assert run.data.decision == selection.decision.to_dict()
 
 
 def test_winner_is_the_argmin_and_is_registered_with_lineage(champion):
@@ -127,8 +174,8 @@ def test_an_equal_champion_is_kept_and_rollback_restores_the_previous(champion, 
 
 @pytest.fixture(scope="module")
 def interrupted_random_walk(tmp_path_factory, configs):
-    """TrainFlow on a random walk, on a branch of its own, stopped at its register step (something in the way of
-    the registry's folder), then resumed once the way is clear."""
+    """TrainFlow on a random walk, its work split into shards and fold tasks, on a branch of its own, stopped at its
+    register step (something in the way of the registry's folder), then resumed once the way is clear."""
     folder = tmp_path_factory.mktemp("random-walk")
     random_walk_prices(40, 650, seed=3).to_csv(folder / "stock_price.csv", index=False, date_format="%Y-%m-%d")
     runner = FlowRunner(f"rw{uuid.uuid4().hex[:8]}")
@@ -136,7 +183,7 @@ def interrupted_random_walk(tmp_path_factory, configs):
     blocker = metaflow_home() / ".metaflow" / "stockcast" / "registry" / f"test.{runner.branch}"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a folder")
-    failed = runner("train", config=configs["quick"], snapshot=snapshot)
+    failed = runner("train", config=configs["split"], snapshot=snapshot)
     blocker.unlink()
     resumed = runner.resume("train")  # a resumed run keeps the original run's configuration
     return runner.branch, failed, resumed
@@ -149,6 +196,20 @@ def test_resume_after_a_failed_step_reuses_the_finished_ones(interrupted_random_
     origin = resumed.run["backtest"].task.metadata_dict.get("origin-run-id")
     assert origin == failed.run.id  # backtests were cloned, not re-run
     assert Registry(f"test.{branch}").versions() == [f"v{resumed.run.id}"]
+
+
+def test_features_in_shards_and_backtests_fold_by_fold_give_the_unsplit_result(interrupted_random_walk):
+    _, _, resumed = interrupted_random_walk
+    assert_split_changes_nothing(resumed.run)
+
+
+@pytest.mark.s3
+def test_on_s3_too_shards_and_fold_tasks_give_the_unsplit_result(s3_champion):
+    """The S3 champion's run (resumed after two outages) trained on the planted market, whose rename joins two
+    tickers' histories: they share a shard."""
+    run = s3_champion.training
+    assert run["join_features"].task.metadata_dict["ds-type"] == "s3"
+    assert_split_changes_nothing(run)
 
 
 def test_on_a_random_walk_naive_becomes_the_baseline_champion_and_says_why(interrupted_random_walk):

@@ -12,7 +12,9 @@ from features import (
     PRICES_ONLY_FEATURE_SET,
     InsufficientHistory,
     build_features,
+    build_ticker_features,
     features_from_history,
+    join_ticker_features,
     latest_feature_rows,
 )
 
@@ -194,3 +196,26 @@ def test_duplicate_rows_are_refused(market):
     prices, _ = market
     with pytest.raises(ValueError, match="duplicate"):
         build_features(pd.concat([prices, prices.tail(1)]))
+
+
+@pytest.mark.parametrize("as_of_index", [None, -30])
+def test_ticker_shards_joined_are_exactly_the_training_matrix(market, training, as_of_index):
+    prices, financials = market
+    as_of = None if as_of_index is None else prices["date"].drop_duplicates().sort_values().iloc[as_of_index]
+    # Shards in any order, their ticker ranges interleaved; T5, the late listing, alone.
+    shards = [["T5"], ["T1", "T4"], ["T0", "T2", "T3"]]
+    built = [
+        build_ticker_features(
+            prices[prices["ticker"].isin(tickers)], financials[financials["ticker"].isin(tickers)], as_of=as_of
+        )
+        for tickers in shards
+    ]
+    assert not set(RANKS) & set(built[0].columns)  # ranks need every ticker: the join computes them
+
+    joined = join_ticker_features(built, FEATURE_SET)
+
+    expected = training if as_of is None else build_features(prices, financials, as_of=as_of)
+    pd.testing.assert_frame_equal(joined, expected, check_exact=True)
+    assert joined[RANKS].notna().any().all()
+    with pytest.raises(ValueError, match="ticker T5 is in more than one shard"):
+        join_ticker_features([*built, built[0]], FEATURE_SET)

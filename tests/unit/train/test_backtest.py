@@ -295,12 +295,33 @@ def test_leaderboard_ranks_by_mean_fold_return_rmse_with_ties_broken_by_id() -> 
         leaderboard([*results, {"candidate_id": "a", "mean_fold_rmse_return": 0.1}])
 
 
+@pytest.mark.parametrize("candidate", ZOO, ids=lambda candidate: candidate.factory)
+def test_a_backtest_run_in_groups_of_folds_scores_exactly_like_one_run_over_every_fold(candidate) -> None:
+    frame = synthetic_panel(signal=0.004)
+    folds = folds_for(frame)
+    whole = evaluate_candidate(candidate.candidate_id, [backtest(candidate, frame, folds, FEATURES, CATEGORICAL)])
+
+    # Two tasks, finished in either order: the last fold alone, the first two together.
+    pieces = [backtest(candidate, frame, group, FEATURES, CATEGORICAL) for group in ([folds[2]], folds[:2])]
+    grouped = evaluate_candidate(candidate.candidate_id, pieces)
+
+    pd.testing.assert_frame_equal(grouped.predictions, whole.predictions, check_exact=True)
+    pd.testing.assert_frame_equal(grouped.per_fold, whole.per_fold, check_exact=True)
+    pd.testing.assert_series_equal(pd.Series(grouped.overall), pd.Series(whole.overall), check_exact=True)
+    assert whole.per_fold["fold"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"fold\(s\) \[2\] more than once"):
+        evaluate_candidate(candidate.candidate_id, [*pieces, pieces[0]])
+
+
 # --- Selection end to end on markets with and without a signal ------------------------------------------------
 
 
 def run_zoo(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     folds = folds_for(frame)
-    evaluations = [evaluate_candidate(candidate, frame, folds, FEATURES, CATEGORICAL) for candidate in ZOO]
+    evaluations = [
+        evaluate_candidate(candidate.candidate_id, [backtest(candidate, frame, folds, FEATURES, CATEGORICAL)])
+        for candidate in ZOO
+    ]
     return leaderboard(e.overall for e in evaluations), {e.candidate_id: e.predictions for e in evaluations}
 
 

@@ -26,6 +26,10 @@ min_train_days = 252
 [gate]
 alpha = 0.05
 
+[plan]
+tickers_per_shard = 250
+folds_per_task = 2
+
 [[candidates]]
 name = "naive"
 factory = "naive"
@@ -82,6 +86,8 @@ def test_normalisation_fills_defaults_and_turns_integer_floats_into_floats() -> 
     assert isinstance(parsed["candidates"][2]["grid"]["alpha"][0], float)
     assert parsed["gate"]["min_days"] == 20
     assert parsed["seed"] == 0
+    without_plan = parse_train_config(VALID.replace("[plan]\ntickers_per_shard = 250\nfolds_per_task = 2\n", ""))
+    assert without_plan["plan"] == {"tickers_per_shard": 250, "folds_per_task": 1}
 
 
 @pytest.mark.parametrize(
@@ -98,6 +104,10 @@ def test_normalisation_fills_defaults_and_turns_integer_floats_into_floats() -> 
         ("min_train_days = 252", "min_train_days = 252\ntrain_days = 300", "backtest.train_days", "only to window"),
         ("alpha = 0.05", "alpha = 0.5", "gate.alpha", "less than 0.5"),
         ("alpha = 0.05", "alpha = 0.0", "gate.alpha", "greater than 0"),
+        ("tickers_per_shard = 250", "tickers_per_shard = 0", "plan.tickers_per_shard", "greater than 0"),
+        ("tickers_per_shard = 250", "ticker_per_shard = 250", "plan.ticker_per_shard", "Extra inputs"),
+        ("folds_per_task = 2", "folds_per_task = 1.5", "plan.folds_per_task", "valid integer"),
+        ("folds_per_task = 2", "folds_per_task = -1", "plan.folds_per_task", "greater than 0"),
         ('name = "drift"', 'name = "naive"', "candidates[1].name", "duplicate candidate name 'naive'"),
         ('name = "drift"', 'name = "Drift"', "candidates[1].name", "should match pattern"),
         ('factory = "naive"', 'factory = "drift"', "candidates", "exactly one candidate must use factory 'naive'"),

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from features import PRICES_ONLY_FEATURE_SET, get_feature_set
+from features import PRICES_ONLY_FEATURE_SET, build_target, get_feature_set
 from stockcast.core.registry import ModelRecord
+from stockcast.data.calendar import trading_days_spanning
 from stockcast.data.synthetic.generator import MarketSpec, generate_market
-from stockcast.train.backtest import ORACLE_COLUMN
-from stockcast.train.config import BacktestConfig, GateConfig
+from stockcast.train.backtest import ORACLE_COLUMN, backtest, evaluate_candidate
+from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig
 from stockcast.train.selection import (
     backtest_items,
     build_modelling_data,
+    build_shard_data,
+    combine_backtests,
     feature_sets_needed,
+    join_modelling_data,
+    plan_backtest_tasks,
     plan_folds,
+    plan_shards,
     run_backtest,
     select_and_gate,
+    shard_inputs,
 )
 from stockcast.train.zoo import CandidateSpec, usable_mask
 from tests.factories import make_record
@@ -72,9 +81,11 @@ def test_the_champion_is_added_only_when_no_candidate_is_exactly_it():
     assert [fs.name for fs in feature_sets_needed(items)] == ["full", PRICES_ONLY_FEATURE_SET.name]
 
 
-def _results(data, items):
+def _results(data, items, folds_per_task=BACKTEST.n_folds):
+    """The items backtested as TrainFlow does, in tasks of ``folds_per_task`` folds (default: one task per item)."""
     folds = plan_folds(data, BACKTEST)
-    return [run_backtest(item, data, folds) for item in items]
+    tasks = plan_backtest_tasks(items, len(folds), PlanConfig(folds_per_task=folds_per_task))
+    return combine_backtests([run_backtest(task, data, folds) for task in tasks], folds)
 
 
 def test_the_challenger_is_the_argmin_of_mean_fold_return_rmse(data):
@@ -105,3 +116,123 @@ def test_an_identical_champion_is_not_beaten_and_is_named_by_version(data):
     selection = select_and_gate(results, _champion(challenger), GATE)
     assert selection.decision.promote is False
     assert f"the champion v1 ({challenger.candidate_id})" in selection.decision.reason
+
+
+# --- Work split into tasks: shards of tickers, groups of folds ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quirky_market():
+    """Every corporate action of real data, a rename (two tickers, one company) included, and vendor gaps."""
+    market = generate_market(MarketSpec(n_tickers=10, start="2024-01-01", end="2024-12-31", seed=3, quirks=True))
+    assert (market.actions["kind"] == "rename").any()
+    return market
+
+
+def _tables(market, tickers):
+    """The market's tables restricted to ``tickers``, as a shard task reads them (``shard_inputs``)."""
+    return shard_inputs(
+        SimpleNamespace(
+            prices=market.prices, financials=market.financials, oracle=market.oracle, actions=market.actions
+        ),
+        tickers,
+    )
+
+
+@pytest.mark.parametrize("calendar", ["data", "XNYS"])
+@pytest.mark.parametrize("tickers_per_shard", [1, 4])
+def test_a_market_built_in_shards_is_exactly_the_market_built_at_once(quirky_market, calendar, tickers_per_shard):
+    market, feature_set = quirky_market, get_feature_set("full")
+    whole = build_modelling_data(
+        market.prices, market.financials, market.oracle, feature_set, actions=market.actions, calendar=calendar
+    )
+    shards = plan_shards(
+        market.prices["ticker"].unique(), market.actions, PlanConfig(tickers_per_shard=tickers_per_shard)
+    )
+    assert len(shards) > 2
+    built = []
+    for tickers in reversed(shards):  # shard tasks finish in any order
+        tables = _tables(market, tickers)
+        built.append(
+            build_shard_data(tables.prices, tables.financials, tables.oracle, feature_set, actions=tables.actions)
+        )
+
+    joined = join_modelling_data(built, feature_set, calendar=calendar)
+
+    pd.testing.assert_frame_equal(joined.frame, whole.frame, check_exact=True)
+    # Features, ranks, targets (gaps dropped on the market's calendar) and the oracle are all there to compare.
+    frame = whole.frame
+    assert frame["rank_market_return_21d"].notna().any() and frame["spans_gap"].any()
+    assert frame[ORACLE_COLUMN].notna().any()
+    # The target of the joined rows is the feature library's target of the whole market.
+    sessions = trading_days_spanning(calendar, market.prices["date"])
+    target = build_target(market.prices, actions=market.actions, trading_days=sessions, max_missing_days=3)
+    pd.testing.assert_frame_equal(frame[target.columns], target, check_exact=True)
+
+
+def test_renamed_tickers_share_a_shard_and_shards_are_bounded(quirky_market):
+    actions = quirky_market.actions
+    tickers = sorted(quirky_market.prices["ticker"].unique())
+    (rename,) = actions[actions["kind"] == "rename"].itertuples()
+
+    shards = plan_shards(tickers, actions, PlanConfig(tickers_per_shard=3))
+
+    assert sorted(ticker for shard in shards for ticker in shard) == tickers
+    assert all(len(shard) <= 3 for shard in shards) and len(shards) == 4
+    assert any({rename.ticker, rename.new_ticker} <= set(shard) for shard in shards)
+    singles = plan_shards(tickers, actions, PlanConfig(tickers_per_shard=1))
+    assert len(singles) == len(tickers) - 1 and sorted([rename.ticker, rename.new_ticker]) in singles
+
+
+def test_a_rename_split_across_shards_is_refused_at_the_join(quirky_market):
+    market, feature_set = quirky_market, get_feature_set("full")
+    (rename,) = market.actions[market.actions["kind"] == "rename"].itertuples()
+    built = []
+    for tickers in ([rename.ticker], [rename.new_ticker]):  # the old name's rows are carried by the new name
+        tables = _tables(market, tickers)
+        built.append(build_shard_data(tables.prices, tables.financials, None, feature_set, actions=tables.actions))
+    with pytest.raises(ValueError, match=f"ticker {rename.new_ticker} is in more than one shard"):
+        join_modelling_data(built, feature_set)
+
+
+def test_a_shard_reads_only_its_tickers_rows(quirky_market):
+    tickers = sorted(quirky_market.prices["ticker"].unique())[:3]
+    tables = _tables(quirky_market, tickers)
+    for name in ("prices", "financials", "oracle"):
+        shard, whole = getattr(tables, name), getattr(quirky_market, name)
+        assert set(shard["ticker"]) == set(tickers) and len(shard) == whole["ticker"].isin(tickers).sum()
+    assert set(tables.actions["ticker"]) <= set(tickers)
+
+
+def test_backtests_in_candidate_x_fold_tasks_combine_into_exactly_one_backtest_per_item(data):
+    items = backtest_items([NAIVE, DRIFT, RIDGE], "full", _champion(replace(RIDGE, params={"alpha": 1.0})))
+    folds = plan_folds(data, BACKTEST)
+    tasks = plan_backtest_tasks(items, len(folds), PlanConfig(folds_per_task=1))
+    assert [(task.item.spec.candidate_id, task.folds) for task in tasks[:3]] == [
+        ("naive", (0,)),
+        ("naive", (1,)),
+        ("drift", (0,)),
+    ]
+    assert len(tasks) == len(items) * len(folds)
+
+    parts = [run_backtest(task, data, folds) for task in tasks]
+    combined = combine_backtests(parts[::-1], folds)  # the parts, in any order
+
+    assert sorted(result.item.role for result in combined) == ["candidate"] * 3 + ["champion"]
+    for result in combined:
+        whole = evaluate_candidate(
+            result.item.spec.candidate_id,
+            [backtest(result.item.spec, data.frame, folds, data.feature_columns, data.categorical_columns)],
+        )
+        pd.testing.assert_frame_equal(result.evaluation.predictions, whole.predictions, check_exact=True)
+        pd.testing.assert_frame_equal(result.evaluation.per_fold, whole.per_fold, check_exact=True)
+        pd.testing.assert_series_equal(pd.Series(result.evaluation.overall), pd.Series(whole.overall), check_exact=True)
+    grouped = select_and_gate(_results(data, items, folds_per_task=1), None, GATE)
+    at_once = select_and_gate(_results(data, items), None, GATE)
+    pd.testing.assert_frame_equal(
+        grouped.leaderboard.drop(columns="train_seconds"), at_once.leaderboard.drop(columns="train_seconds")
+    )
+    assert grouped.decision == at_once.decision
+
+    with pytest.raises(ValueError, match=r"tasks of naive \(candidate\) covered folds \[1\], not each of \[0, 1\]"):
+        combine_backtests(parts[1:], folds)
