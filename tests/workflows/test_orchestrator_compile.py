@@ -1,6 +1,13 @@
 """Every flow compiles for the production orchestrator: ``argo-workflows create --only-json`` on the production
 branch, offline, with the S3 datastore served by the test server (the code package is uploaded there). cd.yml
-deploys exactly these flows with exactly this command, without ``--only-json``."""
+deploys exactly these flows with exactly this command, without ``--only-json``.
+
+Each flow is compiled twice: with the shipped configuration, as cd.yml deploys it, and with a remote engines
+configuration (Kubernetes, distinct resources per step) plus a training configuration with a GPU candidate. The
+checks read the compiled WorkflowTemplates: the resources of every step's container, the triggers and the schedule
+Metaflow annotates them with (the Argo Events sensors and the cron workflow are made from the same values), never
+our configuration files.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,13 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from stockcast.core.events import DATA_EVENT, RETRAIN_EVENT
 from workflow_checks import REPO_ROOT, WORKFLOWS_ARGO_CREATE, flow_files, run_steps, simple_commands, workflows
 
 pytestmark = pytest.mark.s3
@@ -24,6 +34,117 @@ ARGO_EVENTS = {
 }
 """The Argo Events settings flows with triggers need (the names Metaflow's Argo Events set-up uses); in production
 they come with the rest of the Metaflow configuration (METAFLOW_CONFIG_JSON)."""
+
+REMOTE_ENGINES = """
+engine = "kubernetes"
+
+[resources]
+cpu = 2
+memory = 5000
+
+[flows.IngestFlow.steps.validate]
+cpu = 3
+memory = 6000
+
+[flows.TrainFlow]
+gpu_steps = ["backtest", "refit"]
+
+[flows.TrainFlow.resources]
+memory = 7000
+
+[flows.TrainFlow.steps.features]
+cpu = 4
+memory = 9000
+
+[flows.TrainFlow.steps.backtest]
+cpu = 5
+
+[flows.BatchPredictFlow.steps.predict]
+cpu = 6
+memory = 11000
+
+[flows.MonitorFlow.steps.measure]
+cpu = 7
+memory = 12000
+"""
+# Sizes above Kubernetes' defaults (1 cpu, 4096 MB), which @kubernetes keeps where @resources asks for less.
+DEFAULT_STEP = (2, 5000, 0)
+FLOW_DEFAULT_STEP = {"TrainFlow": (2, 7000, 0)}
+REMOTE_STEPS = {
+    "IngestFlow": {"validate": (3, 6000, 0)},
+    "TrainFlow": {"features": (4, 9000, 0), "backtest": (5, 7000, 1), "refit": (2, 7000, 1)},
+    "BatchPredictFlow": {"predict": (6, 11000, 0)},
+    "MonitorFlow": {"measure": (7, 12000, 0)},
+}
+"""(cpu, memory in MB, GPUs) each step's container must request under REMOTE_ENGINES; the other steps request
+their flow's default."""
+
+
+def compile_flow(flow_file: Path, home: Path, options: list[str]) -> subprocess.CompletedProcess[str]:
+    """``python flows/x.py [options] --production argo-workflows create --only-json``, as cd.yml runs it."""
+    return subprocess.run(
+        [sys.executable, str(flow_file), *options, *WORKFLOWS_ARGO_CREATE, "--only-json"],
+        cwd=REPO_ROOT,
+        # No configuration file in the Metaflow home: only the environment counts.
+        env={**os.environ, **ARGO_EVENTS, "METAFLOW_DEFAULT_DATASTORE": "s3", "METAFLOW_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
+    """Every flow compiled with the shipped configuration ("shipped") and the remote one ("remote"), two at a time
+    (each compile is a Python process of its own); the WorkflowTemplate as data, or the failed process."""
+    folder = tmp_path_factory.mktemp("argo-configs")
+    (folder / "engines.toml").write_text(REMOTE_ENGINES, encoding="utf-8")
+    train = (REPO_ROOT / "configs" / "train.toml").read_text(encoding="utf-8")
+    gpu_train = train.replace("thread_count = 2 }", 'thread_count = 2, task_type = "GPU" }')
+    assert gpu_train != train, "the shipped training configuration no longer has the CatBoost line this edits"
+    (folder / "train.toml").write_text(gpu_train, encoding="utf-8")
+    remote_engines = ["--config", "engines", str(folder / "engines.toml")]
+    gpu_training = ["--config", "config", str(folder / "train.toml")]
+    options = {(flow_file.stem, "shipped"): [] for flow_file in flow_files()} | {
+        (flow_file.stem, "remote"): remote_engines + (gpu_training if flow_file.stem == "train" else [])
+        for flow_file in flow_files()
+    }
+    jobs = {
+        (flow, variant): (REPO_ROOT / "flows" / f"{flow}.py", tmp_path_factory.mktemp("metaflow-home"), words)
+        for (flow, variant), words in options.items()
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(jobs, pool.map(lambda job: compile_flow(*job), jobs.values()), strict=True))
+    return {key: json.loads(result.stdout) if result.returncode == 0 else result for key, result in results.items()}
+
+
+def workflow_template(compiled: dict[tuple[str, str], Any], flow: str, variant: str) -> dict[str, Any]:
+    template = compiled[(flow, variant)]
+    assert isinstance(template, dict), template.stdout + template.stderr
+    return template
+
+
+def step_requests(template: dict[str, Any]) -> dict[str, tuple[float, float, int]]:
+    """(cpu, memory in MB, GPUs) of every step's container, by step name (Argo writes ``_`` as ``-``)."""
+    structure = json.loads(template["metadata"]["annotations"]["metaflow/dag"])["graph_structure"]
+    steps = set(_flatten(structure))
+    found = {}
+    for entry in template["spec"]["templates"]:
+        name = entry["name"].replace("-", "_")
+        if name in steps:
+            resources = entry["container"]["resources"]
+            found[name] = (
+                float(resources["requests"]["cpu"]),
+                float(resources["requests"]["memory"].removesuffix("M")),
+                int((resources["limits"] or {}).get("nvidia.com/gpu", 0)),
+            )
+    assert set(found) == steps, "every step has a container template"
+    return found
+
+
+def _flatten(structure: Any) -> list[str]:
+    return [structure] if isinstance(structure, str) else [name for part in structure for name in _flatten(part)]
 
 
 def test_cd_deploys_every_flow_with_the_command_compiled_here() -> None:
@@ -45,20 +166,10 @@ def test_cd_deploys_every_flow_with_the_command_compiled_here() -> None:
 
 
 @pytest.mark.parametrize("flow_file", flow_files(), ids=lambda path: path.stem)
-def test_the_flow_compiles_for_argo_workflows_on_the_production_branch(flow_file: Path, tmp_path: Path) -> None:
-    home = tmp_path / "metaflow-home"  # no configuration file: only the environment counts
-    result = subprocess.run(
-        [sys.executable, str(flow_file), *WORKFLOWS_ARGO_CREATE, "--only-json"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **ARGO_EVENTS, "METAFLOW_DEFAULT_DATASTORE": "s3", "METAFLOW_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    template = json.loads(result.stdout)
+def test_the_flow_compiles_for_argo_workflows_on_the_production_branch(
+    flow_file: Path, compiled: dict[tuple[str, str], Any]
+) -> None:
+    template = workflow_template(compiled, flow_file.stem, "shipped")
 
     assert template["kind"] == "WorkflowTemplate"
     annotations = template["metadata"]["annotations"]
@@ -66,3 +177,57 @@ def test_the_flow_compiles_for_argo_workflows_on_the_production_branch(flow_file
     assert annotations["metaflow/branch_name"] == "prod"
     assert template["metadata"]["name"] == f"stockcast.prod.{annotations['metaflow/flow_name'].lower()}"
     assert {"start", "end"} <= {step["name"] for step in template["spec"]["templates"]}
+    # The shipped training configuration has no GPU candidate: no step of any flow asks for a GPU.
+    assert {gpus for _cpu, _memory, gpus in step_requests(template).values()} == {0}
+
+
+@pytest.mark.parametrize("flow_file", flow_files(), ids=lambda path: path.stem)
+def test_every_step_requests_the_resources_the_engines_configuration_gives_it(
+    flow_file: Path, compiled: dict[tuple[str, str], Any]
+) -> None:
+    template = workflow_template(compiled, flow_file.stem, "remote")
+    flow = template["metadata"]["annotations"]["metaflow/flow_name"]
+
+    requests = step_requests(template)
+
+    default = FLOW_DEFAULT_STEP.get(flow, DEFAULT_STEP)
+    assert requests == {step: REMOTE_STEPS[flow].get(step, default) for step in requests}
+    assert set(REMOTE_STEPS[flow]) <= set(requests), "a configured step is missing from the compiled workflow"
+
+
+def test_the_deployed_flows_start_each_other_in_a_chain_and_on_a_schedule(
+    compiled: dict[tuple[str, str], Any],
+) -> None:
+    annotations = {
+        template["metadata"]["annotations"]["metaflow/flow_name"]: template["metadata"]["annotations"]
+        for template in (workflow_template(compiled, flow_file.stem, "shipped") for flow_file in flow_files())
+    }
+    triggers = {flow: json.loads(values.get("metaflow/triggers", "[]")) for flow, values in annotations.items()}
+    schedules = {
+        flow: json.loads(values["metaflow/cron"]) for flow, values in annotations.items() if "metaflow/cron" in values
+    }
+
+    assert triggers == {
+        # The data producer's event starts ingestion; each new snapshot, batch prediction; each prediction,
+        # monitoring; and the retrain event MonitorFlow publishes (namespaced_event_name on branch prod), training.
+        "IngestFlow": [{"name": f"mfns.stockcast.prod.{DATA_EVENT}", "type": "event"}],
+        "BatchPredictFlow": [{"name": "metaflow.stockcast.prod.IngestFlow.end", "type": "run"}],
+        "MonitorFlow": [{"name": "metaflow.stockcast.prod.BatchPredictFlow.end", "type": "run"}],
+        "TrainFlow": [{"name": f"mfns.stockcast.prod.{RETRAIN_EVENT}", "type": "event"}],
+    }
+    assert schedules == {"MonitorFlow": {"schedule": "0 23 * * 1-5", "tz": "Etc/UTC"}}
+    # MonitorFlow publishes the retrain event from its `assess` step, through the Argo Events webhook.
+    monitor = workflow_template(compiled, "monitor", "shipped")
+    assess = next(entry for entry in monitor["spec"]["templates"] if entry["name"] == "assess")
+    environment = {variable["name"]: variable.get("value") for variable in assess["container"]["env"]}
+    assert environment["METAFLOW_ARGO_EVENTS_WEBHOOK_URL"] == ARGO_EVENTS["METAFLOW_ARGO_EVENTS_WEBHOOK_URL"]
+
+
+def test_an_engines_configuration_naming_a_step_the_flow_lacks_stops_the_compile(tmp_path: Path) -> None:
+    engines = tmp_path / "engines.toml"
+    engines.write_text("[flows.IngestFlow.steps.validat]\ncpu = 2\n", encoding="utf-8")
+
+    result = compile_flow(REPO_ROOT / "flows" / "ingest.py", tmp_path, ["--config", "engines", str(engines)])
+
+    assert result.returncode != 0
+    assert "flows.IngestFlow.steps.validat: IngestFlow has no step 'validat'" in result.stdout + result.stderr
