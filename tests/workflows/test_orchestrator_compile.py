@@ -6,22 +6,27 @@ Each flow is compiled twice: with the shipped configuration, as cd.yml deploys i
 configuration (Kubernetes, distinct resources per step) plus a training configuration with a GPU candidate. The
 checks read the compiled WorkflowTemplates: the resources of every step's container, the triggers and the schedule
 Metaflow annotates them with (the Argo Events sensors and the cron workflow are made from the same values), never
-our configuration files.
+our configuration files; and the code package a template runs, unpacked as on a pod, knows its commit.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from metaflow.packaging_sys import MetaflowCodeContent
 
 from stockcast.core.events import DATA_EVENT, RETRAIN_EVENT
+from stockcast.core.registry import current_code_version
 from workflow_checks import REPO_ROOT, WORKFLOWS_ARGO_CREATE, flow_files, run_steps, simple_commands, workflows
 
 pytestmark = pytest.mark.s3
@@ -78,6 +83,8 @@ REMOTE_STEPS = {
 }
 """(cpu, memory in MB, GPUs) each step's container must request under REMOTE_ENGINES; the other steps request
 their flow's default."""
+MISNAMED_STEP = "[flows.IngestFlow.steps.validat]\ncpu = 2\n"
+PRINT_CODE_VERSION = "from stockcast.core.registry import current_code_version; print(current_code_version())"
 
 
 def compile_flow(flow_file: Path, home: Path, options: list[str]) -> subprocess.CompletedProcess[str]:
@@ -96,10 +103,12 @@ def compile_flow(flow_file: Path, home: Path, options: list[str]) -> subprocess.
 
 @pytest.fixture(scope="module")
 def compiled(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
-    """Every flow compiled with the shipped configuration ("shipped") and the remote one ("remote"), two at a time
-    (each compile is a Python process of its own); the WorkflowTemplate as data, or the failed process."""
+    """Every flow compiled with the shipped configuration ("shipped") and the remote one ("remote"), and IngestFlow
+    with an engines file naming a step it lacks ("misnamed"), two at a time (each compile is a Python process of its
+    own); the WorkflowTemplate as data, or the failed process."""
     folder = tmp_path_factory.mktemp("argo-configs")
     (folder / "engines.toml").write_text(REMOTE_ENGINES, encoding="utf-8")
+    (folder / "misnamed.toml").write_text(MISNAMED_STEP, encoding="utf-8")
     train = (REPO_ROOT / "configs" / "train.toml").read_text(encoding="utf-8")
     gpu_train = train.replace("thread_count = 2 }", 'thread_count = 2, task_type = "GPU" }')
     assert gpu_train != train, "the shipped training configuration no longer has the CatBoost line this edits"
@@ -110,6 +119,7 @@ def compiled(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[t
         (flow_file.stem, "remote"): remote_engines + (gpu_training if flow_file.stem == "train" else [])
         for flow_file in flow_files()
     }
+    options["ingest", "misnamed"] = ["--config", "engines", str(folder / "misnamed.toml")]
     jobs = {
         (flow, variant): (REPO_ROOT / "flows" / f"{flow}.py", tmp_path_factory.mktemp("metaflow-home"), words)
         for (flow, variant), words in options.items()
@@ -141,6 +151,12 @@ def step_requests(template: dict[str, Any]) -> dict[str, tuple[float, float, int
             )
     assert set(found) == steps, "every step has a container template"
     return found
+
+
+def container_environment(template: dict[str, Any], step: str) -> dict[str, str | None]:
+    """The environment variables of a step's container (those set from a value; others map to ``None``)."""
+    entry = next(entry for entry in template["spec"]["templates"] if entry["name"] == step)
+    return {variable["name"]: variable.get("value") for variable in entry["container"]["env"]}
 
 
 def _flatten(structure: Any) -> list[str]:
@@ -217,17 +233,42 @@ def test_the_deployed_flows_start_each_other_in_a_chain_and_on_a_schedule(
     }
     assert schedules == {"MonitorFlow": {"schedule": "0 23 * * 1-5", "tz": "Etc/UTC"}}
     # MonitorFlow publishes the retrain event from its `assess` step, through the Argo Events webhook.
-    monitor = workflow_template(compiled, "monitor", "shipped")
-    assess = next(entry for entry in monitor["spec"]["templates"] if entry["name"] == "assess")
-    environment = {variable["name"]: variable.get("value") for variable in assess["container"]["env"]}
+    environment = container_environment(workflow_template(compiled, "monitor", "shipped"), "assess")
     assert environment["METAFLOW_ARGO_EVENTS_WEBHOOK_URL"] == ARGO_EVENTS["METAFLOW_ARGO_EVENTS_WEBHOOK_URL"]
 
 
-def test_an_engines_configuration_naming_a_step_the_flow_lacks_stops_the_compile(tmp_path: Path) -> None:
-    engines = tmp_path / "engines.toml"
-    engines.write_text("[flows.IngestFlow.steps.validat]\ncpu = 2\n", encoding="utf-8")
+def test_an_engines_configuration_naming_a_step_the_flow_lacks_stops_the_compile(
+    compiled: dict[tuple[str, str], Any],
+) -> None:
+    result = compiled["ingest", "misnamed"]
 
-    result = compile_flow(REPO_ROOT / "flows" / "ingest.py", tmp_path, ["--config", "engines", str(engines)])
-
+    assert isinstance(result, subprocess.CompletedProcess)
     assert result.returncode != 0
     assert "flows.IngestFlow.steps.validat: IngestFlow has no step 'validat'" in result.stdout + result.stderr
+
+
+def test_the_code_package_of_a_deployed_flow_knows_its_commit_on_a_pod(
+    compiled: dict[tuple[str, str], Any], s3_server: str, tmp_path: Path
+) -> None:
+    commit = current_code_version()
+    assert commit is not None, "the tests run from a git checkout"
+    template = workflow_template(compiled, "train", "remote")
+    bucket, key = container_environment(template, "start")["METAFLOW_CODE_URL"].removeprefix("s3://").split("/", 1)
+    archive = boto3.client("s3", endpoint_url=s3_server).get_object(Bucket=bucket, Key=key)["Body"].read()
+    pod = tmp_path / "pod"  # outside any git repository, as a pod's working directory is
+    with tarfile.open(fileobj=io.BytesIO(archive)) as package:
+        package.extractall(pod, filter="data")
+
+    # As Metaflow's bootstrap runs a task there: in the unpacked package, with the packaged Metaflow first.
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_CODE_VERSION],
+        cwd=pod,
+        env={**os.environ, **MetaflowCodeContent.get_env_vars_for_packaged_metaflow(str(pod))},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+
+    # The commit itself; whether it is "+dirty" Metaflow decides with its own git command (diff-index).
+    assert result.stdout.strip().split("+")[0] == commit.split("+")[0]
