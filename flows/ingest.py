@@ -11,6 +11,7 @@ the run: nothing is published and the latest snapshot stays what it was. Downstr
 
 from metaflow import Config, Parameter, card, current, exit_hook, namespaced_event_name, project, step, trigger
 
+from stockcast.core.engines import engines
 from stockcast.core.events import DATA_EVENT
 from stockcast.core.params import parse_fraction, parse_optional_date
 from stockcast.core.storage import STORAGE_OUTAGE_HOOK, datastore_store
@@ -42,6 +43,7 @@ DEMO_FINANCIALS = "data/demo/financial_info.csv"
     }
 )
 @exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
+@engines
 @project(name="stockcast")
 class IngestFlow(StockcastFlow):
     """Load, validate and merge the contract files into a new data snapshot of this project branch."""

@@ -19,7 +19,6 @@ from metaflow import (
     exit_hook,
     namespaced_event_name,
     project,
-    resources,
     retry,
     schedule,
     step,
@@ -27,6 +26,7 @@ from metaflow import (
 )
 from metaflow.integrations import ArgoEvent
 
+from stockcast.core.engines import engines
 from stockcast.core.events import RETRAIN_EVENT
 from stockcast.core.params import parse_optional_date
 from stockcast.core.storage import STORAGE_OUTAGE_HOOK
@@ -40,6 +40,7 @@ from stockcast.operate.watch import backtest_expectation, judge, measure, traini
 @schedule(cron="0 23 * * 1-5", timezone="Etc/UTC")
 @trigger_on_finish(flow="BatchPredictFlow")
 @exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
+@engines
 @project(name="stockcast")
 class MonitorFlow(SnapshotFlow):
     """Realised performance, drift, freshness and age of the champion; alerts and the retraining trigger."""
@@ -61,7 +62,6 @@ class MonitorFlow(SnapshotFlow):
         self.training_end = training_data_end(self.champion)
         self.next(self.measure)
 
-    @resources(memory=8000, cpu=2)
     @step
     def measure(self):
         """Score the champion's past predictions on the closes that followed, and measure input drift."""

@@ -8,8 +8,9 @@ The snapshot defaults to the branch's latest, the model to the branch's champion
 Deployed on Argo Workflows, the flow starts whenever IngestFlow finishes on the same project branch.
 """
 
-from metaflow import Config, Parameter, card, current, exit_hook, project, resources, retry, step, trigger_on_finish
+from metaflow import Config, Parameter, card, current, exit_hook, project, retry, step, trigger_on_finish
 
+from stockcast.core.engines import engines
 from stockcast.core.storage import STORAGE_OUTAGE_HOOK
 from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.operate.cards import decisions_card
@@ -21,6 +22,7 @@ from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_o
 
 @trigger_on_finish(flow="IngestFlow")
 @exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
+@engines
 @project(name="stockcast")
 class BatchPredictFlow(SnapshotFlow):
     """Daily batch prediction with the champion, and the decisions taken on it."""
@@ -45,7 +47,6 @@ class BatchPredictFlow(SnapshotFlow):
         self.model_record = pin_model(self.branch_registry(), self.model_version, snapshot)
         self.next(self.predict)
 
-    @resources(memory=8000, cpu=2)
     @step
     def predict(self):
         """Every ticker's next close, by the code path the HTTP service answers with; a model trained on another

@@ -12,23 +12,29 @@ latest IngestFlow run of this project branch unless ``--snapshot`` names one. Ea
 from metaflow import (
     Config,
     card,
+    config_expr,
     current,
     exit_hook,
     namespaced_event_name,
     project,
-    resources,
     retry,
     step,
     timeout,
     trigger,
 )
 
+from stockcast.core.engines import engines
 from stockcast.core.events import RETRAIN_EVENT
 from stockcast.core.registry import current_code_version
 from stockcast.core.storage import STORAGE_OUTAGE_HOOK
 from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.train.card import training_card
-from stockcast.train.config import TRAIN_CONFIG_FILE, TrainConfig, parse_train_config
+from stockcast.train.config import (
+    TRAIN_CONFIG_FILE,
+    TrainConfig,
+    asks_for_gpu,  # noqa: F401 -- called by the config_expr of @engines
+    parse_train_config,
+)
 
 # The model zoo and what builds on it (stockcast.train.selection, stockcast.deploy.package) load scikit-learn,
 # CatBoost and BentoML, about two seconds in every process that imports them: the steps that use them import them,
@@ -38,6 +44,7 @@ from stockcast.train.config import TRAIN_CONFIG_FILE, TrainConfig, parse_train_c
 # Deployed on Argo Workflows: MonitorFlow of the same project branch publishes this when the champion decays.
 @trigger(event=namespaced_event_name(RETRAIN_EVENT))
 @exit_hook(on_error=[STORAGE_OUTAGE_HOOK])
+@engines(gpu=config_expr("asks_for_gpu(config)"))
 @project(name="stockcast")
 class TrainFlow(SnapshotFlow):
     """Walk-forward model selection with a champion/challenger gate and a model registry."""
@@ -67,7 +74,6 @@ class TrainFlow(SnapshotFlow):
 
     @retry(times=1, minutes_between_retries=0)
     @only_storage_faults_retried
-    @resources(memory=8000, cpu=2)
     @step
     def features(self):
         """Build one shard's per-ticker feature rows (and oracle), from its tickers' rows alone."""
@@ -96,7 +102,6 @@ class TrainFlow(SnapshotFlow):
         self.next(self.backtest, foreach="backtest_tasks")
 
     @timeout(minutes=30)
-    @resources(memory=8000, cpu=2)
     @step
     def backtest(self):
         """Fit and score one model on one group of folds."""
@@ -130,7 +135,6 @@ class TrainFlow(SnapshotFlow):
         self.next(self.refit)
 
     @timeout(minutes=30)
-    @resources(memory=8000, cpu=2)
     @step
     def refit(self):
         """Refit the challenger on all the data before it is registered."""
@@ -146,6 +150,7 @@ class TrainFlow(SnapshotFlow):
     def register(self):
         """Register the challenger with its lineage (promotion waits until its Bento has served)."""
         from stockcast.train.selection import model_record
+        from stockcast.train.zoo import as_trained
 
         self.record = self.branch_registry().register(
             model_record(
@@ -153,7 +158,7 @@ class TrainFlow(SnapshotFlow):
                 branch=current.branch_name,
                 run_pathspec=f"{current.flow_name}/{current.run_id}",
                 model_task=self.model_task,
-                spec=self.selection.challenger,
+                spec=as_trained(self.selection.challenger, self.model),  # a GPU candidate may have run on the CPU
                 data=self.modelling[self.settings.feature_set],
                 data_version=self.data_version,
                 snapshot_run=self.snapshot_pathspec,

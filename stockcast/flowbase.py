@@ -19,9 +19,10 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from metaflow import FlowSpec, Parameter, current, user_step_decorator
+from metaflow import Config, FlowSpec, Parameter, current, user_step_decorator
 from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY, MetaflowException
 
+from stockcast.core.engines import ENGINES_CONFIG, ENGINES_CONFIG_FILE, parse_engines_config
 from stockcast.core.registry import Registry
 from stockcast.core.storage import metaflow_s3_environment, transient_storage_error
 from stockcast.data.snapshot import Snapshot, load_snapshot, resolve_snapshot
@@ -66,7 +67,15 @@ def only_storage_faults_retried(step_name: str, flow: FlowSpec, inputs: Any = No
 
 
 class StockcastFlow(FlowSpec):
-    """A flow of the stockcast project: it reads and writes the registry of its ``@project`` branch."""
+    """A flow of the stockcast project: it reads and writes the registry of its ``@project`` branch, and its
+    ``@engines`` decorator reads where its steps run from ``--config engines`` (``stockcast.core.engines``)."""
+
+    engines_config = Config(
+        ENGINES_CONFIG,
+        default=lambda _ctx: str(ENGINES_CONFIG_FILE),
+        parser=parse_engines_config,
+        help="engines TOML: where each step runs and with what resources",
+    )
 
     def branch_registry(self) -> Registry:
         """The registry (and object store) of this run's project branch."""

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from metaflow.packaging_sys import MetaflowCodeContent
 
 from stockcast.core.errors import UserError
 from stockcast.core.runs import step_task, task_by_pathspec, user_branch
@@ -109,7 +112,12 @@ class Event:
 
 
 def current_code_version(repo_dir: str | Path | None = None) -> str | None:
-    """The git commit of the code being run (with ``+dirty`` if uncommitted changes exist), or ``None``."""
+    """The git commit of the code being run (with ``+dirty`` if uncommitted changes exist), or ``None``.
+
+    From git where the code is a checkout; on a pod, where the code is an unpacked Metaflow code package and there
+    is no ``.git``, the commit Metaflow recorded in the package's INFO file when the run or deployment was started
+    from a checkout (``packaged_code_version``).
+    """
     cwd = str(repo_dir or Path(__file__).resolve().parent)
     try:
         commit = subprocess.run(
@@ -124,8 +132,18 @@ def current_code_version(repo_dir: str | Path | None = None) -> str | None:
             timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        return packaged_code_version(MetaflowCodeContent.get_info())
     return f"{commit}+dirty" if dirty else commit
+
+
+def packaged_code_version(info: Mapping[str, Any] | None) -> str | None:
+    """The commit in a Metaflow code package's INFO (``commit_sha``, and ``has_uncommitted_changes``, which
+    ``metaflow.metaflow_git`` wrote from the checkout that made the package), written as ``current_code_version``
+    writes it; ``None`` without a package or a commit."""
+    commit = (info or {}).get("commit_sha")
+    if not commit:
+        return None
+    return f"{commit}+dirty" if info.get("has_uncommitted_changes") else commit
 
 
 class Registry:

@@ -12,6 +12,7 @@ training task.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
@@ -146,6 +147,17 @@ class CandidateConfig(Settings):
         if both:
             raise invalid(f"{both[0]!r} is both a fixed param and a grid key; keep one", "grid", both[0])
         return self
+
+
+def asks_for_gpu(config: Mapping[str, Any]) -> bool:
+    """Whether a candidate of a parsed training configuration (the plain dict ``parse_train_config`` returns, as
+    Metaflow stores it) sets ``task_type = "GPU"``, as a fixed param or in its grid. TrainFlow's ``@engines`` gives its
+    model-fitting steps a GPU then. It reads the dict as it is: no validation, so no import of the model zoo in the
+    flow's every process."""
+    return any(
+        candidate["params"].get("task_type") == "GPU" or "GPU" in candidate["grid"].get("task_type", [])
+        for candidate in config["candidates"]
+    )
 
 
 def _hyper_parameter(factory: str, key: str, value: Any, *at: str | int) -> Any:

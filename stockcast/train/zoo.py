@@ -14,15 +14,20 @@ configuration validator (`stockcast.train.config`) checks names and values again
 from __future__ import annotations
 
 import copy
+import os
+import sys
 import typing
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 from catboost import CatBoostRegressor
+from catboost.utils import get_gpu_device_count
 from pydantic import Field
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, RegressorMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
@@ -36,6 +41,8 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from stockcast.core.frames import require_columns
 
 HyperParameter = int | float | str | bool
+TaskType = Literal["CPU", "GPU"]
+"""Where CatBoost trains."""
 Estimator = BaseEstimator
 """Anything with scikit-learn's `fit(X, y)` and `predict(X)`; fitted on `frame[feature_columns]`."""
 Factory = Callable[..., Estimator]
@@ -233,8 +240,12 @@ def catboost(
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05,
     l2_leaf_reg: Annotated[float, Field(gt=0)] = 3.0,
     thread_count: Annotated[int, Field(ge=1)] = 2,
+    task_type: TaskType = "CPU",
 ) -> Estimator:
-    """CatBoost with the sector as a native categorical feature (ordered target statistics, no one-hot)."""
+    """CatBoost with the sector as a native categorical feature (ordered target statistics, no one-hot).
+
+    ``task_type = "GPU"`` trains on a GPU where CatBoost finds one, and on the CPU elsewhere (``usable_task_type``).
+    """
     categories = list(categorical_columns)
     filler = ColumnTransformer(
         # CatBoost refuses missing categorical values: give them an explicit category of their own.
@@ -251,10 +262,37 @@ def catboost(
         cat_features=categories or None,
         random_seed=random_seed,
         thread_count=thread_count,
+        task_type=usable_task_type(task_type),
         allow_writing_files=False,
         verbose=False,
     )
     return Pipeline([("features", filler), ("model", model)])
+
+
+@cache
+def usable_task_type(requested: TaskType) -> TaskType:
+    """The CatBoost task type this machine can run: "GPU" becomes "CPU" where CatBoost sees no GPU, said in one
+    printed line. Cached, so the line is printed once per process, not once per fold: a task that was given no GPU
+    still finishes, and `as_trained` records what it trained on."""
+    if requested == "GPU" and _gpu_count() == 0:
+        print('CatBoost: task_type = "GPU" asked for, but no GPU is usable here: training on the CPU instead.')
+        return "CPU"
+    return requested
+
+
+def _gpu_count() -> int:
+    """CatBoost's count of the GPUs it can use. Without a CUDA driver its probe writes its own complaint ("Error 35
+    ... ignored while obtaining device count") straight to the process's standard error, beside our one line; the
+    probe's standard error goes to the null device instead."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with Path(os.devnull).open("w", encoding="utf-8") as null:
+            os.dup2(null.fileno(), 2)
+            return get_gpu_device_count()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 FACTORIES: dict[str, Factory] = {
@@ -304,6 +342,28 @@ def _format_value(value: HyperParameter) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def as_trained(spec: CandidateSpec, estimator: Estimator) -> CandidateSpec:
+    """The spec as its fitted ``estimator`` was actually trained: a "GPU" candidate that fell back to the CPU
+    (``usable_task_type``) says "CPU" in its params, and in its id when its grid names the task type, so that the
+    registry record of a model says what ran."""
+    requested = spec.params.get("task_type")
+    trained = next(
+        (
+            value
+            for key, value in estimator.get_params(deep=True).items()
+            if key == "task_type" or key.endswith("__task_type")
+        ),
+        requested,
+    )
+    if requested is None or trained == requested:
+        return spec
+    return replace(
+        spec,
+        candidate_id=spec.candidate_id.replace(f"task_type={requested}", f"task_type={trained}"),
+        params={**spec.params, "task_type": trained},
+    )
 
 
 def naive_spec(specs: Sequence[CandidateSpec]) -> CandidateSpec:

@@ -16,6 +16,7 @@ from stockcast.core.registry import (
     RegistryError,
     current_code_version,
     main,
+    packaged_code_version,
 )
 from stockcast.core.storage import LocalStore, ObjectExistsError
 from tests.factories import make_record
@@ -131,6 +132,18 @@ def test_code_version_is_a_commit_or_none(tmp_path):
     assert current_code_version(tmp_path) is None
     version = current_code_version()
     assert version is None or len(version.split("+")[0]) == 40
+
+
+def test_outside_a_checkout_the_code_version_is_the_commit_metaflow_packaged() -> None:
+    # The git part of the INFO file Metaflow writes into a code package (metaflow_environment.get_environment_info);
+    # tests/workflows/test_code_package.py reads it back from a real package unpacked outside any repository.
+    info = {"script": "train.py", "commit_sha": "0123456789abcdef0123456789abcdef01234567", "branch_name": "main"}
+
+    assert packaged_code_version(info) == info["commit_sha"]
+    assert packaged_code_version(info | {"has_uncommitted_changes": True}) == f"{info['commit_sha']}+dirty"
+    assert packaged_code_version(info | {"has_uncommitted_changes": False}) == info["commit_sha"]
+    assert packaged_code_version({"script": "train.py"}) is None  # packaged from outside a checkout
+    assert packaged_code_version(None) is None  # not a code package at all
 
 
 def test_command_line_show_history_and_rollback(tmp_path, capsys, monkeypatch):

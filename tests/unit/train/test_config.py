@@ -7,7 +7,13 @@ import json
 import pytest
 
 from stockcast.core.config import ConfigError
-from stockcast.train.config import TRAIN_CONFIG_FILE, TrainConfig, load_train_config, parse_train_config
+from stockcast.train.config import (
+    TRAIN_CONFIG_FILE,
+    TrainConfig,
+    asks_for_gpu,
+    load_train_config,
+    parse_train_config,
+)
 from stockcast.train.zoo import FACTORIES, naive_spec
 
 BUNDLED_CONFIG = TRAIN_CONFIG_FILE
@@ -120,6 +126,8 @@ def test_normalisation_fills_defaults_and_turns_integer_floats_into_floats() -> 
         ("depth = [4, 6]", 'depth = [4, "six"]', "candidates[3].grid.depth[1]", "valid integer"),
         ("depth = [4, 6]", "depth = [4, 6.5]", "candidates[3].grid.depth[1]", "valid integer"),
         ("iterations = 50", "iterations = 0", "candidates[3].params.iterations", "greater than or equal to 1"),
+        ("iterations = 50", 'task_type = "gpu"', "candidates[3].params.task_type", "'CPU' or 'GPU'"),
+        ("iterations = 50", 'task_type = "TPU"', "candidates[3].params.task_type", "'CPU' or 'GPU'"),
         ("iterations = 50", "iteration = 50", "candidates[3].params.iteration", "unknown hyper-parameter"),
         ("iterations = 50", "depth = 5", "candidates[3].grid.depth", "both a fixed param and a grid key"),
         ('factory = "drift"', 'factory = "drift"\ngrid = { alpha = [1.0] }', "candidates[1].grid.alpha", "known: none"),
@@ -135,6 +143,29 @@ def test_every_invalid_setting_is_refused_naming_its_field(old: str, new: str, p
     message = str(raised.value)
     assert f"\n  {path}: " in message
     assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("catboost_params", "gpu"),
+    [
+        ("iterations = 50", False),
+        ('iterations = 50, task_type = "CPU"', False),
+        ('iterations = 50, task_type = "GPU"', True),
+    ],
+)
+def test_a_catboost_candidate_may_ask_for_a_gpu(catboost_params: str, gpu: bool) -> None:
+    parsed = parse_train_config(VALID.replace("iterations = 50", catboost_params))
+
+    assert asks_for_gpu(parsed) is gpu
+
+
+def test_a_gpu_in_the_grid_asks_for_a_gpu_too() -> None:
+    parsed = parse_train_config(VALID.replace("depth = [4, 6]", 'depth = [4, 6], task_type = ["CPU", "GPU"]'))
+
+    assert asks_for_gpu(parsed)
+    assert [spec.candidate_id for spec in TrainConfig.model_validate(parsed).candidate_specs()][-1] == (
+        "catboost[depth=6,task_type=GPU]"
+    )
 
 
 def test_every_registered_factory_can_be_named_in_the_config() -> None:

@@ -15,6 +15,7 @@ from stockcast.train.zoo import (
     BoundedReturns,
     CandidateSpec,
     QuantileClipper,
+    as_trained,
     build_estimator,
     candidate_id,
     fit_candidate,
@@ -22,6 +23,7 @@ from stockcast.train.zoo import (
     predict_next_close,
     predict_next_return,
     predict_returns,
+    usable_task_type,
 )
 
 FEATURES = ["signal", "noise", "sector"]
@@ -73,6 +75,7 @@ def test_hyper_parameter_schema_is_the_factory_signature_without_context() -> No
         "learning_rate",
         "l2_leaf_reg",
         "thread_count",
+        "task_type",
     }
     assert hyper_parameter_types("naive") == {}
     for name in FACTORIES:
@@ -206,6 +209,35 @@ def test_catboost_writes_no_files_and_uses_the_configured_threads_and_native_cat
     assert params["allow_writing_files"] is False
     assert params["thread_count"] == 1
     assert params["cat_features"] == ["sector"]
+
+
+def test_a_catboost_candidate_without_a_gpu_trains_on_the_cpu_says_so_once_and_is_recorded_as_such(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from catboost.utils import get_gpu_device_count
+
+    if get_gpu_device_count() > 0:
+        pytest.skip("this machine has a GPU: CatBoost trains on it, nothing falls back")
+    capfd.readouterr()
+    usable_task_type.cache_clear()  # a fresh process, as a Metaflow task is
+    spec = spec_for("catboost", task_type="GPU")
+    frame = modelling_frame()
+
+    fits = [fit_candidate(spec, frame, FEATURES, CATEGORICAL) for _fold in range(3)]
+    printed = capfd.readouterr()
+
+    assert printed.out.splitlines() == [
+        'CatBoost: task_type = "GPU" asked for, but no GPU is usable here: training on the CPU instead.'
+    ]
+    assert printed.err == ""  # CatBoost's own complaint about the missing CUDA driver is silenced
+    assert {fit.regressor_.named_steps["model"].get_params()["task_type"] for fit in fits} == {"CPU"}
+    trained = as_trained(spec, fits[0])
+    assert trained.params == {**spec.params, "task_type": "CPU"}
+    assert trained.candidate_id == "catboost[depth=3,iterations=30,task_type=CPU]"
+    assert as_trained(spec_for("catboost"), fits[0]) == spec_for("catboost")  # CPU asked, CPU ran
+    assert as_trained(spec_for("ridge"), fit_candidate(spec_for("ridge"), frame, FEATURES, CATEGORICAL)) == spec_for(
+        "ridge"
+    )
 
 
 def test_estimators_work_without_categorical_features() -> None:
