@@ -294,18 +294,13 @@ def plan_shards(tickers: Iterable[str], actions: pd.DataFrame, plan: PlanConfig)
 
 
 def shard_inputs(snapshot: Snapshot, tickers: Sequence[str]) -> ShardInputs:
-    """The rows of ``tickers`` in the snapshot's prices, financials, oracle and corporate actions."""
-    wanted = set(tickers)
-
-    def rows(table: pd.DataFrame) -> pd.DataFrame:
-        return table[table["ticker"].isin(wanted)].reset_index(drop=True)
-
-    oracle = snapshot.oracle
+    """The rows of ``tickers`` in the snapshot's prices, financials, oracle and corporate actions, read partition by
+    partition (``Snapshot.read``): a shard task holds its own tickers' rows, never the whole market."""
     return ShardInputs(
-        prices=rows(snapshot.prices),
-        financials=rows(snapshot.financials),
-        oracle=None if oracle is None else rows(oracle),
-        actions=rows(snapshot.actions),
+        prices=snapshot.read("prices", tickers),
+        financials=snapshot.read("financials", tickers),
+        oracle=snapshot.read("oracle", tickers),
+        actions=snapshot.read("actions", tickers),
     )
 
 

@@ -61,6 +61,10 @@ memory = 7000
 cpu = 4
 memory = 9000
 
+[flows.TrainFlow.steps.join_features]
+cpu = 3
+memory = 10000
+
 [flows.TrainFlow.steps.backtest]
 cpu = 5
 
@@ -77,7 +81,12 @@ DEFAULT_STEP = (2, 5000, 0)
 FLOW_DEFAULT_STEP = {"TrainFlow": (2, 7000, 0)}
 REMOTE_STEPS = {
     "IngestFlow": {"validate": (3, 6000, 0)},
-    "TrainFlow": {"features": (4, 9000, 0), "backtest": (5, 7000, 1), "refit": (2, 7000, 1)},
+    "TrainFlow": {
+        "features": (4, 9000, 0),
+        "join_features": (3, 10000, 0),
+        "backtest": (5, 7000, 1),
+        "refit": (2, 7000, 1),
+    },
     "BatchPredictFlow": {"predict": (6, 11000, 0)},
     "MonitorFlow": {"measure": (7, 12000, 0)},
 }
