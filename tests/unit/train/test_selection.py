@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,9 @@ import pytest
 
 from features import PRICES_ONLY_FEATURE_SET, build_target, get_feature_set
 from stockcast.core.registry import ModelRecord
+from stockcast.core.storage import LocalStore
 from stockcast.data.calendar import trading_days_spanning
+from stockcast.data.partitions import partition_table, read_table, write_tables
 from stockcast.data.synthetic.generator import MarketSpec, generate_market
 from stockcast.train.backtest import ORACLE_COLUMN, backtest, evaluate_candidate
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig
@@ -129,19 +130,30 @@ def quirky_market():
     return market
 
 
-def _tables(market, tickers):
-    """The market's tables restricted to ``tickers``, as a shard task reads them (``shard_inputs``)."""
-    return shard_inputs(
-        SimpleNamespace(
-            prices=market.prices, financials=market.financials, oracle=market.oracle, actions=market.actions
-        ),
-        tickers,
-    )
+class StoredMarket:
+    """A market's tables written as a snapshot's partitions (``stockcast.data.partitions``), read back by ticker the
+    way ``Snapshot.read`` reads them for a shard task."""
+
+    def __init__(self, market, root) -> None:
+        self.store = LocalStore(root)
+        tables = {name: partition_table(name, getattr(market, name)) for name in ("prices", "financials", "oracle")}
+        tables["actions"] = partition_table("actions", market.actions)
+        self.manifest, _ = write_tables(self.store, tables, None)
+
+    def read(self, table: str, tickers=None):
+        return read_table(self.store, self.manifest, table, tickers)
+
+
+@pytest.fixture(scope="module")
+def stored_market(quirky_market, tmp_path_factory):
+    return StoredMarket(quirky_market, tmp_path_factory.mktemp("partitions"))
 
 
 @pytest.mark.parametrize("calendar", ["data", "XNYS"])
 @pytest.mark.parametrize("tickers_per_shard", [1, 4])
-def test_a_market_built_in_shards_is_exactly_the_market_built_at_once(quirky_market, calendar, tickers_per_shard):
+def test_a_market_built_in_shards_is_exactly_the_market_built_at_once(
+    quirky_market, stored_market, calendar, tickers_per_shard
+):
     market, feature_set = quirky_market, get_feature_set("full")
     whole = build_modelling_data(
         market.prices, market.financials, market.oracle, feature_set, actions=market.actions, calendar=calendar
@@ -152,7 +164,7 @@ def test_a_market_built_in_shards_is_exactly_the_market_built_at_once(quirky_mar
     assert len(shards) > 2
     built = []
     for tickers in reversed(shards):  # shard tasks finish in any order
-        tables = _tables(market, tickers)
+        tables = shard_inputs(stored_market, tickers)
         built.append(
             build_shard_data(tables.prices, tables.financials, tables.oracle, feature_set, actions=tables.actions)
         )
@@ -184,20 +196,20 @@ def test_renamed_tickers_share_a_shard_and_shards_are_bounded(quirky_market):
     assert len(singles) == len(tickers) - 1 and sorted([rename.ticker, rename.new_ticker]) in singles
 
 
-def test_a_rename_split_across_shards_is_refused_at_the_join(quirky_market):
+def test_a_rename_split_across_shards_is_refused_at_the_join(quirky_market, stored_market):
     market, feature_set = quirky_market, get_feature_set("full")
     (rename,) = market.actions[market.actions["kind"] == "rename"].itertuples()
     built = []
     for tickers in ([rename.ticker], [rename.new_ticker]):  # the old name's rows are carried by the new name
-        tables = _tables(market, tickers)
+        tables = shard_inputs(stored_market, tickers)
         built.append(build_shard_data(tables.prices, tables.financials, None, feature_set, actions=tables.actions))
     with pytest.raises(ValueError, match=f"ticker {rename.new_ticker} is in more than one shard"):
         join_modelling_data(built, feature_set)
 
 
-def test_a_shard_reads_only_its_tickers_rows(quirky_market):
+def test_a_shard_reads_only_its_tickers_rows(quirky_market, stored_market):
     tickers = sorted(quirky_market.prices["ticker"].unique())[:3]
-    tables = _tables(quirky_market, tickers)
+    tables = shard_inputs(stored_market, tickers)
     for name in ("prices", "financials", "oracle"):
         shard, whole = getattr(tables, name), getattr(quirky_market, name)
         assert set(shard["ticker"]) == set(tickers) and len(shard) == whole["ticker"].isin(tickers).sum()
