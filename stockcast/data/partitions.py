@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -47,6 +48,8 @@ HASH_CHARS = 32
 """128 bits of SHA-256: collisions are out of reach for any number of partitions a store will hold."""
 VERSION_CHARS = 16
 """The snapshot version's length, as before partitions: 64 bits, short enough for people to quote."""
+PARTITION_CACHE_FOLDER = "stockcast-snapshots"
+"""Where partitions and chunks read from S3 are kept: a folder in Metaflow's client cache (``CLIENT_CACHE_PATH``)."""
 STORAGE_THREADS = 8
 """Partitions fetched or written at once: S3 answers each request in tens of milliseconds, mostly waiting, so a few
 threads hide the latency; more would only hold more partitions in memory at a time."""
@@ -239,7 +242,7 @@ def _known_partitions(
 ) -> set[str]:
     """The partitions the previous manifest lists in the chunks that change now: already stored, not to write."""
     changed = [h for chunk, h in previous_chunks.items() if chunk_hashes.get(chunk) != h]
-    listings = _bounded_map(lambda chunk_hash: json.loads(store.get(chunk_key(table, chunk_hash))), changed)
+    listings = _bounded_map(lambda chunk_hash: json.loads(read_object(store, chunk_key(table, chunk_hash))), changed)
     return {content_hash for listing in listings for content_hash in listing.values()}
 
 
@@ -281,7 +284,7 @@ def read_table(
     dtypes: dict[str, str] = entry["columns"]
     layout = LAYOUTS.get(name, WHOLE)
     listings = _bounded_map(
-        lambda chunk_hash: json.loads(store.get(chunk_key(name, chunk_hash))), _sorted_values(entry["chunks"])
+        lambda chunk_hash: json.loads(read_object(store, chunk_key(name, chunk_hash))), _sorted_values(entry["chunks"])
     )
     hashes = [content_hash for listing in listings for _, content_hash in sorted(listing.items())]
     wanted = None if tickers is None else pa.array(list(tickers), type=pa.string())
@@ -290,7 +293,7 @@ def read_table(
         # Read as Arrow (ParquetFile: a third of read_table's overhead on small files) and converted to pandas once,
         # at the end, which is far faster than converting each partition. The schema's metadata (pandas' own) goes:
         # the manifest's dtypes rule.
-        table = pq.ParquetFile(pa.BufferReader(store.get(partition_key(name, content_hash)))).read()
+        table = pq.ParquetFile(pa.BufferReader(read_object(store, partition_key(name, content_hash)))).read()
         table = table.replace_schema_metadata(None)
         return table if wanted is None else table.filter(pc.is_in(table["ticker"], value_set=wanted))
 
@@ -302,6 +305,23 @@ def read_table(
     if layout.order is not None:
         table = table.sort_values(list(layout.order), kind="stable", na_position="last")
     return table.reset_index(drop=True)
+
+
+def read_object(store: ObjectStore, key: str) -> bytes:
+    """A partition or chunk. From S3, through a cache on the local disk (in Metaflow's client cache folder): its
+    content never changes (the key is its hash), so the copy is never stale, and the many tasks of a run on one
+    machine (every backtest of TrainFlow reads the snapshot) fetch each object once rather than each time."""
+    if isinstance(store, LocalStore):
+        return store.get(key)
+    from metaflow import metaflow_config as config
+
+    cache = LocalStore(Path(config.CLIENT_CACHE_PATH) / PARTITION_CACHE_FOLDER)
+    try:
+        return cache.get(key)
+    except KeyError:
+        data = store.get(key)
+        cache.put(key, data)  # written aside and renamed: a concurrent reader sees all of it or nothing
+        return data
 
 
 def _sorted_values(mapping: Mapping[str, str]) -> list[str]:

@@ -10,13 +10,15 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from metaflow import metaflow_config
 from metaflow.client.core import MetaflowData
 
 from stockcast.core.errors import UserError
-from stockcast.core.storage import LocalStore
+from stockcast.core.storage import LocalStore, S3Store
 from stockcast.data.contract import FINANCIALS
 from stockcast.data.ingest import SnapshotContent, build_snapshot, load_sources, publish_snapshot, validate_batch
 from stockcast.data.partitions import (
+    PARTITION_CACHE_FOLDER,
     WriteReport,
     chunk_key,
     partition_key,
@@ -84,6 +86,9 @@ def test_reads_back_exactly_the_tables_the_whole_table_artefacts_held(history_an
     legacy = _legacy_snapshot(content)
     for name in TABLES:
         pd.testing.assert_frame_equal(getattr(snapshot, name), getattr(legacy, name), check_exact=True)
+    if isinstance(store, S3Store):  # what came from S3 is kept on the local disk, under its content hash
+        cache = LocalStore(Path(metaflow_config.CLIENT_CACHE_PATH) / PARTITION_CACHE_FOLDER)
+        assert set(cache.list("snapshots")) >= {key for key in store.list("snapshots") if "/chunks/" not in key}
     some = sorted(content.summary["tickers"])[1:4]
     for name in ("prices", "financials", "oracle"):
         pd.testing.assert_frame_equal(snapshot.read(name, some), legacy.read(name, some), check_exact=True)
