@@ -221,7 +221,8 @@ def _watched(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float,
         output, _ = process.communicate()
     seconds = time.perf_counter() - started
     if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{output}")
+        peaks = ", ".join(f"{step} {peak / 2**30:.2f} GB" for step, (_n, peak) in sorted(memory.by_step().items()))
+        raise SystemExit(f"{' '.join(command)} failed after {seconds:.0f} s (peak memory: {peaks}):\n{output}")
     return seconds, memory
 
 
