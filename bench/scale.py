@@ -292,7 +292,7 @@ def train(args: argparse.Namespace) -> str:
         f"{makespan(durations, w, POD_START_SECONDS) - makespan(durations, w):.0f} |"
         for w in (1, 2, 8, 16, 32, 64)
     )
-    speedup = runs[0][1] / runs[-1][1] if len(runs) > 1 else 1.0
+    speedup = runs[-1][1] / runs[0][1]
     return f"""## TrainFlow's sharded plan on a large market (`bench/scale.py train`)
 
 Issue 16: features per ticker shard, backtests per candidate x fold, each task's memory bounded as the market grows
@@ -306,7 +306,7 @@ Issue 16: features per ticker shard, backtests per candidate x fold, each task's
 - Snapshot: {summary["n_tickers"]} tickers, {summary["rows"]["prices"]:,} price rows, {summary["date_range"][0]} to
   {summary["date_range"][1]}; IngestFlow in {ingest_s:.0f} s.
 - Tasks of TrainFlow: {", ".join(f"{step} {n}" for step, n in tasks.items())}.
-- **Wall time: {walls}** (ratio 1 worker / {runs[-1][0]} workers: {speedup:.2f}).
+- **Wall time: {walls}** (wall time at --max-workers {runs[-1][0]} / at {runs[0][0]}: {speedup:.2f}).
 - **Largest peak resident memory of any task: {largest / 2**30:.2f} GB** (goal < 4 GB; Linux VmHWM of each task
   process, sampled every 0.2 s).
 
