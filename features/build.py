@@ -79,7 +79,9 @@ def build_ticker_features(
 
 def join_ticker_features(shards: Sequence[pd.DataFrame], feature_set: FeatureSet = DEFAULT_FEATURE_SET) -> pd.DataFrame:
     """``build_ticker_features`` of disjoint shards of the tickers, joined into ``build_features``' result: the
-    rows in (ticker, date) order, and the cross-sectional features, which rank every ticker on each date.
+    rows in (ticker, date) order, and the cross-sectional features, which rank every ticker on each date. The shards
+    may cover any dates, the same for all (one month of the market, say): ranks compare tickers on one date only.
+    Other columns of the shards follow the features, unchanged.
 
     Raises ``ValueError`` when a ticker is in more than one shard (the shards would not be a partition of the
     market, and its rows would count twice in every rank).
@@ -105,7 +107,8 @@ def build_target(
     """What the model learns to predict: each ticker's next close and the return to it, on the adjusted series.
 
     Kept apart from the features so the target can never leak into them. Columns ``date``, ``ticker``,
-    ``next_close``, ``next_return`` (next_close / close - 1) and ``spans_gap``, rows in the same (ticker, date) order
+    ``next_close``, ``next_return`` (next_close / close - 1), ``spans_gap`` and ``next_date`` (the date of the
+    ticker's next row: when the target is realised), rows in the same (ticker, date) order
     as ``build_features``; NaN on each ticker's last row, whose next close is not known yet. "Next" means the next
     trading day: a target whose next row lies more than ``max_missing_days`` trading days (of ``trading_days``, by
     default the dates the data has) after the one that should follow is not a next-day return; it is NaN and
@@ -127,7 +130,10 @@ def next_day_target(
     close = rows["close"].to_numpy(dtype=float)
     next_close = np.r_[close[1:], np.nan]
     # The next row belongs to the same ticker unless it starts a new block (position 0).
-    next_close[np.r_[position[1:] == 0, True]] = np.nan
+    last_of_ticker = np.r_[position[1:] == 0, True]
+    next_close[last_of_ticker] = np.nan
+    next_date = np.r_[rows["date"].to_numpy(dtype="datetime64[ns]")[1:], np.datetime64("NaT", "ns")]
+    next_date[last_of_ticker] = np.datetime64("NaT", "ns")
     spans_gap = np.zeros(len(rows), dtype=bool)
     if max_missing_days is not None and len(rows):
         dates = rows["date"].to_numpy()
@@ -144,6 +150,7 @@ def next_day_target(
             "next_close": next_close,
             "next_return": next_close / close - 1.0,
             "spans_gap": spans_gap,
+            "next_date": next_date,
         }
     )
 
@@ -257,7 +264,8 @@ def _ticker_features(prices: pd.DataFrame, financials: pd.DataFrame, feature_set
 
 def _cross_sectional(rows: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
     """The join stage on per-ticker rows of the whole market in (ticker, date) order: the cross-sectional features
-    computed from the other features of every ticker on each date, and the columns in output order."""
+    computed from the other features of every ticker on each date, and the columns in output order; columns the
+    per-ticker stage did not make (a target built per ticker) follow, unchanged."""
     computed: dict[str, object] = {name: rows[name] for name in _ticker_feature_columns(feature_set)}
     for definition in feature_set.definitions_of(Kind.CROSS_SECTIONAL):
         inputs = sorted({name for spec in definition.column_specs() for name in spec.inputs})
@@ -267,6 +275,7 @@ def _cross_sectional(rows: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFram
     columns = {name: rows[name] for name in KEY_COLUMNS}
     columns |= {name: computed[name] for name in feature_set.feature_columns}
     columns[WARM_COLUMN] = rows[WARM_COLUMN]
+    columns |= {name: rows[name] for name in rows.columns if name not in columns}
     return pd.DataFrame(columns, copy=False)
 
 

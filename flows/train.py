@@ -26,7 +26,7 @@ from metaflow import (
 from stockcast.core.engines import engines
 from stockcast.core.events import RETRAIN_EVENT
 from stockcast.core.registry import current_code_version
-from stockcast.core.storage import STORAGE_OUTAGE_HOOK
+from stockcast.core.storage import STORAGE_OUTAGE_HOOK, datastore_store
 from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.train.card import training_card
 from stockcast.train.config import (
@@ -59,7 +59,13 @@ class TrainFlow(SnapshotFlow):
     def start(self):
         """Pin the data snapshot, size the folds to its history, list the champion and the models to backtest, and
         split the work: shards of tickers for the features, groups of folds for the backtests."""
-        from stockcast.train.selection import plan_backtest_sizes, plan_backtest_tasks, plan_backtests, plan_shards
+        from stockcast.train.selection import (
+            market_trading_days,
+            plan_backtest_sizes,
+            plan_backtest_tasks,
+            plan_backtests,
+            plan_shards,
+        )
 
         self.settings = TrainConfig.model_validate(self.config)
         snapshot = self.pin_snapshot()
@@ -69,6 +75,7 @@ class TrainFlow(SnapshotFlow):
         self.items = plan_backtests(self.settings, self.champion)
         self.backtest_tasks = plan_backtest_tasks(self.items, self.fold_sizes.n_folds, self.settings.plan)
         self.shards = plan_shards(snapshot.tickers, snapshot.actions, self.settings.plan)
+        self.trading_days = market_trading_days(snapshot)
         print(f"Tasks: {len(self.shards)} feature shard(s), {len(self.backtest_tasks)} backtest(s).")
         self.next(self.features, foreach="shards")
 
@@ -76,23 +83,34 @@ class TrainFlow(SnapshotFlow):
     @only_storage_faults_retried
     @step
     def features(self):
-        """Build one shard's per-ticker feature rows (and oracle), from its tickers' rows alone."""
+        """Build one shard's per-ticker rows (features, target, oracle) from its tickers' rows alone, and store them by
+        month beside the datastore."""
         from stockcast.train.selection import build_shard
 
-        self.shard = build_shard(self.snapshot(), self.input, self.items)
+        self.shard = build_shard(
+            self.snapshot(),
+            self.input,
+            self.items,
+            trading_days=self.trading_days,
+            target=self.settings.target,
+            store=datastore_store(),
+        )
         self.next(self.join_features)
 
     @retry(times=1, minutes_between_retries=0)
     @only_storage_faults_retried
     @step
     def join_features(self, inputs):
-        """Join the shards into the modelling frame of each feature set in use (cross-sectional ranks, target,
-        oracle) and plan the folds every model shares."""
+        """Join the shards, a month at a time, into the modelling frame of each feature set in use (the
+        cross-sectional ranks need every ticker), stored by month; plan the folds every model shares."""
         from stockcast.train.selection import join_shards
 
-        self.merge_artifacts(inputs, exclude=["shard"])
+        # Each shard read the settings, which Metaflow then stores again: equal values whose pickles may differ
+        # (pydantic keeps a set), so they are taken from one shard rather than merged.
+        self.merge_artifacts(inputs, exclude=["shard", "settings"])
+        self.settings = inputs[0].settings
         shards = [task.shard for task in inputs]
-        self.modelling, self.folds = join_shards(shards, self.settings, self.fold_sizes, self.snapshot().calendar)
+        self.modelling, self.folds = join_shards(shards, self.settings, self.fold_sizes, datastore_store())
         self.next(self.split_backtests)
 
     @step
@@ -104,10 +122,16 @@ class TrainFlow(SnapshotFlow):
     @timeout(minutes=30)
     @step
     def backtest(self):
-        """Fit and score one model on one group of folds."""
+        """Fit and score one model on one group of folds, reading each fold's rows alone."""
         from stockcast.train.selection import run_backtest
 
-        self.result = run_backtest(self.input, self.modelling[self.input.item.feature_set], self.folds)
+        self.result = run_backtest(
+            self.input,
+            self.modelling[self.input.item.feature_set],
+            self.folds,
+            max_train_rows=self.settings.backtest.max_train_rows,
+            seed=self.settings.seed,
+        )
         self.next(self.select)
 
     @step
@@ -117,13 +141,18 @@ class TrainFlow(SnapshotFlow):
         from stockcast.train.selection import combine_backtests, data_notes, select_and_gate
 
         self.merge_artifacts(
-            inputs,
-            include=["settings", "snapshot_pathspec", "data_version", "data_end", "champion", "folds", "fold_sizes"],
+            inputs, include=["snapshot_pathspec", "data_version", "data_end", "champion", "folds", "fold_sizes"]
         )
+        self.settings = inputs[0].settings  # read by every backtest: see join_features
         self.modelling = inputs[0].modelling
         results = combine_backtests([i.result for i in inputs], self.folds)
         self.selection = select_and_gate(results, self.champion, self.settings.gate)
-        self.data_notes = data_notes(self.modelling[self.settings.feature_set], self.fold_sizes, self.settings.target)
+        self.data_notes = data_notes(
+            self.modelling[self.settings.feature_set],
+            self.fold_sizes,
+            self.settings.target,
+            self.settings.backtest.max_train_rows,
+        )
         # Plain tables and dicts for readers of this run (BatchPredictFlow, the PR report), which then need no
         # class of this library to read them.
         self.leaderboard, self.decision = self.selection.leaderboard, self.selection.decision.to_dict()
@@ -140,7 +169,12 @@ class TrainFlow(SnapshotFlow):
         """Refit the challenger on all the data before it is registered."""
         from stockcast.train.selection import refit_challenger
 
-        self.model = refit_challenger(self.selection, self.modelling[self.settings.feature_set])
+        self.model = refit_challenger(
+            self.selection,
+            self.modelling[self.settings.feature_set],
+            max_train_rows=self.settings.backtest.max_train_rows,
+            seed=self.settings.seed,
+        )
         self.model_task = current.pathspec
         self.next(self.register)
 

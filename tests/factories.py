@@ -92,7 +92,7 @@ def fit_model(market: MarketData, record: ModelRecord) -> Any:
     data = build_modelling_data(
         market.prices, market.financials, None, get_feature_set(record.feature_set), actions=market.actions
     )
-    return fit_candidate(champion_spec(record), data.frame, data.feature_columns, data.categorical_columns)
+    return fit_candidate(champion_spec(record), data.read(), data.feature_columns, data.categorical_columns)
 
 
 def make_bundle(
@@ -182,10 +182,13 @@ QUICK_CONFIG = config_with(SMALL_CONFIG, ["naive", "ridge"])
 """Naive and ridge only: a quick TrainFlow run that still beats naive on the planted market, for the tests that need
 a champion (or a run to resume) rather than a model selection."""
 
-SPLIT_CONFIG = QUICK_CONFIG.replace("[plan]\nfolds_per_task = 3", "[plan]\ntickers_per_shard = 21\nfolds_per_task = 1")
+SPLIT_CONFIG = QUICK_CONFIG.replace(
+    "[plan]\nfolds_per_task = 3", "[plan]\ntickers_per_shard = 21\nfolds_per_task = 1"
+).replace("[backtest]\n", "[backtest]\nmax_train_rows = 1000\n")
 """``QUICK_CONFIG`` with its work split as far as it goes: the planted market's 41 tickers (a rename makes one more)
-or the random walk's 40 in two features shards, one backtest task per candidate and fold. The flow tests on each
-datastore check that the split changes no result."""
+or the random walk's 40 in two features shards, one backtest task per candidate and fold, each fold trained on a
+sample of 1,000 rows (the memory bound of a large market, binding here). The flow tests on each datastore check that
+the split changes no result."""
 
 PLANTED = MarketSpec(
     n_tickers=40,

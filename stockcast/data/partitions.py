@@ -174,8 +174,12 @@ def _chunk_hashes(chunks: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
 
 def manifest_store(manifest: Mapping) -> ObjectStore:
     """The store a manifest's partitions were written to, as its run's artefacts are read from the datastore the run
-    used, whatever the reader's default: an S3 prefix (on the configured S3 endpoint) or a local folder."""
-    root = manifest["store"]
+    used, whatever the reader's default."""
+    return store_at(manifest["store"])
+
+
+def store_at(root: str) -> ObjectStore:
+    """The store at ``root``: an S3 prefix (on the configured S3 endpoint) or a local folder."""
     if root.startswith("s3://"):
         from metaflow import metaflow_config as config
 
@@ -283,9 +287,7 @@ def read_table(
         return None
     dtypes: dict[str, str] = entry["columns"]
     layout = LAYOUTS.get(name, WHOLE)
-    listings = _bounded_map(
-        lambda chunk_hash: json.loads(read_object(store, chunk_key(name, chunk_hash))), _sorted_values(entry["chunks"])
-    )
+    listings = _chunk_listings(store, name, entry)
     hashes = [content_hash for listing in listings for _, content_hash in sorted(listing.items())]
     wanted = None if tickers is None else pa.array(list(tickers), type=pa.string())
 
@@ -305,6 +307,21 @@ def read_table(
     if layout.order is not None:
         table = table.sort_values(list(layout.order), kind="stable", na_position="last")
     return table.reset_index(drop=True)
+
+
+def partition_names(store: ObjectStore, manifest: Mapping, name: str) -> list[str]:
+    """The partitions a manifest lists for a table (a day each, ``YYYY-MM-DD``, for a table cut by date), read from
+    its chunks alone."""
+    entry = manifest["tables"].get(name) or {"chunks": {}}
+    listings = _chunk_listings(store, name, entry)
+    return [partition for listing in listings for partition in sorted(listing) if partition != UNDATED]
+
+
+def _chunk_listings(store: ObjectStore, name: str, entry: Mapping) -> Iterator[dict[str, str]]:
+    """The partition listings of a table's chunks, in chunk order."""
+    return _bounded_map(
+        lambda chunk_hash: json.loads(read_object(store, chunk_key(name, chunk_hash))), _sorted_values(entry["chunks"])
+    )
 
 
 def read_object(store: ObjectStore, key: str) -> bytes:

@@ -20,7 +20,7 @@ from stockcast.core.runs import NoRunError, latest_successful_run, run_by_pathsp
 from stockcast.core.storage import ObjectStore
 from stockcast.data.actions import empty_actions
 from stockcast.data.config import DEFAULT_TICKER_PATTERN
-from stockcast.data.partitions import LAYOUTS, manifest_store, read_table
+from stockcast.data.partitions import LAYOUTS, manifest_store, partition_names, read_table
 
 INGEST_FLOW = "IngestFlow"
 ORACLE_KEY = ("ticker", "date")
@@ -140,6 +140,14 @@ class Snapshot:
     def n_days(self) -> int:
         """How many trading days the snapshot's prices cover (days with at least one price)."""
         return int(self.summary.get("n_days") or self.prices["date"].nunique())
+
+    @cached_property
+    def price_dates(self) -> pd.DatetimeIndex:
+        """The dates with at least one price, in order: from the partitions' names (a day each) where the snapshot
+        has them, so the whole price table is not read for them."""
+        if self.manifest is not None:
+            return pd.DatetimeIndex(partition_names(self._store, self.manifest, "prices")).sort_values()
+        return pd.DatetimeIndex(self.prices["date"].unique()).sort_values()
 
     @property
     def calendar(self) -> str:

@@ -34,6 +34,7 @@ import pandas as pd
 
 from stockcast.core.errors import UserError
 from stockcast.core.frames import require_columns
+from stockcast.data.monthly import FrameRows, RowSource, in_row_order, read_rows
 from stockcast.train.zoo import (
     MODELLING_FRAME,
     TARGET_COLUMN,
@@ -45,6 +46,8 @@ from stockcast.train.zoo import (
 )
 
 ORACLE_COLUMN = "oracle_next_close"
+NEXT_DATE_COLUMN = "next_date"
+"""The date of the row's target close (the ticker's next row), beside the target (``features.next_day_target``)."""
 CLIPPED_COLUMN = "clipped"
 FOLD_WINDOWS = ("expanding", "rolling")
 MIN_TEST_DAYS = 5
@@ -210,34 +213,35 @@ def walk_forward_folds(
 
 def backtest(
     spec: CandidateSpec,
-    frame: pd.DataFrame,
+    rows: RowSource | pd.DataFrame,
     folds: Sequence[Fold],
     feature_columns: Sequence[str],
     categorical_columns: Sequence[str],
+    *,
+    max_train_rows: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Fit the candidate on each fold's training rows and predict its test rows.
 
-    Only usable rows (warm, known target) are trained on or scored. Returns one row per (fold, date, ticker)
-    with `candidate_id, fold, date, ticker, close, next_close, next_return, predicted_return, predicted_close,
-    clipped` (the prediction left the plausible band and was clipped to it) and `oracle_next_close` when the frame
-    has it, sorted by fold, date and ticker.
+    ``rows`` is the modelling frame, in memory or stored by month (``stockcast.data.monthly``): a fold reads its
+    window alone, so a task holds its fold's rows, not the market's history. Only usable rows (warm, known target)
+    are trained on or scored; a fold with more than ``max_train_rows`` of them trains on a sample of that many
+    (``training_rows``). Returns one row per (fold, date, ticker) with `candidate_id, fold, date, ticker, close,
+    next_close, next_return, predicted_return, predicted_close, clipped` (the prediction left the plausible band and
+    was clipped to it) and `oracle_next_close` when the frame has it, sorted by fold, date and ticker.
     """
-    require_columns(frame, ["date", "ticker", "close", *feature_columns], MODELLING_FRAME)
-    if not frame.index.is_unique:
+    source = FrameRows(rows) if isinstance(rows, pd.DataFrame) else rows
+    if isinstance(rows, pd.DataFrame) and not rows.index.is_unique:
         raise ValueError("the modelling frame's index must be unique (reset it after filtering or concatenating)")
-    usable = usable_mask(frame)
-    target_date = _target_dates(frame)
     key_columns = ["date", "ticker", "close", "next_close", TARGET_COLUMN]
-    oracle_columns = [ORACLE_COLUMN] if ORACLE_COLUMN in frame.columns else []
+    oracle_columns = [ORACLE_COLUMN] if ORACLE_COLUMN in source.columns else []
+    columns = modelling_columns(source, feature_columns)
 
     pieces = []
     for fold in folds:
-        in_training_window = frame["date"].between(fold.train_start, fold.train_end)
-        # Leakage guard: a training row whose target close comes from the test window or later (possible when a
-        # ticker skips days) would teach the model the future it is about to be scored on.
-        target_known_before_test = target_date < fold.test_start
-        training = frame.loc[usable & in_training_window & target_known_before_test]
-        test = frame.loc[usable & frame["date"].between(fold.test_start, fold.test_end)]
+        training = training_rows(source, columns, fold=fold, max_rows=max_train_rows, seed=seed)
+        test = read_rows(source, fold.test_start, fold.test_end, columns)
+        test = test[usable_mask(test).to_numpy()]
         if training.empty or test.empty:
             raise ValueError(f"fold {fold.index} has no usable {'training' if training.empty else 'test'} rows")
         estimator = fit_candidate(spec, training, feature_columns, categorical_columns)
@@ -251,17 +255,79 @@ def backtest(
                 **{CLIPPED_COLUMN: clipped},
             )
         )
-    columns = [
+    output = [
         "candidate_id", "fold", *key_columns, "predicted_return", "predicted_close", CLIPPED_COLUMN, *oracle_columns
     ]  # fmt: skip
-    predictions = pd.concat(pieces, ignore_index=True)[columns]
+    predictions = pd.concat(pieces, ignore_index=True)[output]
     return predictions.sort_values(["fold", "date", "ticker"], ignore_index=True)
 
 
-def _target_dates(frame: pd.DataFrame) -> pd.Series:
-    """The date of each row's target: the ticker's next row in the frame (NaT on its last row)."""
-    ordered = frame.sort_values(["ticker", "date"])
-    return ordered.groupby("ticker", sort=False)["date"].shift(-1).reindex(frame.index)
+def modelling_columns(source: RowSource, feature_columns: Sequence[str]) -> list[str]:
+    """The columns a model is fitted and scored on: keys, features, target (and when it is realised), warm-up flag,
+    and the oracle when there is one; ``ValueError`` names those the frame lacks."""
+    wanted = [*SELECTION_COLUMNS, "close", *feature_columns]
+    missing = [name for name in wanted if name not in source.columns]
+    if missing:
+        raise ValueError(f"{MODELLING_FRAME}: missing column(s) {missing}; got {list(source.columns)}")
+    extra = [ORACLE_COLUMN] if ORACLE_COLUMN in source.columns else []
+    return list(dict.fromkeys([*wanted, *extra]))
+
+
+def training_rows(
+    source: RowSource | pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    *,
+    fold: Fold | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The rows a model is trained on: usable rows of the ``fold``'s training window (every usable row without one)
+    whose target is realised before its test window opens, in (ticker, date) order.
+
+    Leakage guard: a training row whose target close comes from the test window or later (possible when a ticker
+    skips days) would teach the model the future it is about to be scored on.
+
+    Memory bound: with more than ``max_rows`` such rows, the ``max_rows`` of them with the smallest hash of
+    (ticker, date, ``seed``): a uniform sample across tickers and years, the same whichever way the table is stored
+    or the work split. A first pass reads only the few columns that decide which rows those are, the second the
+    chosen rows' columns, so a task holds the sample, never the whole window.
+    """
+    source = FrameRows(source) if isinstance(source, pd.DataFrame) else source
+    start, end, before = (None, None, None) if fold is None else (fold.train_start, fold.train_end, fold.test_start)
+    threshold = None
+    if max_rows is not None:
+        scores = [
+            _sample_scores(piece[_trainable(piece, before)], seed)
+            for piece in source.pieces(start, end, SELECTION_COLUMNS)
+        ]
+        pooled = np.concatenate(scores) if scores else np.array([], dtype=np.uint64)
+        if len(pooled) > max_rows:
+            threshold = np.partition(pooled, max_rows - 1)[max_rows - 1]
+    kept = []
+    for piece in source.pieces(start, end, columns):
+        mask = _trainable(piece, before)
+        if threshold is not None:
+            mask[mask] = _sample_scores(piece[mask], seed) <= threshold
+        kept.append(piece[mask])
+    wanted = {name: dtype for name, dtype in source.columns.items() if columns is None or name in columns}
+    return in_row_order(kept, wanted)
+
+
+SELECTION_COLUMNS = ["date", "ticker", "is_warm", "next_close", TARGET_COLUMN, NEXT_DATE_COLUMN]
+"""What decides whether a row is trained on: its keys, warm-up flag, target and when the target is realised."""
+
+
+def _trainable(piece: pd.DataFrame, before: pd.Timestamp | None) -> np.ndarray:
+    mask = usable_mask(piece).to_numpy(copy=True)
+    if before is not None:
+        mask &= (piece[NEXT_DATE_COLUMN] < before).to_numpy()
+    return mask
+
+
+def _sample_scores(rows: pd.DataFrame, seed: int) -> np.ndarray:
+    """A pseudo-random number per row, from its ticker, date and the seed alone (SipHash with a seed-made key)."""
+    key = f"{seed % 10**16:016d}"
+    return pd.util.hash_pandas_object(rows[["ticker", "date"]], index=False, hash_key=key).to_numpy()
 
 
 # --- Metrics ---------------------------------------------------------------------------------------------------

@@ -59,6 +59,10 @@ class BacktestConfig(Settings):
     adapt: bool = True
     """When the history is shorter than the folds need, shrink the test windows and the first training window in
     proportion (down to ``MIN_TEST_DAYS`` and ``MIN_TRAIN_DAYS``) rather than refuse: one year of prices trains."""
+    max_train_rows: Annotated[int, Field(ge=1000)] | None = 1_000_000
+    """Most rows a model is fitted on (each fold, and the refit): beyond it, a uniform sample of that many rows
+    (``stockcast.train.backtest.training_rows``), so a training task's memory stays bounded as the market grows.
+    None: every usable row, whatever it costs."""
 
     @model_validator(mode="after")
     def _train_days_fit_the_window(self) -> Self:

@@ -8,6 +8,11 @@ all data → register it with its lineage. Packaging and promotion follow in ``s
 
 Splitting changes nothing but the number of tasks: ``build_modelling_data`` is the join of one shard, and
 ``combine_backtests`` gives every item exactly the evaluation one backtest over all folds gives (``seconds`` aside).
+
+Memory stays bounded as the market grows. A shard task holds its tickers' rows; the join works a month at a time
+(cross-sectional ranks compare tickers on one date) and stores the modelling frame by month
+(``stockcast.data.monthly``); a backtest task reads its fold's window, and trains on at most
+``backtest.max_train_rows`` rows (``stockcast.train.backtest.training_rows``), as the refit does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from features import (
@@ -30,8 +36,10 @@ from features import (
 from features.adjust import apply_renames, renamed_together
 from stockcast.core.frames import json_ready
 from stockcast.core.registry import ModelRecord
+from stockcast.core.storage import ObjectStore
 from stockcast.data.calendar import DATA_CALENDAR, trading_days_spanning
 from stockcast.data.contract import ORACLE
+from stockcast.data.monthly import FrameRows, MonthlyFrame, MonthlyWriter, RowCollector, RowSink, RowSource, read_rows
 from stockcast.data.snapshot import Snapshot
 from stockcast.train.backtest import (
     ORACLE_COLUMN,
@@ -41,7 +49,9 @@ from stockcast.train.backtest import (
     backtest,
     evaluate_candidate,
     leaderboard,
+    modelling_columns,
     plan_fold_sizes,
+    training_rows,
     walk_forward_folds,
 )
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
@@ -53,13 +63,24 @@ Role = Literal["candidate", "champion"]
 
 @dataclass(frozen=True)
 class ModellingData:
-    """The modelling frame of one feature set, and what a model needs to know about its columns."""
+    """The modelling frame of one feature set (in memory, or stored by month for TrainFlow's tasks), what a model
+    needs to know about its columns, and the figures the folds and the card need without reading it."""
 
-    frame: pd.DataFrame
+    rows: RowSource
     feature_set: str
     fingerprint: str
     feature_columns: list[str]
     categorical_columns: list[str]
+    usable_dates: pd.DatetimeIndex
+    """The dates with at least one usable row (warm, known target): what the walk-forward folds split."""
+    usable_rows: int
+    dropped_targets: int
+    """Targets dropped because the ticker's next row is too many trading days away (``spans_gap``)."""
+
+    def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The whole frame (or some ``columns``) in (ticker, date) order: for tests and small markets; tasks read a
+        window or a sample."""
+        return read_rows(self.rows, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -108,15 +129,6 @@ class ShardInputs:
 
 
 @dataclass(frozen=True)
-class ShardData:
-    """One shard's per-ticker rows of one feature set: its features (``build_ticker_features``) and the oracle's
-    best next close on the same adjusted basis (None without an oracle)."""
-
-    ticker_features: pd.DataFrame
-    oracle: pd.DataFrame | None
-
-
-@dataclass(frozen=True)
 class Selection:
     """The outcome of comparing every candidate: the leaderboard, the challenger and the gate's decision."""
 
@@ -147,53 +159,80 @@ def build_modelling_data(
 ) -> ModellingData:
     """Features at each (ticker, date) on prices adjusted for the corporate ``actions``, the next-day target beside
     them (dropped where it spans more missing trading days of ``calendar`` than the target settings allow), and the
-    oracle's best prediction when the data came from the generator. The whole market as one shard: what TrainFlow
-    builds in shards (``build_shard_data``, ``join_modelling_data``) equals it exactly."""
-    shard = build_shard_data(prices, financials, oracle, feature_set, actions=actions)
-    return join_modelling_data([shard], feature_set, calendar=calendar, target=target)
+    oracle's best prediction when the data came from the generator, in memory. The whole market as one shard: what
+    TrainFlow builds in shards (``build_shard_rows``, ``join_modelling_data``) equals it exactly."""
+    shard = build_shard_rows(
+        prices,
+        financials,
+        oracle,
+        feature_set,
+        actions=actions,
+        trading_days=trading_days_spanning(calendar, prices["date"]),
+        target=target,
+    )
+    return join_modelling_data([FrameRows(shard)], feature_set, RowCollector())
 
 
-def build_shard_data(
+def build_shard_rows(
     prices: pd.DataFrame,
     financials: pd.DataFrame,
     oracle: pd.DataFrame | None,
     feature_set: FeatureSet,
     *,
     actions: pd.DataFrame | None = None,
-) -> ShardData:
-    """The per-ticker part of the modelling frame for the tickers of the tables given (a shard that holds every
-    ticker a rename links to its own, see ``plan_shards``): their features, and the oracle adjusted like them."""
-    return ShardData(
-        ticker_features=build_ticker_features(prices, financials, actions=actions, feature_set=feature_set),
-        oracle=None if oracle is None else _adjusted_oracle(oracle, prices, actions),
-    )
-
-
-def join_modelling_data(
-    shards: Sequence[ShardData],
-    feature_set: FeatureSet,
-    *,
-    calendar: str = DATA_CALENDAR,
+    trading_days: pd.DatetimeIndex,
     target: TargetConfig | None = None,
-) -> ModellingData:
-    """The modelling frame of the whole market from its shards: the features joined (cross-sectional ranks need
-    every ticker), then the target, which counts missing days on the market's calendar (for the ``"data"``
-    calendar, the dates any ticker has), then the oracle. The target is joined after the features."""
+) -> pd.DataFrame:
+    """The per-ticker part of the modelling frame for the tickers of the tables given (a shard that holds every
+    ticker a rename links to its own, see ``plan_shards``): their features (``build_ticker_features``), the
+    next-day target, which counts missing days among the market's ``trading_days``, and the oracle adjusted like
+    them. Only the cross-sectional features, which need every ticker, are left for the join."""
     target = target or TargetConfig()
-    features = join_ticker_features([shard.ticker_features for shard in shards], feature_set)
-    sessions = trading_days_spanning(calendar, features["date"])
-    targets = next_day_target(features, trading_days=sessions, max_missing_days=target.max_missing_days)
-    frame = features.merge(targets, on=["date", "ticker"], how="left", validate="one_to_one")
-    oracles = [shard.oracle for shard in shards if shard.oracle is not None]
-    if oracles:
-        frame = frame.merge(pd.concat(oracles, ignore_index=True), on=["date", "ticker"], how="left")
+    features = build_ticker_features(prices, financials, actions=actions, feature_set=feature_set)
+    targets = next_day_target(features, trading_days=trading_days, max_missing_days=target.max_missing_days)
+    rows = pd.concat([features, targets.drop(columns=["date", "ticker"])], axis=1)
+    if oracle is None:
+        return rows
+    return rows.merge(_adjusted_oracle(oracle, prices, actions), on=["date", "ticker"], how="left")
+
+
+def join_modelling_data(shards: Sequence[RowSource], feature_set: FeatureSet, sink: RowSink) -> ModellingData:
+    """The modelling frame of the whole market from its shards' rows (``build_shard_rows``), a month at a time:
+    each month's rows of every shard joined, with the cross-sectional ranks (which compare tickers on one date),
+    then handed to the ``sink``, so the join holds a month of the market, never its history."""
+    dates: list[np.ndarray] = []
+    usable_rows = dropped = 0
+    shard_of: dict[str, int] = {}
+    for month in sorted({month for shard in shards for month in shard.months}):
+        pieces = [shard.read_month(month) for shard in shards]
+        _check_disjoint(pieces, shard_of)
+        rows = join_ticker_features(pieces, feature_set)
+        usable = usable_mask(rows)
+        dates.append(rows.loc[usable, "date"].unique())
+        usable_rows += int(usable.sum())
+        dropped += int(rows["spans_gap"].sum())
+        sink.add(rows)
     return ModellingData(
-        frame=frame,
+        rows=sink.finish(),
         feature_set=feature_set.name,
         fingerprint=feature_set.fingerprint,
         feature_columns=feature_set.feature_columns,
         categorical_columns=feature_set.categorical_columns,
+        usable_dates=pd.DatetimeIndex(np.concatenate(dates) if dates else []).unique().sort_values(),
+        usable_rows=usable_rows,
+        dropped_targets=dropped,
     )
+
+
+def _check_disjoint(pieces: Sequence[pd.DataFrame], shard_of: dict[str, int]) -> None:
+    """Refuse a ticker found in two shards, in any months (a rename split across shards: the old name's rows before
+    the rename, the new name's after), remembering in ``shard_of`` which shard each ticker was seen in."""
+    for index, piece in enumerate(pieces):
+        for ticker in piece["ticker"].unique():
+            if shard_of.setdefault(ticker, index) != index:
+                raise ValueError(
+                    f"ticker {ticker} is in more than one shard of ticker features; shards must not share tickers"
+                )
 
 
 def _adjusted_oracle(oracle: pd.DataFrame, prices: pd.DataFrame, actions: pd.DataFrame | None) -> pd.DataFrame:
@@ -233,7 +272,7 @@ def plan_backtest_sizes(settings: TrainConfig, n_days: int) -> FoldSizes:
 def plan_folds(data: ModellingData, backtest: BacktestConfig, sizes: FoldSizes | None = None) -> list[Fold]:
     """The walk-forward folds over the dates that can be trained and scored on; every model uses these. ``sizes``
     (from ``plan_backtest_sizes``) replace the configured fold sizes when the history was too short for them."""
-    dates = data.frame.loc[usable_mask(data.frame), "date"]
+    dates = data.usable_dates
     n_folds, test_days = (sizes.n_folds, sizes.test_days) if sizes else (backtest.n_folds, backtest.test_days)
     min_train_days = sizes.min_train_days if sizes else backtest.min_train_days
     train_days = backtest.train_days
@@ -304,25 +343,54 @@ def shard_inputs(snapshot: Snapshot, tickers: Sequence[str]) -> ShardInputs:
     )
 
 
-def build_shard(snapshot: Snapshot, tickers: Sequence[str], items: Sequence[BacktestItem]) -> dict[str, ShardData]:
+def build_shard(
+    snapshot: Snapshot,
+    tickers: Sequence[str],
+    items: Sequence[BacktestItem],
+    *,
+    trading_days: pd.DatetimeIndex,
+    target: TargetConfig,
+    store: ObjectStore,
+) -> dict[str, MonthlyFrame]:
     """The body of TrainFlow's shard ``foreach``: a shard's per-ticker rows of every feature set the items use, by
-    name, read from its tickers' rows alone."""
+    name, read from its tickers' rows alone and stored by month in ``store``."""
     inputs = shard_inputs(snapshot, tickers)
-    return {
-        needed.name: build_shard_data(inputs.prices, inputs.financials, inputs.oracle, needed, actions=inputs.actions)
-        for needed in feature_sets_needed(items)
-    }
+    shards = {}
+    for needed in feature_sets_needed(items):
+        rows = build_shard_rows(
+            inputs.prices,
+            inputs.financials,
+            inputs.oracle,
+            needed,
+            actions=inputs.actions,
+            trading_days=trading_days,
+            target=target,
+        )
+        writer = MonthlyWriter(store, f"shard-{needed.name}")
+        writer.add(rows)
+        shards[needed.name] = writer.finish()
+    return shards
+
+
+def market_trading_days(snapshot: Snapshot) -> pd.DatetimeIndex:
+    """The trading days of the snapshot's calendar over its prices (for the ``"data"`` calendar, the dates any
+    ticker has): what every shard counts a target's missing days on, so that a shard alone gives its tickers the
+    targets the whole market gives them."""
+    return trading_days_spanning(snapshot.calendar, pd.Series(snapshot.price_dates))
 
 
 def join_shards(
-    shards: Sequence[Mapping[str, ShardData]], settings: TrainConfig, sizes: FoldSizes, calendar: str
+    shards: Sequence[Mapping[str, MonthlyFrame]],
+    settings: TrainConfig,
+    sizes: FoldSizes,
+    store: ObjectStore,
 ) -> tuple[dict[str, ModellingData], list[Fold]]:
-    """The modelling frame of every feature set the shards were built for, by name, and the walk-forward folds every
-    model shares (planned on the frame of the configured feature set, with the sizes checked when the run
-    started)."""
+    """The modelling frame of every feature set the shards were built for, by name, stored by month in ``store``,
+    and the walk-forward folds every model shares (planned on the frame of the configured feature set, with the
+    sizes checked when the run started)."""
     modelling = {
         name: join_modelling_data(
-            [shard[name] for shard in shards], get_feature_set(name), calendar=calendar, target=settings.target
+            [shard[name] for shard in shards], get_feature_set(name), MonthlyWriter(store, f"modelling-{name}")
         )
         for name in shards[0]
     }
@@ -339,13 +407,20 @@ def plan_backtest_tasks(items: Sequence[BacktestItem], n_folds: int, plan: PlanC
     return [BacktestTask(item, group) for item in items for group in groups]
 
 
-def run_backtest(task: BacktestTask, data: ModellingData, folds: Sequence[Fold]) -> BacktestPart:
+def run_backtest(
+    task: BacktestTask, data: ModellingData, folds: Sequence[Fold], *, max_train_rows: int | None, seed: int
+) -> BacktestPart:
     """Fit and score the task's item on its group of the ``folds``, timed: the body of TrainFlow's backtest
-    ``foreach``."""
+    ``foreach``. Each fold reads its own window of the frame, and trains on at most ``backtest.max_train_rows``."""
     started = time.perf_counter()
-    spec = task.item.spec
     predictions = backtest(
-        spec, data.frame, [folds[index] for index in task.folds], data.feature_columns, data.categorical_columns
+        task.item.spec,
+        data.rows,
+        [folds[index] for index in task.folds],
+        data.feature_columns,
+        data.categorical_columns,
+        max_train_rows=max_train_rows,
+        seed=seed,
     )
     return BacktestPart(task, predictions, time.perf_counter() - started)
 
@@ -414,18 +489,31 @@ def select_and_gate(results: Sequence[BacktestResult], champion: ModelRecord | N
     )
 
 
-def data_notes(data: ModellingData, sizes: FoldSizes, target: TargetConfig) -> str:
-    """A sentence on how the data shaped the backtest, for the training card: fold sizes and dropped targets."""
-    dropped = int(data.frame["spans_gap"].sum())
-    return (
-        f"Folds: {sizes.describe()}. {dropped} target(s) dropped: their next row is more than "
+def data_notes(data: ModellingData, sizes: FoldSizes, target: TargetConfig, max_train_rows: int | None) -> str:
+    """A sentence on how the data shaped the backtest, for the training card: fold sizes, dropped targets, and the
+    training sample when the frame has more usable rows than ``backtest.max_train_rows``."""
+    notes = (
+        f"Folds: {sizes.describe()}. {data.dropped_targets} target(s) dropped: their next row is more than "
         f"{target.max_missing_days} missing trading day(s) away, so they are no next-day return."
     )
+    if max_train_rows is not None and data.usable_rows > max_train_rows:
+        notes += (
+            f" Models train on a sample of at most {max_train_rows:,} of the {data.usable_rows:,} usable rows "
+            "(backtest.max_train_rows), the same rows for every model."
+        )
+    return notes
 
 
-def refit_challenger(selection: Selection, data: ModellingData) -> Estimator:
-    """The challenger fitted on every usable row of the modelling frame, before it is registered."""
-    return fit_candidate(selection.challenger, data.frame, data.feature_columns, data.categorical_columns)
+def refit_challenger(selection: Selection, data: ModellingData, *, max_train_rows: int | None, seed: int) -> Estimator:
+    """The challenger fitted on every usable row of the modelling frame (at most ``backtest.max_train_rows``,
+    sampled as in the backtest), before it is registered."""
+    rows = training_rows(
+        data.rows,
+        modelling_columns(data.rows, data.feature_columns),
+        max_rows=max_train_rows,
+        seed=seed,
+    )
+    return fit_candidate(selection.challenger, rows, data.feature_columns, data.categorical_columns)
 
 
 def model_record(

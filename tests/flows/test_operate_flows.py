@@ -40,7 +40,7 @@ def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once
 
     # Every ticker trading on the last day with a full look-back; the delisted ones and a renamed ticker's old symbol
     # are not predicted.
-    frame = training.data.modelling["full"].frame
+    frame = training.data.modelling["full"].read()
     last_day = frame[frame["date"] == frame["date"].max()]
     ended = market.actions.loc[market.actions["kind"].isin(["delisting", "rename"]), "ticker"]
     assert list(table.columns) == TABLE_COLUMNS and len(table) == int(last_day["is_warm"].sum())
@@ -48,7 +48,7 @@ def test_batch_prediction_is_what_the_served_bento_answers_and_is_published_once
     assert (table["model_version"] == champion.version).all()
     assert (table["feature_fingerprint"] == champion.feature_fingerprint).all()
     as_of = table["as_of"].max()
-    assert as_of == pd.Timestamp(training.data.modelling["full"].frame["date"].max())
+    assert as_of == pd.Timestamp(training.data.modelling["full"].read()["date"].max())
     key = prediction_key(f"test.{branch}", as_of, champion.version)
     assert first.run.data.predictions_url == registry.store.url(key) and first.run.data.published
 

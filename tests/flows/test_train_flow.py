@@ -83,7 +83,17 @@ def assert_split_changes_nothing(run) -> None:
             item,
             evaluate_candidate(
                 item.spec.candidate_id,
-                [backtest(item.spec, data.frame, folds, data.feature_columns, data.categorical_columns)],
+                [
+                    backtest(
+                        item.spec,
+                        data.rows,
+                        folds,
+                        data.feature_columns,
+                        data.categorical_columns,
+                        max_train_rows=settings.backtest.max_train_rows,
+                        seed=settings.seed,
+                    )
+                ],
             ),
             seconds=0.0,
         )
@@ -91,7 +101,8 @@ def assert_split_changes_nothing(run) -> None:
     ]
     selection = select_and_gate(results, run.data.champion, settings.gate)
 
-    pd.testing.assert_frame_equal(run.data.modelling[settings.feature_set].frame, data.frame, check_exact=True)
+    assert settings.backtest.max_train_rows < data.usable_rows  # the sample is taken, in tasks as at once
+    pd.testing.assert_frame_equal(run.data.modelling[settings.feature_set].read(), data.read(), check_exact=True)
     assert run.data.folds == folds
     pd.testing.assert_frame_equal(
         run.data.leaderboard.drop(columns="train_seconds"),
@@ -121,7 +132,7 @@ def test_winner_is_the_argmin_and_is_registered_with_lineage(champion):
     assert record.gate["promote"] is True
 
     model = record.load_model()
-    frame = run.data.modelling["full"].frame
+    frame = run.data.modelling["full"].read()
     columns = run.data.modelling["full"].feature_columns
     assert np.isfinite(model.predict(frame[columns].tail(5))).all()
 
@@ -265,7 +276,7 @@ def test_real_data_quirks_are_named_at_ingest_and_harm_no_target_or_prediction(c
         assert ticker in shown and f"{ex_date:%Y-%m-%d}" in shown
     assert missing["market"][0] in shown and next(iter(missing["tickers"])) in shown
 
-    frame = champion.training.data.modelling["full"].frame
+    frame = champion.training.data.modelling["full"].read()
     targets = frame[frame["next_return"].notna()]
     # No target spans a split: the day before each ex-date earns an ordinary return, not -50 % or +900 %.
     for ticker, ex_date in price_actions[["ticker", "ex_date"]].itertuples(index=False):

@@ -177,7 +177,9 @@ def test_target_is_next_close_and_return_per_ticker(make_bars):
         [make_bars([10.0, 11.0, 12.1], ticker="AAA"), make_bars([5.0, 4.0], ticker="BBB")], ignore_index=True
     )
     target = build_target(prices.iloc[::-1])  # input order does not matter
-    assert list(target.columns) == ["date", "ticker", "next_close", "next_return", "spans_gap"]
+    assert list(target.columns) == ["date", "ticker", "next_close", "next_return", "spans_gap", "next_date"]
     np.testing.assert_allclose(target["next_close"], [11.0, 12.1, np.nan, 4.0, np.nan], equal_nan=True)
+    dates = target["date"].tolist()
+    assert target["next_date"].tolist()[:2] == dates[1:3] and target["next_date"].iloc[[2, 4]].isna().all()
     np.testing.assert_allclose(target["next_return"], [0.1, 0.1, np.nan, -0.2, np.nan], equal_nan=True)
     assert not set(target.columns) & set(DEFAULT_FEATURE_SET.feature_columns)

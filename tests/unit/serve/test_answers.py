@@ -130,7 +130,7 @@ def test_predict_tickers_answers_exactly_what_the_estimator_predicts_on_those_ro
     must still be bit for bit the estimator's own, asked one ticker at a time or for all of them."""
     data = build_modelling_data(market.prices, market.financials, None, FEATURE_SET)
     spec = CandidateSpec(factory, factory, factory, FAST_PARAMS.get(factory, {}))
-    estimator = fit_candidate(spec, data.frame, data.feature_columns, data.categorical_columns)
+    estimator = fit_candidate(spec, data.read(), data.feature_columns, data.categorical_columns)
     bundle = build_bundle(_record(), market.prices, market.financials, estimator=estimator)
     rows = bundle.latest_rows.set_index("ticker")
 

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stockcast.core.storage import LocalStore
+from stockcast.data.monthly import MonthlyWriter
 from stockcast.train.backtest import (
     Fold,
     backtest,
@@ -18,6 +20,7 @@ from stockcast.train.backtest import (
     mape,
     rmse,
     score_predictions,
+    training_rows,
     walk_forward_folds,
 )
 from stockcast.train.gate import decide
@@ -31,7 +34,8 @@ FOLD_SETTINGS = {"n_folds": 3, "test_days": 40, "gap_days": 1, "window": "expand
 def with_targets(frame: pd.DataFrame) -> pd.DataFrame:
     """Targets from each ticker's next row, as the feature library makes them (NaN on the last row)."""
     next_close = frame.groupby("ticker")["close"].shift(-1)
-    return frame.assign(next_close=next_close, next_return=next_close / frame["close"] - 1)
+    next_date = frame.groupby("ticker")["date"].shift(-1)
+    return frame.assign(next_close=next_close, next_return=next_close / frame["close"] - 1, next_date=next_date)
 
 
 def synthetic_panel(*, signal: float, n_tickers: int = 12, n_days: int = 320, seed: int = 0) -> pd.DataFrame:
@@ -221,6 +225,26 @@ def test_shifting_test_window_features_cannot_change_what_the_model_learned() ->
         after_shift.loc[untouched, "predicted_close"], original.loc[untouched, "predicted_close"]
     )
     assert not np.allclose(after_shift.loc[~untouched, "predicted_close"], original.loc[~untouched, "predicted_close"])
+
+
+def test_a_training_sample_is_bounded_spread_and_the_same_however_the_rows_are_read(tmp_path) -> None:
+    frame = synthetic_panel(signal=0.0, n_tickers=30)
+    fold = folds_for(frame)[-1]
+    keys = ["ticker", "date"]
+    everything = training_rows(frame, fold=fold)
+
+    sample = training_rows(frame, fold=fold, max_rows=2000, seed=1)
+
+    assert len(sample) == 2000 < len(everything)
+    assert sample.merge(everything, on=list(frame.columns), how="left", indicator=True)["_merge"].eq("both").all()
+    pd.testing.assert_frame_equal(sample, sample.sort_values(keys, ignore_index=True))
+    assert sample["ticker"].nunique() == 30 and sample["date"].nunique() > 0.9 * everything["date"].nunique()
+    # The same rows read from months stored apart; another seed draws other rows; a cap above the count takes all.
+    writer = MonthlyWriter(LocalStore(tmp_path), "frame")
+    writer.add(frame)
+    pd.testing.assert_frame_equal(training_rows(writer.finish(), fold=fold, max_rows=2000, seed=1), sample)
+    assert not training_rows(frame, fold=fold, max_rows=2000, seed=2)[keys].equals(sample[keys])
+    pd.testing.assert_frame_equal(training_rows(frame, fold=fold, max_rows=len(everything), seed=1), everything)
 
 
 # --- Metrics ---------------------------------------------------------------------------------------------------

@@ -105,6 +105,12 @@ def test_normalisation_fills_defaults_and_turns_integer_floats_into_floats() -> 
         ("n_folds = 4", "n_folds = 0", "backtest.n_folds", "greater than 0"),
         ("test_days = 63", 'test_days = "63"', "backtest.test_days", "valid integer"),
         ("gap_days = 1", "gap_days = 0", "backtest.gap_days", "greater than or equal to 1"),
+        (
+            "gap_days = 1",
+            "gap_days = 1\nmax_train_rows = 500",
+            "backtest.max_train_rows",
+            "greater than or equal to 1000",
+        ),
         ('window = "expanding"', 'window = "sliding"', "backtest.window", "'expanding' or 'rolling'"),
         ('window = "expanding"', 'window = "rolling"', "backtest.train_days", "needs train_days"),
         ("min_train_days = 252", "min_train_days = 252\ntrain_days = 300", "backtest.train_days", "only to window"),

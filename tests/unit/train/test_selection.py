@@ -12,6 +12,7 @@ from features import PRICES_ONLY_FEATURE_SET, build_target, get_feature_set
 from stockcast.core.registry import ModelRecord
 from stockcast.core.storage import LocalStore
 from stockcast.data.calendar import trading_days_spanning
+from stockcast.data.monthly import FrameRows, MonthlyWriter, RowCollector
 from stockcast.data.partitions import partition_table, read_table, write_tables
 from stockcast.data.synthetic.generator import MarketSpec, generate_market
 from stockcast.train.backtest import ORACLE_COLUMN, backtest, evaluate_candidate
@@ -19,13 +20,14 @@ from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig
 from stockcast.train.selection import (
     backtest_items,
     build_modelling_data,
-    build_shard_data,
+    build_shard_rows,
     combine_backtests,
     feature_sets_needed,
     join_modelling_data,
     plan_backtest_tasks,
     plan_folds,
     plan_shards,
+    refit_challenger,
     run_backtest,
     select_and_gate,
     shard_inputs,
@@ -55,20 +57,21 @@ def _champion(spec: CandidateSpec, feature_set: str = "full") -> ModelRecord:
 
 
 def test_modelling_frame_has_target_and_oracle_beside_the_features(data, market):
-    frame = data.frame
+    frame = data.read()
     assert len(frame) == len(market.prices)
     assert {"next_close", "next_return", ORACLE_COLUMN} <= set(frame.columns)
     assert not {"next_close", "next_return", ORACLE_COLUMN} & set(data.feature_columns)
     one = frame[frame["ticker"] == frame["ticker"].iloc[0]]
     np.testing.assert_allclose(one["next_close"].to_numpy()[:-1], one["close"].to_numpy()[1:])
     assert data.fingerprint == get_feature_set("full").fingerprint
+    assert data.usable_rows == usable_mask(frame).sum() and data.dropped_targets == frame["spans_gap"].sum()
 
 
 def test_folds_cover_only_usable_dates(data):
     folds = plan_folds(data, BACKTEST)
-    first_usable = data.frame.loc[usable_mask(data.frame), "date"].min()
-    assert folds[0].train_start == first_usable
-    assert folds[-1].test_end == data.frame.loc[usable_mask(data.frame), "date"].max()
+    frame = data.read()
+    assert folds[0].train_start == frame.loc[usable_mask(frame), "date"].min()
+    assert folds[-1].test_end == frame.loc[usable_mask(frame), "date"].max()
 
 
 def test_the_champion_is_added_only_when_no_candidate_is_exactly_it():
@@ -86,7 +89,7 @@ def _results(data, items, folds_per_task=BACKTEST.n_folds):
     """The items backtested as TrainFlow does, in tasks of ``folds_per_task`` folds (default: one task per item)."""
     folds = plan_folds(data, BACKTEST)
     tasks = plan_backtest_tasks(items, len(folds), PlanConfig(folds_per_task=folds_per_task))
-    return combine_backtests([run_backtest(task, data, folds) for task in tasks], folds)
+    return combine_backtests([run_backtest(task, data, folds, max_train_rows=None, seed=0) for task in tasks], folds)
 
 
 def test_the_challenger_is_the_argmin_of_mean_fold_return_rmse(data):
@@ -149,10 +152,22 @@ def stored_market(quirky_market, tmp_path_factory):
     return StoredMarket(quirky_market, tmp_path_factory.mktemp("partitions"))
 
 
+def _shard_rows(stored_market, tickers, feature_set, trading_days, *, oracle=True):
+    tables = shard_inputs(stored_market, tickers)
+    return build_shard_rows(
+        tables.prices,
+        tables.financials,
+        tables.oracle if oracle else None,
+        feature_set,
+        actions=tables.actions,
+        trading_days=trading_days,
+    )
+
+
 @pytest.mark.parametrize("calendar", ["data", "XNYS"])
 @pytest.mark.parametrize("tickers_per_shard", [1, 4])
 def test_a_market_built_in_shards_is_exactly_the_market_built_at_once(
-    quirky_market, stored_market, calendar, tickers_per_shard
+    quirky_market, stored_market, calendar, tickers_per_shard, tmp_path
 ):
     market, feature_set = quirky_market, get_feature_set("full")
     whole = build_modelling_data(
@@ -162,24 +177,29 @@ def test_a_market_built_in_shards_is_exactly_the_market_built_at_once(
         market.prices["ticker"].unique(), market.actions, PlanConfig(tickers_per_shard=tickers_per_shard)
     )
     assert len(shards) > 2
+    store = LocalStore(tmp_path)
+    # As TrainFlow does it: each shard's rows stored by month, then joined a month at a time into a stored frame.
+    sessions = trading_days_spanning(calendar, pd.Series(stored_market.read("prices")["date"].unique()))
     built = []
     for tickers in reversed(shards):  # shard tasks finish in any order
-        tables = shard_inputs(stored_market, tickers)
-        built.append(
-            build_shard_data(tables.prices, tables.financials, tables.oracle, feature_set, actions=tables.actions)
-        )
+        writer = MonthlyWriter(store, "shard")
+        writer.add(_shard_rows(stored_market, tickers, feature_set, sessions))
+        built.append(writer.finish())
 
-    joined = join_modelling_data(built, feature_set, calendar=calendar)
+    joined = join_modelling_data(built, feature_set, MonthlyWriter(store, "modelling"))
 
-    pd.testing.assert_frame_equal(joined.frame, whole.frame, check_exact=True)
+    frame = whole.read()
+    pd.testing.assert_frame_equal(joined.read(), frame, check_exact=True)
+    assert (joined.usable_rows, joined.dropped_targets) == (whole.usable_rows, whole.dropped_targets)
+    pd.testing.assert_index_equal(joined.usable_dates, whole.usable_dates)
     # Features, ranks, targets (gaps dropped on the market's calendar) and the oracle are all there to compare.
-    frame = whole.frame
     assert frame["rank_market_return_21d"].notna().any() and frame["spans_gap"].any()
     assert frame[ORACLE_COLUMN].notna().any()
     # The target of the joined rows is the feature library's target of the whole market.
     sessions = trading_days_spanning(calendar, market.prices["date"])
     target = build_target(market.prices, actions=market.actions, trading_days=sessions, max_missing_days=3)
     pd.testing.assert_frame_equal(frame[target.columns], target, check_exact=True)
+    assert frame["next_date"].notna().sum() == len(frame) - frame["ticker"].nunique()
 
 
 def test_renamed_tickers_share_a_shard_and_shards_are_bounded(quirky_market):
@@ -199,12 +219,13 @@ def test_renamed_tickers_share_a_shard_and_shards_are_bounded(quirky_market):
 def test_a_rename_split_across_shards_is_refused_at_the_join(quirky_market, stored_market):
     market, feature_set = quirky_market, get_feature_set("full")
     (rename,) = market.actions[market.actions["kind"] == "rename"].itertuples()
-    built = []
-    for tickers in ([rename.ticker], [rename.new_ticker]):  # the old name's rows are carried by the new name
-        tables = shard_inputs(stored_market, tickers)
-        built.append(build_shard_data(tables.prices, tables.financials, None, feature_set, actions=tables.actions))
+    sessions = pd.DatetimeIndex(market.prices["date"].unique())
+    built = [  # the old name's rows are carried by the new name
+        FrameRows(_shard_rows(stored_market, tickers, feature_set, sessions, oracle=False))
+        for tickers in ([rename.ticker], [rename.new_ticker])
+    ]
     with pytest.raises(ValueError, match=f"ticker {rename.new_ticker} is in more than one shard"):
-        join_modelling_data(built, feature_set)
+        join_modelling_data(built, feature_set, RowCollector())
 
 
 def test_a_shard_reads_only_its_tickers_rows(quirky_market, stored_market):
@@ -227,14 +248,14 @@ def test_backtests_in_candidate_x_fold_tasks_combine_into_exactly_one_backtest_p
     ]
     assert len(tasks) == len(items) * len(folds)
 
-    parts = [run_backtest(task, data, folds) for task in tasks]
+    parts = [run_backtest(task, data, folds, max_train_rows=None, seed=0) for task in tasks]
     combined = combine_backtests(parts[::-1], folds)  # the parts, in any order
 
     assert sorted(result.item.role for result in combined) == ["candidate"] * 3 + ["champion"]
     for result in combined:
         whole = evaluate_candidate(
             result.item.spec.candidate_id,
-            [backtest(result.item.spec, data.frame, folds, data.feature_columns, data.categorical_columns)],
+            [backtest(result.item.spec, data.read(), folds, data.feature_columns, data.categorical_columns)],
         )
         pd.testing.assert_frame_equal(result.evaluation.predictions, whole.predictions, check_exact=True)
         pd.testing.assert_frame_equal(result.evaluation.per_fold, whole.per_fold, check_exact=True)
@@ -248,3 +269,27 @@ def test_backtests_in_candidate_x_fold_tasks_combine_into_exactly_one_backtest_p
 
     with pytest.raises(ValueError, match=r"tasks of naive \(candidate\) covered folds \[1\], not each of \[0, 1\]"):
         combine_backtests(parts[1:], folds)
+
+
+def test_a_stored_frame_backtests_and_refits_exactly_like_the_frame_in_memory(data, tmp_path):
+    """Memory bound: the stored frame is read a fold window at a time and trained on a sample of at most
+    ``max_train_rows`` rows; both give what the frame in memory gives, and the sample is what the cap says."""
+    writer = MonthlyWriter(LocalStore(tmp_path), "modelling")
+    stored = join_modelling_data([data.rows], get_feature_set("full"), writer)
+    folds = plan_folds(data, BACKTEST)
+    cap = 200
+    assert data.usable_rows > 3 * cap  # the cap binds on every fold and the refit
+    for task in plan_backtest_tasks(backtest_items([RIDGE], "full", None), len(folds), PlanConfig(folds_per_task=1)):
+        in_memory = run_backtest(task, data, folds, max_train_rows=cap, seed=5).predictions
+        pd.testing.assert_frame_equal(
+            run_backtest(task, stored, folds, max_train_rows=cap, seed=5).predictions, in_memory, check_exact=True
+        )
+        uncapped = run_backtest(task, data, folds, max_train_rows=None, seed=5).predictions
+        assert not np.allclose(in_memory["predicted_return"], uncapped["predicted_return"])  # the cap did bind
+    selection = select_and_gate(_results(data, backtest_items([NAIVE, RIDGE], "full", None)), None, GATE)
+    selection = replace(selection, challenger=RIDGE)
+    refits = [refit_challenger(selection, source, max_train_rows=cap, seed=5) for source in (data, stored)]
+    frame = data.read()
+    np.testing.assert_array_equal(
+        refits[0].predict(frame[data.feature_columns]), refits[1].predict(frame[data.feature_columns])
+    )
