@@ -55,6 +55,10 @@ class RowSource(Protocol):
         """One month's rows (none when the table has no rows that month), with the given ``columns`` (None: all)."""
         ...
 
+    def count(self, start: DateBound = None, end: DateBound = None) -> int:
+        """How many rows reading from ``start`` to ``end`` holds at most (the months they touch), without reading."""
+        ...
+
     def pieces(
         self, start: DateBound = None, end: DateBound = None, columns: Sequence[str] | None = None
     ) -> Iterator[pd.DataFrame]:
@@ -134,6 +138,9 @@ class FrameRows:
         rows = self.frame[month_labels(self.frame["date"]) == month]
         return rows if columns is None else rows[list(columns)]
 
+    def count(self, start: DateBound = None, end: DateBound = None) -> int:
+        return len(_window(self.frame, start, end))
+
     def pieces(
         self, start: DateBound = None, end: DateBound = None, columns: Sequence[str] | None = None
     ) -> Iterator[pd.DataFrame]:
@@ -153,8 +160,14 @@ class MonthlyFrame:
     table: str
     parts: dict[str, str]
     """Month (``YYYY-MM``) -> hash of the part's Parquet bytes."""
+    part_rows: dict[str, int]
+    """Month -> rows in its part."""
     columns: dict[str, str]
-    rows: int
+
+    @property
+    def rows(self) -> int:
+        """Rows in the table."""
+        return sum(self.part_rows.values())
 
     @property
     def months(self) -> list[str]:
@@ -168,6 +181,9 @@ class MonthlyFrame:
         data = read_object(store_at(self.store_root), part_key(self.table, self.parts[month]))
         arrow = pq.ParquetFile(pa.BufferReader(data)).read(columns=names).replace_schema_metadata(None)
         return arrow.to_pandas().astype({name: self.columns[name] for name in names})
+
+    def count(self, start: DateBound = None, end: DateBound = None) -> int:
+        return sum(self.part_rows[month] for month in _months_between(self.months, start, end))
 
     def pieces(
         self, start: DateBound = None, end: DateBound = None, columns: Sequence[str] | None = None
@@ -190,8 +206,8 @@ class MonthlyWriter:
     store: ObjectStore
     table: str
     parts: dict[str, str] = field(default_factory=dict)
+    part_rows: dict[str, int] = field(default_factory=dict)
     columns: dict[str, str] | None = None
-    rows: int = 0
 
     def add(self, frame: pd.DataFrame) -> None:
         """Store the rows of ``frame`` (of one or more months no earlier call gave) as one part per month."""
@@ -210,13 +226,13 @@ class MonthlyWriter:
             with suppress(ObjectExistsError):  # the same bytes, written by another run or task
                 self.store.put(part_key(self.table, content_hash), data, exclusive=True)
             self.parts[str(month)] = content_hash
-            self.rows += len(piece)
+            self.part_rows[str(month)] = len(piece)
 
     def finish(self) -> MonthlyFrame:
         """The stored table."""
         if self.columns is None:
             raise ValueError(f"no rows were written for {self.table}")
-        return MonthlyFrame(self.store.root, self.table, dict(self.parts), self.columns, self.rows)
+        return MonthlyFrame(self.store.root, self.table, dict(self.parts), dict(self.part_rows), self.columns)
 
 
 @dataclass

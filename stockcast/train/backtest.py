@@ -48,6 +48,8 @@ from stockcast.train.zoo import (
 ORACLE_COLUMN = "oracle_next_close"
 NEXT_DATE_COLUMN = "next_date"
 """The date of the row's target close (the ticker's next row), beside the target (``features.next_day_target``)."""
+SELECTION_COLUMNS = ["date", "ticker", "is_warm", "next_close", TARGET_COLUMN, NEXT_DATE_COLUMN]
+"""What decides whether a row is trained on: its keys, warm-up flag, target and when the target is realised."""
 CLIPPED_COLUMN = "clipped"
 FOLD_WINDOWS = ("expanding", "rolling")
 MIN_TEST_DAYS = 5
@@ -236,6 +238,10 @@ def backtest(
     key_columns = ["date", "ticker", "close", "next_close", TARGET_COLUMN]
     oracle_columns = [ORACLE_COLUMN] if ORACLE_COLUMN in source.columns else []
     columns = modelling_columns(source, feature_columns)
+    start, end = min(fold.train_start for fold in folds), max(fold.test_end for fold in folds)
+    if not isinstance(source, FrameRows) and _fits(source.count(start, end), max_train_rows):
+        # Every fold's rows together are no more than one fold may train on: read them once, not once a fold.
+        source = FrameRows(read_rows(source, start, end, columns))
 
     pieces = []
     for fold in folds:
@@ -295,7 +301,7 @@ def training_rows(
     source = FrameRows(source) if isinstance(source, pd.DataFrame) else source
     start, end, before = (None, None, None) if fold is None else (fold.train_start, fold.train_end, fold.test_start)
     threshold = None
-    if max_rows is not None:
+    if not _fits(source.count(start, end), max_rows):
         scores = [
             _sample_scores(piece[_trainable(piece, before)], seed)
             for piece in source.pieces(start, end, SELECTION_COLUMNS)
@@ -313,8 +319,8 @@ def training_rows(
     return in_row_order(kept, wanted)
 
 
-SELECTION_COLUMNS = ["date", "ticker", "is_warm", "next_close", TARGET_COLUMN, NEXT_DATE_COLUMN]
-"""What decides whether a row is trained on: its keys, warm-up flag, target and when the target is realised."""
+def _fits(rows: int, max_rows: int | None) -> bool:
+    return max_rows is None or rows <= max_rows
 
 
 def _trainable(piece: pd.DataFrame, before: pd.Timestamp | None) -> np.ndarray:

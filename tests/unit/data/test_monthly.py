@@ -55,6 +55,8 @@ def test_a_table_written_by_month_reads_back_exactly_and_by_window(endpoint_for)
     # The same interface over the table in memory gives the same rows.
     pd.testing.assert_frame_equal(read_rows(FrameRows(table), start, end), window, check_exact=True)
     assert FrameRows(table).months == stored.months
+    # What a window would hold is known without reading: the rows of the months it touches.
+    assert stored.count() == len(table) and len(window) <= stored.count(start, end) < len(table)
     assert read_rows(stored, pd.Timestamp("2030-01-01")).empty
 
 
