@@ -21,6 +21,7 @@ import io
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -178,7 +179,7 @@ class MonthlyFrame:
         names = list(self.columns) if columns is None else [name for name in self.columns if name in columns]
         if month not in self.parts:
             return pd.DataFrame({name: pd.Series(dtype=self.columns[name]) for name in names})
-        data = read_object(store_at(self.store_root), part_key(self.table, self.parts[month]))
+        data = read_object(_store(self.store_root), part_key(self.table, self.parts[month]))
         arrow = pq.ParquetFile(pa.BufferReader(data)).read(columns=names).replace_schema_metadata(None)
         return arrow.to_pandas().astype({name: self.columns[name] for name in names})
 
@@ -192,6 +193,13 @@ class MonthlyFrame:
             raise ValueError("reading a date window needs the date column")
         for month in _months_between(self.months, start, end):
             yield _window(self.read_month(month, columns), start, end)
+
+
+@lru_cache(maxsize=8)
+def _store(root: str) -> ObjectStore:
+    """The store at ``root``, opened once per process: a join reads a part of every shard for every month, and an S3
+    client takes tens of milliseconds to make."""
+    return store_at(root)
 
 
 def part_key(table: str, content_hash: str) -> str:
