@@ -21,7 +21,7 @@ import io
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -131,12 +131,18 @@ class FrameRows:
     def columns(self) -> dict[str, str]:
         return {str(name): str(dtype) for name, dtype in self.frame.dtypes.items()}
 
+    @cached_property
+    def _positions_by_month(self) -> dict[str, np.ndarray]:
+        """Each month's row positions, found once: a join reads every month in turn."""
+        labels = month_labels(self.frame["date"])
+        return {str(month): positions for month, positions in pd.Series(labels).groupby(labels).indices.items()}
+
     @property
     def months(self) -> list[str]:
-        return sorted(set(month_labels(self.frame["date"])))
+        return sorted(self._positions_by_month)
 
     def read_month(self, month: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        rows = self.frame[month_labels(self.frame["date"]) == month]
+        rows = self.frame.iloc[self._positions_by_month.get(month, np.array([], dtype=np.intp))]
         return rows if columns is None else rows[list(columns)]
 
     def count(self, start: DateBound = None, end: DateBound = None) -> int:
