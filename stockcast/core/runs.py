@@ -23,6 +23,8 @@ from typing import Any
 PROJECT_NAME = "stockcast"
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
 """The flow files: ``flows/<name>.py``."""
+FLOW_CLASSES = {"ingest": "IngestFlow", "train": "TrainFlow", "predict": "BatchPredictFlow", "monitor": "MonitorFlow"}
+"""The flow each file of ``FLOWS_DIR`` defines, by the file's name."""
 
 
 class NoRunError(LookupError):
@@ -40,6 +42,14 @@ def user_branch() -> str:
     return f"user.{get_username()}"
 
 
+def project_branch(branch: str | None = None, *, production: bool = False) -> str:
+    """The ``@project`` branch a run started with ``--branch branch`` and ``--production`` lands on: ``prod`` (or
+    ``prod.<branch>``), ``test.<branch>``, or the user's own branch when neither is given."""
+    if production:
+        return f"prod.{branch}" if branch else "prod"
+    return f"test.{branch}" if branch else user_branch()
+
+
 @contextmanager
 def _global_namespace() -> Iterator[None]:
     """Look across all namespaces while inside; the branch tag does the scoping instead."""
@@ -53,19 +63,32 @@ def _global_namespace() -> Iterator[None]:
         namespace(previous)
 
 
-def successful_runs(flow_name: str, branch: str | None = None) -> list:  # -> list[metaflow.Run]
-    """Every successful run of ``flow_name`` on ``branch`` (default: the current user's branch), newest first."""
+def _branch_runs(flow_name: str, branch: str, *, successful_only: bool) -> list:  # -> list[metaflow.Run]
+    """The runs of ``flow_name`` on ``branch`` (only the successful ones if asked), newest first."""
     from metaflow import Flow
     from metaflow.exception import MetaflowNotFound
 
-    branch = branch or user_branch()
     with _global_namespace():
         try:
             runs = list(Flow(flow_name).runs(f"project_branch:{branch}"))
         except MetaflowNotFound:
             runs = []
-        successful = [run for run in runs if run.successful]
-    return sorted(successful, key=lambda run: run.created_at, reverse=True)
+        if successful_only:
+            runs = [run for run in runs if run.successful]
+    return sorted(runs, key=lambda run: run.created_at, reverse=True)
+
+
+def successful_runs(flow_name: str, branch: str | None = None) -> list:  # -> list[metaflow.Run]
+    """Every successful run of ``flow_name`` on ``branch`` (default: the current user's branch), newest first."""
+    return _branch_runs(flow_name, branch or user_branch(), successful_only=True)
+
+
+def latest_run(flow_name: str, branch: str):  # -> metaflow.Run
+    """The newest run of ``flow_name`` on ``branch``, whatever its outcome (a resumed run counts as one)."""
+    runs = _branch_runs(flow_name, branch, successful_only=False)
+    if not runs:
+        raise NoRunError(f"no {flow_name} run on project branch '{branch}' to resume")
+    return runs[0]
 
 
 def latest_successful_run(flow_name: str, branch: str | None = None):  # -> metaflow.Run
@@ -138,6 +161,10 @@ def launch_flow(
 ) -> FlowOutcome:
     """Run ``flows/<flow>.py`` to the end (or ``resume`` the branch's latest run of it) with ``params``.
 
+    A resume names its origin: the branch's newest run, resumed or not. Metaflow's own default is the last run that
+    ``run`` started in this Metaflow home, on any branch; a second ``resume`` would start again from the first
+    failure and redo every step the first resume finished.
+
     ``branch`` and ``production`` choose the ``@project`` branch, ``config`` the file of the flow's ``--config
     config`` option; ``env`` extends the environment of the run (Metaflow reads its configuration from it), after
     the bounded S3 settings (``metaflow_s3_environment``). A command refused before any run existed (a parameter
@@ -161,6 +188,9 @@ def launch_flow(
         cwd=str(cwd) if cwd else None,
         **options,
     )
+    if resume:
+        origin = latest_run(FLOW_CLASSES[flow], project_branch(branch, production=production))
+        params = {"origin_run_id": origin.id, **params}
     with runner:
         try:
             executing = runner.resume(**params) if resume else runner.run(**params)

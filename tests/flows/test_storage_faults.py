@@ -48,7 +48,9 @@ def test_resume_after_the_outage_promotes_under_the_resumed_run(outage_scenario,
     assert champion.version == f"v{resumed.run.id}" == resumed.run.data.model_version
     assert champion.run_pathspec == resumed.run.pathspec
     assert champion.model_task == resumed.run["refit"].task.pathspec
-    assert resumed.run["refit"].task.metadata_dict.get("origin-run-id")  # refit was cloned, not run again
+    # The second resume started from the first: what the first finished (the refit, after the backtests) is cloned.
+    refit = resumed.run["refit"].task.metadata_dict
+    assert refit.get("origin-run-id") == outage_scenario.in_deploy.outcome.run.id and "origin-task-id" in refit
     # The record of the run that failed in its deploy step stays registered, never promoted.
     failed_version = f"v{outage_scenario.in_deploy.outcome.run.id}"
     assert failed_version in registry.versions()

@@ -204,8 +204,8 @@ def test_resume_after_a_failed_step_reuses_the_finished_ones(interrupted_random_
     branch, failed, resumed = interrupted_random_walk
     assert not failed.successful and "register" in failed.output
     assert resumed.successful, resumed.output
-    origin = resumed.run["backtest"].task.metadata_dict.get("origin-run-id")
-    assert origin == failed.run.id  # backtests were cloned, not re-run
+    backtests = resumed.run["backtest"].task.metadata_dict
+    assert backtests.get("origin-run-id") == failed.run.id and "origin-task-id" in backtests  # cloned, not re-run
     assert Registry(f"test.{branch}").versions() == [f"v{resumed.run.id}"]
 
 
