@@ -28,7 +28,8 @@ from features import InsufficientHistory, features_from_history
 from stockcast.data.contract import PRICES
 from stockcast.serve.bundle import ServingBundle, bundle_feature_set
 from stockcast.serve.schema import PREDICTION_COLUMNS
-from stockcast.train.zoo import next_close_from_return, predict_next_return
+from stockcast.train.candidates import next_close_from_return
+from stockcast.train.zoo import predict_next_return
 
 
 @dataclass(frozen=True)

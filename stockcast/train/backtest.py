@@ -35,13 +35,11 @@ import pandas as pd
 from stockcast.core.errors import UserError
 from stockcast.core.frames import require_columns
 from stockcast.data.monthly import FrameRows, RowSource, in_row_order, read_rows
-from stockcast.train.zoo import (
+from stockcast.train.candidates import (
     MODELLING_FRAME,
     TARGET_COLUMN,
     CandidateSpec,
-    fit_candidate,
     next_close_from_return,
-    predict_returns,
     usable_mask,
 )
 
@@ -232,6 +230,8 @@ def backtest(
     next_close, next_return, predicted_return, predicted_close, clipped` (the prediction left the plausible band and
     was clipped to it) and `oracle_next_close` when the frame has it, sorted by fold, date and ticker.
     """
+    from stockcast.train.zoo import fit_candidate, predict_returns  # the model libraries: only fitting needs them
+
     source = FrameRows(rows) if isinstance(rows, pd.DataFrame) else rows
     if isinstance(rows, pd.DataFrame) and not rows.index.is_unique:
         raise ValueError("the modelling frame's index must be unique (reset it after filtering or concatenating)")

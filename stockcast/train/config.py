@@ -32,7 +32,7 @@ from features import FEATURE_SETS
 from stockcast.core.config import CONFIG_DIR, Settings, as_stored, invalid, load_settings, one_of, parse_settings
 
 if TYPE_CHECKING:
-    from stockcast.train.zoo import CandidateSpec
+    from stockcast.train.candidates import CandidateSpec
 
 # The validators import the model zoo (scikit-learn and CatBoost, about two seconds) when they run, not with this
 # module: only a training run needs it.
@@ -197,7 +197,7 @@ class TrainConfig(Settings):
     @field_validator("candidates")
     @classmethod
     def _names_unique_and_naive_present(cls, candidates: list[CandidateConfig]) -> list[CandidateConfig]:
-        from stockcast.train.zoo import NAIVE_FACTORY
+        from stockcast.train.candidates import NAIVE_FACTORY
 
         names = [candidate.name for candidate in candidates]
         for index, name in enumerate(names):
@@ -217,7 +217,7 @@ class TrainConfig(Settings):
         A candidate's fixed ``params`` are merged with each grid setting; only the grid keys appear in the id, since
         they are what distinguishes the settings of one candidate.
         """
-        from stockcast.train.zoo import CandidateSpec, candidate_id
+        from stockcast.train.candidates import CandidateSpec, candidate_id
 
         specs = []
         for candidate in self.candidates:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,10 @@ from stockcast.train.backtest import (
 )
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
 from stockcast.train.gate import GateDecision, as_baseline, decide
-from stockcast.train.zoo import CandidateSpec, Estimator, fit_candidate, naive_spec, usable_mask
+
+if TYPE_CHECKING:
+    from stockcast.train.zoo import Estimator
+from stockcast.train.candidates import CandidateSpec, naive_spec, usable_mask
 
 Role = Literal["candidate", "champion"]
 
@@ -507,6 +510,8 @@ def data_notes(data: ModellingData, sizes: FoldSizes, target: TargetConfig, max_
 def refit_challenger(selection: Selection, data: ModellingData, *, max_train_rows: int | None, seed: int) -> Estimator:
     """The challenger fitted on every usable row of the modelling frame (at most ``backtest.max_train_rows``,
     sampled as in the backtest), before it is registered."""
+    from stockcast.train.zoo import fit_candidate  # the model libraries: only fitting needs them
+
     rows = training_rows(
         data.rows,
         modelling_columns(data.rows, data.feature_columns),

@@ -19,7 +19,7 @@ import sys
 import typing
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,17 +39,21 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from stockcast.core.frames import require_columns
+from stockcast.train.candidates import (
+    MODELLING_FRAME,
+    NAIVE_FACTORY,
+    TARGET_COLUMN,
+    CandidateSpec,
+    next_close_from_return,
+    usable_mask,
+)
 
-HyperParameter = int | float | str | bool
 TaskType = Literal["CPU", "GPU"]
 """Where CatBoost trains."""
 Estimator = BaseEstimator
 """Anything with scikit-learn's `fit(X, y)` and `predict(X)`; fitted on `frame[feature_columns]`."""
 Factory = Callable[..., Estimator]
 
-TARGET_COLUMN = "next_return"
-NAIVE_FACTORY = "naive"
-MODELLING_FRAME = "the modelling frame"
 MISSING_CATEGORY = "__missing__"
 CONTEXT_PARAMETERS = frozenset({"feature_columns", "categorical_columns", "random_seed"})
 """Factory keywords supplied by `build_estimator`, never by the configuration."""
@@ -318,32 +322,6 @@ def hyper_parameter_types(factory_name: str) -> dict[str, Any]:
 # --- Candidate specs -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CandidateSpec:
-    """One candidate × hyper-parameter setting: everything needed to build its estimator, and a stable id."""
-
-    candidate_id: str
-    name: str
-    factory: str
-    params: dict[str, HyperParameter] = field(hash=False)
-    random_seed: int = 0
-    target_clip_quantile: float = 0.001
-    """Training targets are clipped to this quantile of the fold at each end, and predictions to the same band."""
-
-
-def candidate_id(name: str, setting: dict[str, HyperParameter]) -> str:
-    """A stable, readable id such as `catboost[depth=4,learning_rate=0.1]` (keys sorted; bare name if no grid)."""
-    if not setting:
-        return name
-    return f"{name}[{','.join(f'{key}={_format_value(setting[key])}' for key in sorted(setting))}]"
-
-
-def _format_value(value: HyperParameter) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return repr(value) if isinstance(value, float) else str(value)
-
-
 def as_trained(spec: CandidateSpec, estimator: Estimator) -> CandidateSpec:
     """The spec as its fitted ``estimator`` was actually trained: a "GPU" candidate that fell back to the CPU
     (``usable_task_type``) says "CPU" in its params, and in its id when its grid names the task type, so that the
@@ -364,14 +342,6 @@ def as_trained(spec: CandidateSpec, estimator: Estimator) -> CandidateSpec:
         candidate_id=spec.candidate_id.replace(f"task_type={requested}", f"task_type={trained}"),
         params={**spec.params, "task_type": trained},
     )
-
-
-def naive_spec(specs: Sequence[CandidateSpec]) -> CandidateSpec:
-    """The naive baseline among the specs (the configuration guarantees there is exactly one)."""
-    naive_specs = [spec for spec in specs if spec.factory == NAIVE_FACTORY]
-    if len(naive_specs) != 1:
-        raise ValueError(f"expected exactly one '{NAIVE_FACTORY}' candidate, found {len(naive_specs)}")
-    return naive_specs[0]
 
 
 # --- Fitting and prediction ------------------------------------------------------------------------------------
@@ -396,13 +366,6 @@ def build_estimator(
         random_seed=spec.random_seed,
     )
     return estimator if spec.factory == NAIVE_FACTORY else BoundedReturns(estimator, spec.target_clip_quantile)
-
-
-def usable_mask(frame: pd.DataFrame) -> pd.Series:
-    """Rows a model may be trained or scored on: warm (enough history) and with a known target."""
-    require_columns(frame, ["is_warm", "next_close", TARGET_COLUMN], MODELLING_FRAME)
-    # `eq(True)` treats a missing flag as "not warm" whether the column is numpy bool or nullable boolean.
-    return frame["is_warm"].eq(True) & frame[TARGET_COLUMN].notna() & frame["next_close"].notna()
 
 
 def fit_candidate(
@@ -440,11 +403,6 @@ def predict_returns(
 def predict_next_return(estimator: Estimator, frame: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:
     """The fitted estimator's predicted next-day return for every row of `frame`."""
     return predict_returns(estimator, frame, feature_columns)[0]
-
-
-def next_close_from_return(close: Any, predicted_return: Any) -> np.ndarray:
-    """Convert a predicted next-day return into a predicted next-day close."""
-    return np.asarray(close, dtype=float) * (1.0 + np.asarray(predicted_return, dtype=float))
 
 
 def predict_next_close(estimator: Estimator, frame: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:

@@ -23,8 +23,8 @@ from stockcast.train.backtest import (
     training_rows,
     walk_forward_folds,
 )
+from stockcast.train.candidates import CandidateSpec
 from stockcast.train.gate import decide
-from stockcast.train.zoo import CandidateSpec
 
 FEATURES = ["feature_a", "feature_b", "sector"]
 CATEGORICAL = ["sector"]

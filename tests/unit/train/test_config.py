@@ -7,6 +7,7 @@ import json
 import pytest
 
 from stockcast.core.config import ConfigError
+from stockcast.train.candidates import naive_spec
 from stockcast.train.config import (
     TRAIN_CONFIG_FILE,
     TrainConfig,
@@ -14,7 +15,7 @@ from stockcast.train.config import (
     load_train_config,
     parse_train_config,
 )
-from stockcast.train.zoo import FACTORIES, naive_spec
+from stockcast.train.zoo import FACTORIES
 
 BUNDLED_CONFIG = TRAIN_CONFIG_FILE
 

@@ -16,6 +16,7 @@ from stockcast.data.monthly import FrameRows, MonthlyWriter, RowCollector
 from stockcast.data.partitions import partition_table, read_table, write_tables
 from stockcast.data.synthetic.generator import MarketSpec, generate_market
 from stockcast.train.backtest import ORACLE_COLUMN, backtest, evaluate_candidate
+from stockcast.train.candidates import CandidateSpec, usable_mask
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig
 from stockcast.train.selection import (
     backtest_items,
@@ -32,7 +33,6 @@ from stockcast.train.selection import (
     select_and_gate,
     shard_inputs,
 )
-from stockcast.train.zoo import CandidateSpec, usable_mask
 from tests.factories import make_record
 
 NAIVE = CandidateSpec("naive", "naive", "naive", {}, 0)

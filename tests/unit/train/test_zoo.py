@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stockcast.train.candidates import CandidateSpec, candidate_id
 from stockcast.train.zoo import (
     CONTEXT_PARAMETERS,
     FACTORIES,
     BoundedReturns,
-    CandidateSpec,
     QuantileClipper,
     as_trained,
     build_estimator,
-    candidate_id,
     fit_candidate,
     hyper_parameter_types,
     predict_next_close,
