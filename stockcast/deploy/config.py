@@ -8,10 +8,11 @@ Kubernetes deployment answers at), ``KUBECONFIG``, ``BENTO_CLOUD_API_KEY`` and `
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, PositiveFloat, PositiveInt, StringConstraints, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, StringConstraints, field_validator, model_validator
 
 from stockcast.core.config import CONFIG_DIR, Settings, invalid, load_settings, parse_settings
 
@@ -20,6 +21,35 @@ SOURCE = "deploy configuration"
 
 DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 """A Kubernetes object name (RFC 1123 label), also fine as a BentoCloud deployment name."""
+
+
+Strategy = Literal["recreate", "rolling", "blue-green", "canary", "shadow"]
+"""How a new version replaces the serving one (``stockcast.deploy.manifests`` says what each does)."""
+EXECUTED: dict[str, tuple[Strategy, ...]] = {
+    "local": ("recreate",),
+    "kubernetes": ("rolling", "recreate"),
+    "bentocloud": ("rolling", "recreate"),
+}
+"""The strategies each target carries out itself, its default first. Kubernetes manifests of every strategy are
+printed by ``python -m stockcast.deploy manifests``."""
+
+
+class RolloutSettings(Settings):
+    """The pace of the gradual strategies."""
+
+    canary_steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=lambda: [10, 50, 100])
+    """Percent of requests sent to the new version at each canary step, increasing, ending at 100."""
+    step_s: PositiveFloat = 60.0
+    """How long each canary step is watched before the next."""
+    keep_warm_s: Annotated[float, Field(ge=0)] = 300.0
+    """Blue-green: how long the old version keeps running after the switch, for an instant rollback."""
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _increasing_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps or steps[-1] != 100 or any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"must increase and end at 100, got {steps}")
+        return steps
 
 
 class SmokeSettings(Settings):
@@ -53,6 +83,10 @@ class KubernetesSettings(Settings):
     cpu: str = "1"
     memory: str = "2Gi"
     rollout_timeout_s: PositiveInt = 600
+    host: str | None = None
+    """The host name the Ingress of the canary and shadow strategies answers to (any host when unset)."""
+    ingress_class: DnsLabel = "nginx"
+    """The Ingress class of the NGINX Ingress controller, whose annotations weight and mirror requests."""
     ready_timeout_s: PositiveFloat = 120.0
     """How long the endpoint may take to answer ``/readyz`` after the rollout finished (Ingress propagation)."""
 
@@ -72,15 +106,30 @@ class DeployConfig(Settings):
     """The target a rollout uses, its settings, and the smoke test."""
 
     target: Literal["local", "kubernetes", "bentocloud"]
+    strategy: Strategy | None = None
+    """How a new version replaces the serving one; unset, the target's default (``EXECUTED``)."""
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     smoke: SmokeSettings = Field(default_factory=SmokeSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     kubernetes: KubernetesSettings | None = None
     bentocloud: BentoCloudSettings = Field(default_factory=BentoCloudSettings)
 
+    @property
+    def rollout_strategy(self) -> Strategy:
+        """The strategy a roll-out uses: the configured one, or the target's default."""
+        return self.strategy or EXECUTED[self.target][0]
+
     @model_validator(mode="after")
     def _kubernetes_has_its_section(self) -> Self:
         if self.target == "kubernetes" and self.kubernetes is None:
             raise invalid("target 'kubernetes' needs a [kubernetes] section with image", "kubernetes")
+        executed = EXECUTED[self.target]
+        if self.strategy is not None and self.strategy not in executed:
+            raise invalid(
+                f"target '{self.target}' carries out {' and '.join(executed)} only, not '{self.strategy}'; "
+                "print the Kubernetes manifests of any strategy with `python -m stockcast.deploy manifests`",
+                "strategy",
+            )
         return self
 
 

@@ -13,6 +13,8 @@ import sys
 from stockcast.core.errors import UserError
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
+from stockcast.deploy.config import DEPLOY_CONFIG_FILE, Strategy, load_deploy_config
+from stockcast.deploy.manifests import STRATEGIES, Release, render_phases, rollout_phases
 from stockcast.deploy.package import registered_bento
 from stockcast.deploy.targets import DeployError, bentoml_serve_command, served_model_tag
 from stockcast.serve.bundle import MODEL_TAG_ENV, ArtefactIntegrityError
@@ -27,8 +29,32 @@ def serve_command(registry: Registry, version: str | None, *, host: str, port: i
     return bentoml_serve_command(bento_tag, host=host, port=port), served_model_tag(bento_tag)
 
 
+def print_manifests(config_path: str, version: str, live: str | None, strategy: Strategy | None) -> int:
+    """Print the phases of a Kubernetes roll-out of ``version`` replacing ``live``; 1 with the reason when the
+    configuration cannot say how (no ``[kubernetes]`` section, an invalid file)."""
+    try:
+        config = load_deploy_config(config_path)
+    except UserError as exc:
+        print(f"stockcast.deploy: {exc}", file=sys.stderr)
+        return 1
+    if config.kubernetes is None:
+        print(f"stockcast.deploy: {config_path} has no [kubernetes] section (image, namespace, name)", file=sys.stderr)
+        return 1
+    image = config.kubernetes.image
+    phases = rollout_phases(
+        strategy or config.rollout_strategy,
+        config.kubernetes,
+        config.rollout,
+        Release(version, f"{image}:{version}"),
+        Release(live, f"{image}:{live}") if live else None,
+    )
+    print(render_phases(phases), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stockcast.deploy serve``: serve a branch's champion (or another version) on this machine."""
+    """``python -m stockcast.deploy serve``: serve a branch's champion (or another version) on this machine;
+    ``python -m stockcast.deploy manifests``: print the Kubernetes manifests of a roll-out."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m stockcast.deploy", description=main.__doc__)
@@ -38,7 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--version", default=None, help="registry version to serve (default: the champion)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=3000)
+    manifests = commands.add_parser(
+        "manifests", help="print the Kubernetes manifests of a roll-out, phase by phase (stockcast.deploy.manifests)"
+    )
+    manifests.add_argument("--version", required=True, help="model version to roll out, e.g. v1796...")
+    manifests.add_argument("--live", default=None, help="model version serving now (default: none, a first roll-out)")
+    manifests.add_argument("--strategy", default=None, choices=STRATEGIES, help="default: the configuration's")
+    manifests.add_argument("--config", default=str(DEPLOY_CONFIG_FILE), help="deploy configuration TOML")
     args = parser.parse_args(argv)
+    if args.command == "manifests":
+        return print_manifests(args.config, args.version, args.live, args.strategy)
 
     registry = Registry(args.branch or user_branch())
     try:

@@ -30,7 +30,15 @@ import yaml
 from bentoml.exceptions import BentoMLException, NotFound
 
 from stockcast.core.network import free_port
-from stockcast.deploy.config import BentoCloudSettings, DeployConfig, KubernetesSettings, LocalSettings
+from stockcast.deploy.config import (
+    BentoCloudSettings,
+    DeployConfig,
+    KubernetesSettings,
+    LocalSettings,
+    RolloutSettings,
+    Strategy,
+)
+from stockcast.deploy.manifests import Release, rollout_phases
 from stockcast.serve.bundle import BENTO_MODEL_NAME, MODEL_TAG_ENV
 
 ENDPOINT_ENV = "STOCKCAST_ENDPOINT"
@@ -211,12 +219,21 @@ class LocalTarget(DeployTarget):
 class KubernetesManifest(DeployTarget):
     """The Bento's image behind a Deployment and a Service, rolled out with ``kubectl``.
 
-    ``deploy`` builds and pushes the image (unless configured not to), applies the manifest (a rolling update of the
-    Deployment when it exists), waits for ``kubectl rollout status`` and then for ``endpoint`` to answer ``/readyz``.
+    ``deploy`` builds and pushes the image (unless configured not to), applies the manifest of the strategy (a
+    rolling update with no pod unavailable, or a recreate), waits for ``kubectl rollout status`` and then for
+    ``endpoint`` to answer ``/readyz``.
     """
 
-    def __init__(self, settings: KubernetesSettings, *, endpoint: str, run: CommandRunner = run_command) -> None:
+    def __init__(
+        self,
+        settings: KubernetesSettings,
+        *,
+        endpoint: str,
+        strategy: Strategy = "rolling",
+        run: CommandRunner = run_command,
+    ) -> None:
         self.settings = settings
+        self.strategy = strategy
         self.endpoint = endpoint.rstrip("/")
         self._run = run
 
@@ -225,39 +242,13 @@ class KubernetesManifest(DeployTarget):
         return f"{self.settings.image}:{bentoml.Tag.from_taglike(bento_tag).version}"
 
     def manifest(self, bento_tag: str) -> str:
-        """The Deployment and Service serving ``bento_tag``, as a YAML stream for ``kubectl apply -f -``."""
-        settings = self.settings
+        """The objects serving ``bento_tag`` with the configured strategy, as a YAML stream for ``kubectl apply -f -``
+        (``stockcast.deploy.manifests``)."""
         version = bentoml.Tag.from_taglike(bento_tag).version
-        selector = {"app.kubernetes.io/name": settings.name}
-        labels = {**selector, "app.kubernetes.io/part-of": "stockcast", "stockcast/model-version": version}
-        probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
-        container = {
-            "name": "bento",
-            "image": self.image(bento_tag),
-            "ports": [{"name": "http", "containerPort": 3000}],
-            "readinessProbe": probe,
-            "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10},
-            "resources": {"requests": {"cpu": settings.cpu, "memory": settings.memory}},
-        }
-        deployment = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": labels},
-            "spec": {
-                "replicas": settings.replicas,
-                "selector": {"matchLabels": selector},
-                # Never fewer ready pods than asked for: a new version that never gets ready leaves the old serving.
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-            },
-        }
-        service = {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": labels},
-            "spec": {"selector": selector, "ports": [{"name": "http", "port": settings.port, "targetPort": "http"}]},
-        }
-        return yaml.safe_dump_all([deployment, service], sort_keys=False)
+        (phase,) = rollout_phases(
+            self.strategy, self.settings, RolloutSettings(), Release(version, self.image(bento_tag))
+        )
+        return yaml.safe_dump_all(phase.objects, sort_keys=False)
 
     def deploy(self, bento_tag: str) -> str:
         """Roll the Bento out; its endpoint once it answers ``/readyz``, else ``DeployError``."""
@@ -302,11 +293,17 @@ class KubernetesManifest(DeployTarget):
         )
 
 
+BENTOCLOUD_STRATEGIES = {"recreate": "Recreate", "rolling": "RollingUpdate"}
+"""BentoCloud's own deployment strategies for ours (``bentoml.deployment.create(strategy=...)``). Blue-green, canary
+and shadow have no BentoCloud strategy of the same meaning; the configuration refuses them for this target."""
+
+
 class BentoCloud(DeployTarget):
     """A BentoCloud deployment: the Bento is pushed, the deployment created (first time) or updated to it."""
 
-    def __init__(self, settings: BentoCloudSettings) -> None:
+    def __init__(self, settings: BentoCloudSettings, strategy: Strategy = "rolling") -> None:
         self.settings = settings
+        self.strategy = BENTOCLOUD_STRATEGIES[strategy]
 
     def deploy(self, bento_tag: str) -> str:
         """Push the Bento, point the deployment at it and wait until it runs; its endpoint URL."""
@@ -323,10 +320,11 @@ class BentoCloud(DeployTarget):
                     instance_type=settings.instance_type,
                     scaling_min=settings.scaling_min,
                     scaling_max=settings.scaling_max,
+                    strategy=self.strategy,
                 )
             else:
                 deployment = bentoml.deployment.update(
-                    name=settings.deployment, cluster=settings.cluster, bento=bento_tag
+                    name=settings.deployment, cluster=settings.cluster, bento=bento_tag, strategy=self.strategy
                 )
             if deployment.wait_until_ready(timeout=settings.ready_timeout_s) != 0:
                 raise DeployError(f"BentoCloud deployment {settings.deployment} did not become ready with {bento_tag}")
@@ -347,11 +345,11 @@ def build_target(config: DeployConfig, environ: Mapping[str, str] = os.environ) 
     if config.target == "local":
         return LocalTarget(config.local)
     if config.target == "bentocloud":
-        return BentoCloud(config.bentocloud)
+        return BentoCloud(config.bentocloud, config.rollout_strategy)
     endpoint = environ.get(ENDPOINT_ENV, "")
     if not endpoint:
         raise DeployError(f"target 'kubernetes' needs {ENDPOINT_ENV}: the URL the deployment answers at")
-    return KubernetesManifest(config.kubernetes, endpoint=endpoint)
+    return KubernetesManifest(config.kubernetes, endpoint=endpoint, strategy=config.rollout_strategy)
 
 
 def _exited(process: subprocess.Popen[bytes]) -> str | None:

@@ -216,10 +216,18 @@ def test_bentocloud_creates_the_deployment_first_and_updates_it_after(cloud) -> 
             "instance_type": None,
             "scaling_min": 1,
             "scaling_max": 4,
+            "strategy": "RollingUpdate",
         }
     ]
-    assert cloud["update"] == [{"name": "stockcast-prod", "cluster": None, "bento": "stockcast:v2"}]
+    update = {"name": "stockcast-prod", "cluster": None, "bento": "stockcast:v2", "strategy": "RollingUpdate"}
+    assert cloud["update"] == [update]
     assert cloud["terminate"] == ["stockcast-prod"]
+
+
+def test_bentocloud_recreates_when_configured_to(cloud) -> None:
+    config = parse_deploy_config('target = "bentocloud"\nstrategy = "recreate"\n')
+    build_target(config).deploy("stockcast:v1")
+    assert cloud["create"][0]["strategy"] == "Recreate"
 
 
 def test_bentocloud_failures_are_deploy_errors(cloud, monkeypatch: pytest.MonkeyPatch) -> None:
