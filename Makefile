@@ -56,8 +56,9 @@ test-flows: install
 test-flows-s3: install
 	$(PYTEST) tests/flows -m s3
 
-## test-service: the Bento built and served for real with bentoml serve on 127.0.0.1, and the rollout on it.
-test-service: install
+## test-service: the Bento built and served for real with bentoml serve on 127.0.0.1, and the rollout on it (behind
+## nginx, which `proxy` installs).
+test-service: install proxy
 	$(PYTEST) tests/service
 
 ## test-e2e: the demo's commands (ingest, train, the daily loop until a retrain, serve) on a small market.

@@ -26,7 +26,7 @@ DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-
 Strategy = Literal["recreate", "rolling", "blue-green", "canary", "shadow"]
 """How a new version replaces the serving one (``stockcast.deploy.manifests`` says what each does)."""
 EXECUTED: dict[str, tuple[Strategy, ...]] = {
-    "local": ("recreate",),
+    "local": ("rolling", "recreate", "blue-green", "canary"),
     "kubernetes": ("rolling", "recreate"),
     "bentocloud": ("rolling", "recreate"),
 }
@@ -43,6 +43,10 @@ class RolloutSettings(Settings):
     """How long each canary step is watched before the next."""
     keep_warm_s: Annotated[float, Field(ge=0)] = 300.0
     """Blue-green: how long the old version keeps running after the switch, for an instant rollback."""
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """A new version whose share of server errors on ``/predict`` exceeds this, while watched, is rolled back."""
+    max_p99_ms: PositiveFloat = 1000.0
+    """A new version whose p99 latency on ``/predict`` exceeds this, while watched, is rolled back."""
 
     @field_validator("canary_steps")
     @classmethod
@@ -62,10 +66,14 @@ class SmokeSettings(Settings):
 
 
 class LocalSettings(Settings):
-    """``bentoml serve`` on this machine."""
+    """Replicas of ``bentoml serve`` on this machine behind nginx (``stockcast.deploy.fleet``)."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 3000
+    """Where callers reach the service (the proxy)."""
+    preview_port: Annotated[int, Field(ge=1, le=65535)] = 3001
+    """Where a new version is checked before it takes traffic (blue-green, canary)."""
+    replicas: PositiveInt = 2
     startup_timeout_s: PositiveFloat = 60.0
 
 
@@ -126,7 +134,7 @@ class DeployConfig(Settings):
         executed = EXECUTED[self.target]
         if self.strategy is not None and self.strategy not in executed:
             raise invalid(
-                f"target '{self.target}' carries out {' and '.join(executed)} only, not '{self.strategy}'; "
+                f"target '{self.target}' carries out {', '.join(executed)} only, not '{self.strategy}'; "
                 "print the Kubernetes manifests of any strategy with `python -m stockcast.deploy manifests`",
                 "strategy",
             )

@@ -4,12 +4,13 @@ Callers reach one address; ``Routes`` says which replicas answer there and with 
 answer on the preview address (a new version checked before it takes traffic), and which one receives a copy of every
 request (shadow). ``NginxProxy.route`` writes the configuration, has nginx check it, and reloads it: nginx's reload
 starts new workers with the new routes and lets the old ones finish their requests, so a switch loses none. A
-request that meets a replica going away (refused connection, 502/503) is retried on another one
-(``proxy_next_upstream``; ``/predict`` is a pure function of its input, so a retried POST is safe).
+request that meets a replica going away or failing (refused connection, 500/502/503) is retried on another one
+(``proxy_next_upstream``; ``/predict`` is a pure function of its input, so a retried POST is safe), while the failing
+replica's own ``/metrics`` still count the error that judges it.
 
 Each configuration carries a generation number that the proxy answers at ``/__stockcast/route``: ``route`` returns
-once the workers serving requests are those of the new generation, which is what makes a switch observable and
-atomic for the strategies built on it (``stockcast.deploy.fleet``).
+once the proxy answers the new generation and every worker of the earlier one has finished, which is what makes a
+switch observable and atomic for the strategies built on it (``stockcast.deploy.fleet``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from stockcast.deploy.targets import DeployError
 
@@ -39,10 +41,12 @@ UNREACHABLE = "127.0.0.1:9"
 
 @dataclass(frozen=True)
 class Backend:
-    """A replica the proxy sends requests to: its ``host:port`` and its relative share of requests."""
+    """A replica the proxy sends requests to: its ``host:port`` and its relative share of requests; a ``backup`` gets
+    only the requests that every other replica failed (the old version while a new one is watched)."""
 
     address: str
     weight: int = 1
+    backup: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,15 @@ http {{
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host $host;
-    proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+    proxy_next_upstream error timeout http_500 http_502 http_503 non_idempotent;
     proxy_next_upstream_tries 3;
     proxy_connect_timeout 2s;
 {_upstream("live", routes.live)}{_upstream("preview", routes.preview)}{_upstream("shadow", routes.shadow)}
     server {{
         listen {listen};
+        # No keep-alive towards callers: on a reload nginx closes idle kept-alive connections, and a request sent on
+        # one at that moment is lost; a new connection a request always reaches the workers of the routes in force.
+        keepalive_timeout 0;
         location = {ROUTE_PATH} {{ return 200 "{generation}\\n"; }}
         location / {{
 {mirror}            proxy_pass http://live;
@@ -113,7 +120,12 @@ http {{
 
 
 def _upstream(name: str, backends: Sequence[Backend]) -> str:
-    servers = [f"        server {backend.address} weight={backend.weight};" for backend in backends]
+    # max_fails=0: a replica is never taken out for its errors (a retried request goes elsewhere anyway); nginx's
+    # default takes out, for 10 s, every replica that failed once, and at a few % errors that soon means all of them.
+    servers = [
+        f"        server {backend.address} weight={backend.weight} max_fails=0{' backup' if backend.backup else ''};"
+        for backend in backends
+    ]
     return "    upstream {name} {{\n{servers}\n        keepalive 16;\n    }}\n".format(
         name=name, servers="\n".join(servers or [f"        server {UNREACHABLE} down;"])
     )
@@ -173,6 +185,7 @@ class NginxProxy:
         if checked.returncode != 0:
             raise DeployError(f"nginx refused the routes ({candidate}):\n{checked.stderr.strip()}")
         candidate.replace(self.config_path)
+        earlier_workers = self._workers()
         if self.running():
             os.kill(self._process.pid, signal.SIGHUP)  # type: ignore[union-attr]  # graceful reload
         else:
@@ -182,7 +195,7 @@ class NginxProxy:
                 stderr=(self.workdir / "nginx.out").open("ab"),
                 start_new_session=True,
             )
-        self._wait_for(generation, timeout)
+        self._wait_for(generation, earlier_workers, timeout)
         self.generation, self.routes = generation, routes
 
     def running(self) -> bool:
@@ -202,12 +215,15 @@ class NginxProxy:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
-    def _wait_for(self, generation: int, timeout: float) -> None:
+    def _wait_for(self, generation: int, earlier_workers: list[psutil.Process], timeout: float) -> None:
+        """Until the proxy answers ``generation`` and every worker of the earlier configuration has exited: after a
+        reload, an old worker may still accept a connection for a moment, and would route it the old way."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 answer = httpx.get(f"{self.endpoint}{ROUTE_PATH}", timeout=1.0)
-                if answer.status_code == 200 and answer.text.strip() == str(generation):
+                current = answer.status_code == 200 and answer.text.strip() == str(generation)
+                if current and not any(worker.is_running() for worker in earlier_workers):
                     return
             except httpx.HTTPError:
                 pass
@@ -216,6 +232,15 @@ class NginxProxy:
             if time.monotonic() > deadline:
                 raise DeployError(f"nginx did not serve routes generation {generation} within {timeout:g} s")
             time.sleep(0.05)
+
+    def _workers(self) -> list[psutil.Process]:
+        """nginx's worker processes now (none before it starts)."""
+        if not self.running():
+            return []
+        try:
+            return psutil.Process(self._process.pid).children()  # type: ignore[union-attr]
+        except psutil.Error:
+            return []
 
     def _log_tail(self) -> str:
         logs = [self.workdir / "nginx.out", self.workdir / "error.log"]

@@ -1,13 +1,12 @@
 """Where a Bento runs: the ``DeployTarget`` interface and its implementations, chosen by the deploy configuration.
 
 - ``LocalServe``: ``bentoml serve`` in a subprocess on this machine, on a port of its own (smoke tests, demos);
-- ``LocalTarget``: ``LocalServe`` on the configured address, replacing what it serves on every ``deploy``;
+- ``LocalFleet`` (``stockcast.deploy.fleet``): replicas of ``LocalServe`` behind nginx, replaced by a strategy;
 - ``KubernetesManifest``: the Bento as an OCI image (``bentoml containerize`` + ``docker push``), a Deployment and a
   Service applied with ``kubectl apply`` and awaited with ``kubectl rollout status``;
 - ``BentoCloud``: the Bento pushed to BentoCloud and a deployment created or updated with BentoML's deployment API.
 
-Every target's ``deploy`` returns an endpoint once it answers ``GET /readyz`` (``wait_ready``, the one readiness wait);
-blue-green or canary targets plug in the same way.
+Every target's ``deploy`` returns an endpoint once it answers ``GET /readyz`` (``wait_ready``, the one readiness wait).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from stockcast.deploy.config import (
     BentoCloudSettings,
     DeployConfig,
     KubernetesSettings,
-    LocalSettings,
     RolloutSettings,
     Strategy,
 )
@@ -111,11 +109,28 @@ class DeployTarget(ABC):
         self.stop()
 
 
+def own_bentoml_home(folder: Path) -> Path:
+    """``folder`` made a BentoML home that shares this process' model and Bento stores and has the rest of its own.
+
+    Every ``bentoml serve`` empties ``<home>/prometheus_multiproc_dir`` when it starts, which wipes the metrics of a
+    server already running from the same home: replicas side by side each need a home of their own."""
+    shared = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    folder.mkdir(parents=True, exist_ok=True)
+    for store in ("bentos", "models"):
+        link = folder / store
+        if not link.exists():
+            (shared / store).mkdir(parents=True, exist_ok=True)
+            link.symlink_to(shared / store, target_is_directory=True)
+    return folder
+
+
 class LocalServe(DeployTarget):
     """``bentoml serve <bento>`` in a subprocess on this machine, ready once ``/readyz`` answers 200.
 
     The server gets ``STOCKCAST_MODEL_TAG`` set to the Bento's own model, so it serves that model even when the
-    local model store holds newer ones. Its output goes to ``log_path`` (a temporary file by default).
+    local model store holds newer ones. Its output goes to ``log_path`` (a temporary file by default). With ``home``,
+    it runs in a BentoML home of its own (``own_bentoml_home``): needed by every server beside another one, whose
+    metrics it would otherwise wipe.
     """
 
     def __init__(
@@ -125,12 +140,15 @@ class LocalServe(DeployTarget):
         port: int | None = None,
         startup_timeout: float = 60.0,
         log_path: str | Path | None = None,
+        home: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path is not None else None
+        self.home = home
         self._process: subprocess.Popen[bytes] | None = None
+        self.endpoint: str = ""
 
     def deploy(self, bento_tag: str) -> str:
         """Start the server and wait until it is ready; on failure stop it and raise with its log's tail."""
@@ -151,7 +169,7 @@ class LocalServe(DeployTarget):
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, MODEL_TAG_ENV: model_tag},
+                env={**os.environ, MODEL_TAG_ENV: model_tag, **self._home_environment()},
                 start_new_session=True,
             )
         process = self._process
@@ -160,7 +178,11 @@ class LocalServe(DeployTarget):
         except DeployError as exc:
             self.stop()
             raise DeployError(f"bentoml serve {bento.tag}: {exc}; log {self.log_path}:\n{self._log_tail()}") from None
+        self.endpoint = endpoint
         return endpoint
+
+    def _home_environment(self) -> dict[str, str]:
+        return {"BENTOML_HOME": str(own_bentoml_home(self.home))} if self.home is not None else {}
 
     def stop(self) -> None:
         """Terminate the server's process group, killing it if it has not exited within 10 s."""
@@ -198,22 +220,6 @@ def run_command(command: Sequence[str], stdin: str | None = None) -> str:
     if done.returncode != 0:
         raise DeployError(f"`{' '.join(command)}` exited with {done.returncode}:\n{done.stdout}{done.stderr}")
     return done.stdout
-
-
-class LocalTarget(DeployTarget):
-    """``LocalServe`` on a fixed address, replacing the Bento it serves on every ``deploy``."""
-
-    def __init__(self, settings: LocalSettings) -> None:
-        self._serve = LocalServe(host=settings.host, port=settings.port, startup_timeout=settings.startup_timeout_s)
-
-    def deploy(self, bento_tag: str) -> str:
-        """Stop what is served here, then serve ``bento_tag``; its endpoint once ready."""
-        self._serve.stop()
-        return self._serve.deploy(bento_tag)
-
-    def stop(self) -> None:
-        """Stop the server."""
-        self._serve.stop()
 
 
 class KubernetesManifest(DeployTarget):
@@ -343,7 +349,9 @@ class BentoCloud(DeployTarget):
 def build_target(config: DeployConfig, environ: Mapping[str, str] = os.environ) -> DeployTarget:
     """The target the configuration names, with its endpoint or secrets from ``environ``."""
     if config.target == "local":
-        return LocalTarget(config.local)
+        from stockcast.deploy.fleet import local_fleet  # built on this module's DeployTarget and LocalServe
+
+        return local_fleet(config.local, strategy=config.rollout_strategy, rollout=config.rollout, smoke=config.smoke)
     if config.target == "bentocloud":
         return BentoCloud(config.bentocloud, config.rollout_strategy)
     endpoint = environ.get(ENDPOINT_ENV, "")

@@ -17,7 +17,10 @@ import bentoml
 import pytest
 import yaml
 
+from stockcast.core.network import free_port
 from stockcast.data.synthetic.generator import MarketData
+from stockcast.deploy.config import LocalSettings, RolloutSettings, SmokeSettings, Strategy
+from stockcast.deploy.fleet import LocalFleet, local_fleet
 from stockcast.deploy.package import BENTOFILE, REPO_ROOT, build_bento, save_bento_model
 from stockcast.deploy.targets import LocalServe
 from stockcast.serve.auth import PROTECT_METRICS_ENV, TOKEN_ENV, TOKEN_FILE_ENV
@@ -87,18 +90,12 @@ def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def serve_apart(target: LocalServe, bento_tag: str, folder: Path, **environment: str) -> str:
-    """``target.deploy(bento_tag)`` with a BentoML home of the server's own, in ``folder``: the session's model and
-    Bento stores linked into it, so that it finds the same models, and the rest its own. Every ``bentoml serve``
-    empties ``<home>/prometheus_multiproc_dir`` when it starts, which would wipe the metrics of a server already
-    running from the same home (the deploy and rollout tests start servers while this one runs).
+    """``target.deploy(bento_tag)`` in a BentoML home of the server's own in ``folder`` (``own_bentoml_home``: the
+    deploy and rollout tests start servers while this one runs, and each would wipe the others' metrics);
     ``environment`` adds variables for the server alone."""
-    home = folder / "bentoml-home"
-    home.mkdir()
-    for store in ("bentos", "models"):
-        (home / store).symlink_to(Path(os.environ["BENTOML_HOME"]) / store, target_is_directory=True)
+    target.home = folder / "bentoml-home"
     with pytest.MonkeyPatch.context() as patch:
         # LocalServe hands the server a copy of this process' environment when it starts it.
-        patch.setenv("BENTOML_HOME", str(home))
         for name, value in environment.items():
             patch.setenv(name, value)
         return target.deploy(bento_tag)
@@ -131,3 +128,18 @@ def protected_server(bento_tag: str, tmp_path_factory: pytest.TempPathFactory) -
 def client(server: str) -> Iterator[StockcastClient]:
     with StockcastClient(server) as service_client:
         yield service_client
+
+
+def make_fleet(
+    folder: Path, *, replicas: int = 1, strategy: Strategy = "rolling", rollout: RolloutSettings | None = None
+) -> LocalFleet:
+    """The ``local`` deploy target on free loopback ports: nginx in front of ``replicas`` ``bentoml serve`` replicas,
+    smoke-tested on two tickers, its files in ``folder``."""
+    settings = LocalSettings(port=free_port(), preview_port=free_port(), replicas=replicas, startup_timeout_s=60.0)
+    return local_fleet(
+        settings,
+        strategy=strategy,
+        rollout=rollout or RolloutSettings(),
+        smoke=SmokeSettings(tickers=2),
+        workdir=folder,
+    )

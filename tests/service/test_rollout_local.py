@@ -1,11 +1,13 @@
-"""The rollout for real on this machine: Bentos brought back from their archives, served with ``bentoml serve`` on
-127.0.0.1, smoke-tested over HTTP; a champion that fails its smoke test is rolled back in the registry and the
-previous champion is served again."""
+"""The rollout for real on this machine: Bentos brought back from their archives, served by ``bentoml serve``
+replicas behind nginx on 127.0.0.1, smoke-tested over HTTP; a champion that fails its smoke test is rolled back in
+the registry and the previous champion is served again; a rolling switch between two Bentos loses no request. (Every
+strategy, and every kind of failure, on small stand-in servers: tests/unit/deploy/test_fleet.py.)"""
 
 from __future__ import annotations
 
 import copy
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -13,15 +15,16 @@ import numpy as np
 import pytest
 import yaml
 
-from stockcast.core.network import free_port
 from stockcast.core.registry import ModelRecord, Registry
 from stockcast.core.storage import LocalStore
-from stockcast.deploy.config import LocalSettings, SmokeSettings
+from stockcast.deploy.config import SmokeSettings
+from stockcast.deploy.fleet import LocalFleet
+from stockcast.deploy.load import ConstantLoad
 from stockcast.deploy.package import BENTOFILE, build_bento, export_bento, save_bento_model
 from stockcast.deploy.rollout import RolloutError, rollout
-from stockcast.deploy.targets import LocalTarget
 from stockcast.serve.client import StockcastClient
-from tests.factories import make_bundle
+from tests.factories import make_bundle, with_record
+from tests.service.conftest import make_fleet
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +32,8 @@ SMOKE = SmokeSettings(tickers=2)
 
 
 @pytest.fixture
-def target() -> Iterator[LocalTarget]:
-    serving = LocalTarget(LocalSettings(port=free_port(), startup_timeout_s=60.0))
+def target(tmp_path) -> Iterator[LocalFleet]:
+    serving = make_fleet(tmp_path / "fleet")
     yield serving
     serving.stop()
 
@@ -110,3 +113,29 @@ def test_a_failing_first_champion_cannot_be_rolled_back_and_says_so(tmp_path, ta
     ):
         rollout(registry, target, SMOKE)
     assert registry.champion_version() == "v9001"
+
+
+def test_a_rolling_switch_between_two_real_bentos_loses_no_request(tmp_path, served_model, bento_tag) -> None:
+    """Two replicas of v7 behind nginx are replaced one by one by two of v8 while 50 requests a second go through
+    the proxy: every request is answered, and afterwards only v8 answers."""
+    later = build_bento(save_bento_model(with_record(served_model.bundle, version="v8")))
+    fleet = make_fleet(tmp_path / "fleet", replicas=2, strategy="rolling")
+    tickers = served_model.market.prices["ticker"].unique()[:2].tolist()
+    try:
+        fleet.deploy(bento_tag)
+        request = {"tickers": tickers, "as_of": None}
+        with ConstantLoad(fleet.proxy.endpoint, lambda client: client.post("/predict", json=request), rate=50) as load:
+            time.sleep(0.5)
+            fleet.deploy(later)
+            time.sleep(0.5)
+        with StockcastClient(fleet.proxy.endpoint) as client:
+            versions = {row["model_version"] for _ in range(6) for row in client.predict(tickers)}
+    finally:
+        fleet.stop()
+    assert not load.report.failed and load.report.requests > 100, load.report.summary()
+    assert versions == {"v8"}
+    switch = fleet.switches[-1]
+    assert [step for step, _ in switch.steps if "replaced" in step] == [
+        "replica 1 of 2 replaced",
+        "replica 2 of 2 replaced",
+    ]

@@ -17,10 +17,9 @@ import bentoml
 import pytest
 from bentoml.exceptions import NotFound
 
-from stockcast.core.network import free_port
 from stockcast.core.registry import Registry
 from stockcast.core.storage import LocalStore
-from stockcast.deploy.config import LocalSettings, SmokeSettings
+from stockcast.deploy.config import SmokeSettings
 from stockcast.deploy.package import (
     build_bento,
     bundle_path,
@@ -31,10 +30,11 @@ from stockcast.deploy.package import (
 )
 from stockcast.deploy.rollout import RolloutError, rollout
 from stockcast.deploy.serve import serve_command
-from stockcast.deploy.targets import LocalTarget
+from stockcast.deploy.targets import DeployTarget
 from stockcast.serve.bundle import ArtefactIntegrityError, sha256_digest
 from stockcast.serve.client import StockcastClient
 from tests.factories import with_record
+from tests.service.conftest import make_fleet
 
 VERSION = "v31"
 BENTO = f"stockcast:{VERSION}"
@@ -53,16 +53,18 @@ class Exported:
     entry: dict[str, str]
 
 
-class CountingTarget(LocalTarget):
-    """``LocalTarget`` that remembers every Bento it was asked to deploy."""
+class CountingTarget(DeployTarget):
+    """The local target, remembering every Bento it was asked to deploy."""
 
-    def __init__(self, settings: LocalSettings) -> None:
-        super().__init__(settings)
-        self.deployed: list[str] = []
+    def __init__(self, inner: DeployTarget) -> None:
+        self.inner, self.deployed = inner, []
 
     def deploy(self, bento_tag: str) -> str:
         self.deployed.append(bento_tag)
-        return super().deploy(bento_tag)
+        return self.inner.deploy(bento_tag)
+
+    def stop(self) -> None:
+        self.inner.stop()
 
 
 def _forget_v31() -> None:
@@ -105,8 +107,8 @@ def registry(tmp_path, served_model, bento_tag, exported) -> Registry:
 
 
 @pytest.fixture
-def target() -> Iterator[CountingTarget]:
-    serving = CountingTarget(LocalSettings(port=free_port(), startup_timeout_s=60.0))
+def target(tmp_path) -> Iterator[CountingTarget]:
+    serving = CountingTarget(make_fleet(tmp_path / "fleet"))
     yield serving
     serving.stop()
 

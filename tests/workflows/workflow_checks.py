@@ -153,6 +153,8 @@ def pytest_arguments(target: str) -> list[str] | None:
         ["make", "--no-print-directory", "-n", target], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout
     for line in dry_run.splitlines():
+        if " -m pytest" not in line:  # other recipes' lines (a shell script continued with backslashes) are skipped
+            continue
         words = shlex.split(line)
         if words[1:3] == ["-m", "pytest"]:
             return words[3:]

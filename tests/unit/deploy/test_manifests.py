@@ -103,7 +103,7 @@ def test_the_kubernetes_target_applies_the_configured_strategy() -> None:
 @pytest.mark.parametrize(
     ("text", "field", "says"),
     [
-        ('target = "local"\nstrategy = "canary"\n', "strategy", "target 'local' carries out recreate only"),
+        ('target = "local"\nstrategy = "shadow"\n', "strategy", "rolling, recreate, blue-green, canary only"),
         ('target = "bentocloud"\nstrategy = "shadow"\n', "strategy", "not 'shadow'"),
         ('target = "local"\nstrategy = "rollin"\n', "strategy", "rollin"),
         ('target = "local"\n[rollout]\ncanary_steps = [10, 50]\n', "rollout.canary_steps", "end at 100"),
@@ -117,7 +117,7 @@ def test_a_strategy_the_target_cannot_carry_out_or_bad_steps_are_refused_naming_
 
 
 def test_each_target_has_its_default_strategy() -> None:
-    assert parse_deploy_config('target = "local"\n').rollout_strategy == "recreate"
+    assert parse_deploy_config('target = "local"\n').rollout_strategy == "rolling"
     assert parse_deploy_config('target = "bentocloud"\n').rollout_strategy == "rolling"
 
 

@@ -19,12 +19,12 @@ import yaml
 from bentoml.exceptions import BentoMLException, NotFound
 
 from stockcast.deploy.config import BentoCloudSettings, parse_deploy_config
+from stockcast.deploy.fleet import LocalFleet
 from stockcast.deploy.targets import (
     ENDPOINT_ENV,
     BentoCloud,
     DeployError,
     KubernetesManifest,
-    LocalTarget,
     build_target,
     run_command,
 )
@@ -72,7 +72,8 @@ class RecordingRunner:
 
 
 def test_the_target_is_chosen_by_configuration_and_endpoints_come_from_the_environment(endpoint) -> None:
-    assert isinstance(build_target(parse_deploy_config('target = "local"'), {}), LocalTarget)
+    local = build_target(parse_deploy_config('target = "local"\n[local]\nreplicas = 3'), {})
+    assert isinstance(local, LocalFleet) and local.replicas == 3 and local.strategy == "rolling"
     assert isinstance(build_target(parse_deploy_config('target = "bentocloud"'), {}), BentoCloud)
     kubernetes = parse_deploy_config(KUBERNETES)
     with pytest.raises(DeployError, match=f"target 'kubernetes' needs {ENDPOINT_ENV}"):

@@ -1,0 +1,433 @@
+"""Roll-out strategies carried out on this machine: replicas of a Bento behind the reverse proxy.
+
+``LocalFleet`` is the ``local`` deploy target. Callers use the proxy's address (``NginxProxy``); behind it run
+``replicas`` servers of the live version, each ``bentoml serve`` on a loopback port of its own. ``deploy`` replaces
+the live version with another by the configured strategy:
+
+- ``recreate``: route nothing, stop the old replicas, start the new ones, check them, route them. The time without
+  a version, the downtime, is measured and reported (``Switch.downtime_s``).
+- ``rolling``: one replica at a time: start a new one, check it, route it in place of an old one, stop the old one.
+  Never fewer than ``replicas`` serve.
+- ``blue-green``: start every new replica beside the old ones, check them through the preview address, switch the
+  route in one reload, and watch the new version for ``rollout.keep_warm_s`` with the old one still running (and
+  answering, as the proxy's backup, any request the new one fails): a bad turn switches straight back.
+- ``canary``: start the new replicas, check them through the preview address, then send them ``rollout.canary_steps``
+  percent of requests in turn, each for ``rollout.step_s``, judging each step by the new replicas' own ``/metrics``
+  (error rate and p99 latency over the step) and checking their predictions again; the last step routes everything
+  to them and stops the old replicas.
+
+Any failure (a replica that does not start, a check that fails, errors or latency over ``rollout.max_error_rate`` or
+``rollout.max_p99_ms``) rolls back: the old version is routed again (restarted where rolling had already stopped
+some), the new replicas are stopped, and ``DeployError`` says what failed. A request that meets a failing replica is
+retried by the proxy on another one, so callers see the old version's answers throughout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from stockcast.deploy.config import LocalSettings, RolloutSettings, SmokeSettings, Strategy
+from stockcast.deploy.proxy import Backend, NginxProxy, Routes, weighted
+from stockcast.deploy.targets import DeployError, DeployTarget, LocalServe
+
+PREDICT_ENDPOINT = "/predict"
+"""The API whose traffic judges a new version."""
+
+
+class Replica(Protocol):
+    """A running server of one version, reachable at ``endpoint``."""
+
+    endpoint: str
+
+    def stop(self) -> None:
+        """Stop it; doing so twice does nothing."""
+
+
+StartReplica = Callable[[str], Replica]
+"""Start a replica of a Bento and return it once ready; ``DeployError`` when it cannot start."""
+CheckVersion = Callable[[str, str], None]
+"""``(endpoint, bento_tag)``: ``DeployError`` unless the service at ``endpoint`` answers as ``bento_tag`` should."""
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What a replica's ``/metrics`` counted of ``/predict``: requests, server errors, and the latency histogram as
+    (upper bound in seconds, cumulative count) pairs."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    buckets: tuple[tuple[float, float], ...] = ()
+
+    def __add__(self, other: Traffic) -> Traffic:
+        bounds = sorted({bound for bound, _ in self.buckets} | {bound for bound, _ in other.buckets})
+        mine, theirs = dict(self.buckets), dict(other.buckets)
+        return Traffic(
+            self.requests + other.requests,
+            self.errors + other.errors,
+            tuple((bound, mine.get(bound, 0.0) + theirs.get(bound, 0.0)) for bound in bounds),
+        )
+
+    def __sub__(self, earlier: Traffic) -> Traffic:
+        before = dict(earlier.buckets)
+        return Traffic(
+            self.requests - earlier.requests,
+            self.errors - earlier.errors,
+            tuple((bound, count - before.get(bound, 0.0)) for bound, count in self.buckets),
+        )
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def p99_ms(self) -> float:
+        """The upper bound of the histogram bucket holding the 99th percentile, in milliseconds (0 without
+        requests)."""
+        total = self.buckets[-1][1] if self.buckets else 0.0
+        if not total:
+            return 0.0
+        bound = next(bound for bound, count in self.buckets if count >= 0.99 * total)
+        return 1000 * bound
+
+
+def read_traffic(endpoint: str, timeout: float = 5.0) -> Traffic:
+    """The ``/predict`` traffic a BentoML server counted (its Prometheus ``/metrics``); ``DeployError`` when it does
+    not answer."""
+    try:
+        answer = httpx.get(f"{endpoint}/metrics", timeout=timeout)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DeployError(f"{endpoint}/metrics did not answer: {exc}") from exc
+    requests = errors = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.labels.get("endpoint") != PREDICT_ENDPOINT:
+                continue
+            if sample.name.endswith("request_total"):
+                requests += sample.value
+                errors += sample.value if sample.labels.get("http_response_code", "").startswith("5") else 0.0
+            elif sample.name.endswith("request_duration_seconds_bucket"):
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return Traffic(requests, errors, tuple(sorted(buckets.items())))
+
+
+def fleet_traffic(replicas: Sequence[Replica]) -> Traffic:
+    """The traffic of several replicas together."""
+    total = Traffic()
+    for replica in replicas:
+        total = total + read_traffic(replica.endpoint)
+    return total
+
+
+@dataclass(frozen=True)
+class Switch:
+    """What a roll-out did: the strategy, from which Bento to which, how long it took, how long nothing served
+    (recreate), its steps with their times since the start, and why it was rolled back (None when it was not)."""
+
+    strategy: str
+    bento_tag: str
+    previous: str | None
+    seconds: float
+    downtime_s: float = 0.0
+    steps: tuple[tuple[str, float], ...] = ()
+    rolled_back: str | None = None
+
+
+@dataclass
+class Serving:
+    """The replicas of one version."""
+
+    bento_tag: str
+    replicas: list[Replica] = field(default_factory=list)
+
+
+class LocalFleet(DeployTarget):
+    """``replicas`` servers of the live version behind ``proxy``, replaced by ``strategy`` on every ``deploy``."""
+
+    def __init__(
+        self,
+        proxy: NginxProxy,
+        start_replica: StartReplica,
+        check: CheckVersion,
+        *,
+        replicas: int,
+        strategy: Strategy,
+        rollout: RolloutSettings,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if strategy not in ("recreate", "rolling", "blue-green", "canary"):
+            raise DeployError(f"strategy {strategy!r} is not carried out on this machine")
+        self.proxy, self.start_replica, self.check = proxy, start_replica, check
+        self.replicas, self.strategy, self.rollout, self.sleep = replicas, strategy, rollout, sleep
+        self.live: Serving | None = None
+        self.switches: list[Switch] = []
+        self._steps: list[tuple[str, float]] = []
+        self._started = 0.0
+
+    def deploy(self, bento_tag: str) -> str:
+        """Serve ``bento_tag`` through the proxy by the strategy (just start it when nothing serves yet); the proxy's
+        address. Deploying the live version again does nothing. ``DeployError`` after a roll-back, with the old
+        version serving."""
+        if self.live is not None and self.live.bento_tag == bento_tag:
+            return self.proxy.endpoint
+        previous = self.live.bento_tag if self.live else None
+        self._steps, self._started = [], time.monotonic()
+        strategy = self.strategy if self.live is not None else "first start"
+        carry_out = {
+            "first start": self._first_start,
+            "recreate": self._recreate,
+            "rolling": self._rolling,
+            "blue-green": self._blue_green,
+            "canary": self._canary,
+        }[strategy]
+        try:
+            downtime = carry_out(bento_tag)
+        except DeployError as exc:
+            self._record(strategy, bento_tag, previous, rolled_back=str(exc))
+            serving = f"{self.live.bento_tag} serves" if self.live else "nothing serves"
+            raise DeployError(f"{strategy} roll-out of {bento_tag} rolled back ({serving}): {exc}") from exc
+        self._record(strategy, bento_tag, previous, downtime_s=downtime)
+        return self.proxy.endpoint
+
+    def health(self, endpoint: str) -> bool:
+        """Whether the proxy and the live replicas answer."""
+        return self.live is not None and self.proxy.running() and super().health(endpoint)
+
+    def stop(self) -> None:
+        """Stop every replica and the proxy."""
+        if self.live is not None:
+            _stop_all(self.live.replicas)
+            self.live = None
+        self.proxy.stop()
+
+    # --- the strategies: each leaves self.live serving, the new version or (after a failure) the old one ----------
+
+    def _first_start(self, bento_tag: str) -> float:
+        fresh = self._start(bento_tag, self.replicas)
+        self._checked(fresh, bento_tag, [])
+        self._route(fresh)
+        self.live = Serving(bento_tag, fresh)
+        return 0.0
+
+    def _recreate(self, bento_tag: str) -> float:
+        old = self._live()
+        self.proxy.route(Routes())
+        gone = time.monotonic()
+        self._step("stopped the old version")
+        _stop_all(old.replicas)
+        try:
+            fresh = self._start(bento_tag, self.replicas)
+            self._checked(fresh, bento_tag, [])
+        except DeployError:
+            self.live = Serving(old.bento_tag, self._start(old.bento_tag, self.replicas))
+            self._route(self.live.replicas)
+            raise
+        self._route(fresh)
+        self.live = Serving(bento_tag, fresh)
+        return time.monotonic() - gone
+
+    def _rolling(self, bento_tag: str) -> float:
+        old = self._live()
+        remaining, fresh = list(old.replicas), []
+        try:
+            for number in range(1, self.replicas + 1):
+                replica = self._start(bento_tag, 1)
+                self._checked(replica, bento_tag, fresh)
+                fresh += replica
+                retired = remaining.pop(0) if remaining else None
+                self._route(remaining + fresh)
+                self._step(f"replica {number} of {self.replicas} replaced")
+                if retired is not None:
+                    retired.stop()
+        except DeployError:
+            restored = self._start(old.bento_tag, self.replicas - len(remaining)) if fresh else []
+            self._route(remaining + restored)
+            _stop_all(fresh)
+            self.live = Serving(old.bento_tag, remaining + restored)
+            raise
+        _stop_all(remaining)
+        self.live = Serving(bento_tag, fresh)
+        return 0.0
+
+    def _blue_green(self, bento_tag: str) -> float:
+        blue = self._live()
+        green = self._start(bento_tag, self.replicas)
+        self._previewed(green, bento_tag, blue)
+        baseline = fleet_traffic(green)
+        # Blue stays routed as a backup while green is watched: a request green fails is answered by blue.
+        backups = tuple(Backend(_address(replica), backup=True) for replica in blue.replicas)
+        self.proxy.route(Routes(live=_backends(green) + backups))
+        self._step("switched to green")
+        try:
+            self._watch(green, baseline, self.rollout.keep_warm_s)
+        except DeployError:
+            self._route(blue.replicas)
+            self._step("switched back to blue")
+            _stop_all(green)
+            raise
+        self._route(green)
+        _stop_all(blue.replicas)
+        self.live = Serving(bento_tag, green)
+        return 0.0
+
+    def _canary(self, bento_tag: str) -> float:
+        stable = self._live()
+        canary = self._start(bento_tag, self.replicas)
+        self._previewed(canary, bento_tag, stable)
+        addresses = [_address(replica) for replica in canary]
+        stable_addresses = [_address(replica) for replica in stable.replicas]
+        try:
+            for percent in self.rollout.canary_steps[:-1]:
+                baseline = fleet_traffic(canary)
+                shares = weighted(addresses, stable_addresses, percent)
+                self.proxy.route(Routes(live=shares, preview=_backends(canary)))
+                self._step(f"{percent}% to the canary")
+                self._watch(canary, baseline, self.rollout.step_s)
+                self.check(self.proxy.preview_endpoint, bento_tag)  # its predictions, again, under load
+        except DeployError:
+            self._route(stable.replicas)
+            self._step("all back to the stable version")
+            _stop_all(canary)
+            raise
+        self._route(canary)
+        self._step("100% to the canary")
+        _stop_all(stable.replicas)
+        self.live = Serving(bento_tag, canary)
+        return 0.0
+
+    # --- helpers --------------------------------------------------------------------------------------------------
+
+    def _live(self) -> Serving:
+        assert self.live is not None
+        return self.live
+
+    def _start(self, bento_tag: str, count: int) -> list[Replica]:
+        started: list[Replica] = []
+        try:
+            for _ in range(count):
+                started.append(self.start_replica(bento_tag))
+        except DeployError:
+            _stop_all(started)
+            raise
+        self._step(f"started {count} replica(s) of {bento_tag}")
+        return started
+
+    def _checked(self, replicas: list[Replica], bento_tag: str, others: list[Replica]) -> None:
+        """Check each new replica where it listens; on failure stop them (``others`` stay)."""
+        try:
+            for replica in replicas:
+                self.check(replica.endpoint, bento_tag)
+        except DeployError:
+            _stop_all(replicas)
+            raise
+
+    def _previewed(self, fresh: list[Replica], bento_tag: str, live: Serving) -> None:
+        """Route ``fresh`` to the preview address and check it there; on failure stop it."""
+        try:
+            self.proxy.route(Routes(live=_backends(live.replicas), preview=_backends(fresh)))
+            self.check(self.proxy.preview_endpoint, bento_tag)
+        except DeployError:
+            self.proxy.route(Routes(live=_backends(live.replicas)))
+            _stop_all(fresh)
+            raise
+        self._step("checked through the preview address")
+
+    def _watch(self, replicas: list[Replica], baseline: Traffic, seconds: float) -> None:
+        """Judge ``replicas`` every second for ``seconds`` on their traffic since ``baseline``; ``DeployError`` as
+        soon as their error rate or p99 latency is over the limits."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+            seen = fleet_traffic(replicas) - baseline
+            if seen.error_rate > self.rollout.max_error_rate:
+                raise DeployError(
+                    f"{seen.errors:g} of {seen.requests:g} requests failed ({seen.error_rate:.1%} > "
+                    f"rollout.max_error_rate {self.rollout.max_error_rate:.1%})"
+                )
+            if seen.p99_ms() > self.rollout.max_p99_ms:
+                limit = self.rollout.max_p99_ms
+                raise DeployError(f"p99 latency {seen.p99_ms():.0f} ms > rollout.max_p99_ms {limit:g}")
+            if time.monotonic() >= deadline:
+                return
+
+    def _route(self, replicas: Sequence[Replica]) -> None:
+        self.proxy.route(Routes(live=_backends(replicas)))
+
+    def _step(self, what: str) -> None:
+        self._steps.append((what, round(time.monotonic() - self._started, 3)))
+
+    def _record(
+        self,
+        strategy: str,
+        bento_tag: str,
+        previous: str | None,
+        *,
+        downtime_s: float = 0.0,
+        rolled_back: str | None = None,
+    ) -> None:
+        seconds = time.monotonic() - self._started
+        self.switches.append(
+            Switch(strategy, bento_tag, previous, seconds, downtime_s, tuple(self._steps), rolled_back)
+        )
+
+
+def _address(replica: Replica) -> str:
+    return replica.endpoint.removeprefix("http://")
+
+
+def _backends(replicas: Sequence[Replica]) -> tuple[Backend, ...]:
+    return tuple(Backend(_address(replica)) for replica in replicas)
+
+
+def _stop_all(replicas: Sequence[Replica]) -> None:
+    for replica in replicas:
+        replica.stop()
+
+
+def local_fleet(
+    settings: LocalSettings,
+    *,
+    strategy: Strategy,
+    rollout: RolloutSettings,
+    smoke: SmokeSettings,
+    workdir: Path | None = None,
+) -> LocalFleet:
+    """The ``local`` target of a deploy configuration: nginx on ``settings.host:port`` (preview on ``preview_port``)
+    in front of ``settings.replicas`` servers on loopback, each ``bentoml serve`` with a BentoML home of its own and
+    its log in ``workdir`` (a new temporary folder by default), each checked by the smoke test."""
+    from stockcast.deploy.package import bento_bundle
+    from stockcast.deploy.smoke import smoke_test
+
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="stockcast-fleet-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = itertools.count(1)
+
+    def start_replica(bento_tag: str) -> Replica:
+        number = next(started)
+        replica = LocalServe(
+            startup_timeout=settings.startup_timeout_s,
+            log_path=workdir / f"replica-{number}.log",
+            home=workdir / f"replica-{number}",
+        )
+        replica.deploy(bento_tag)
+        return replica
+
+    proxy = NginxProxy(workdir / "proxy", port=settings.port, preview_port=settings.preview_port, host=settings.host)
+    return LocalFleet(
+        proxy,
+        start_replica,
+        lambda endpoint, bento_tag: smoke_test(endpoint, bento_bundle(bento_tag), smoke),
+        replicas=settings.replicas,
+        strategy=strategy,
+        rollout=rollout,
+    )
