@@ -12,9 +12,25 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, PositiveFloat, PositiveInt, StringConstraints, field_validator, model_validator
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from stockcast.core.config import CONFIG_DIR, Settings, invalid, load_settings, parse_settings
+from stockcast.core.config import (
+    CONFIG_DIR,
+    ConfigError,
+    Settings,
+    describe_errors,
+    invalid,
+    load_settings,
+    parse_settings,
+)
 
 DEPLOY_CONFIG_FILE = CONFIG_DIR / "deploy.toml"
 SOURCE = "deploy configuration"
@@ -149,3 +165,11 @@ def parse_deploy_config(text: str) -> DeployConfig:
 def load_deploy_config(path: str | Path = DEPLOY_CONFIG_FILE) -> DeployConfig:
     """A deploy configuration file, validated."""
     return load_settings(path, DeployConfig, source=SOURCE)
+
+
+def with_strategy(config: DeployConfig, strategy: str) -> DeployConfig:
+    """``config`` with another strategy (``stockcast-rollout --strategy``), validated as the file would be."""
+    try:
+        return DeployConfig.model_validate({**config.model_dump(exclude_unset=True), "strategy": strategy})
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error, "rollout strategy")) from None

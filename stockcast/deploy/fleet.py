@@ -142,6 +142,12 @@ class Switch:
     steps: tuple[tuple[str, float], ...] = ()
     rolled_back: str | None = None
 
+    def describe(self) -> str:
+        """The switch for people: what replaced what, how long it took and its steps, one per line."""
+        outcome = f"rolled back: {self.rolled_back}" if self.rolled_back else f"downtime {self.downtime_s:.2f} s"
+        head = f"{self.strategy}: {self.previous or 'nothing'} -> {self.bento_tag} in {self.seconds:.1f} s, {outcome}"
+        return "\n".join([head, *(f"  {at:7.2f} s  {step}" for step, at in self.steps)])
+
 
 @dataclass
 class Serving:

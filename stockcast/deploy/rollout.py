@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from stockcast.core.errors import UserError
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
-from stockcast.deploy.config import DEPLOY_CONFIG_FILE, SmokeSettings, load_deploy_config
+from stockcast.deploy.config import DEPLOY_CONFIG_FILE, SmokeSettings, load_deploy_config, with_strategy
+from stockcast.deploy.fleet import LocalFleet
 from stockcast.deploy.package import bento_bundle, registered_bento
 from stockcast.deploy.smoke import smoke_test
 from stockcast.deploy.targets import DeployError, DeployTarget, build_target
@@ -111,15 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", default=str(DEPLOY_CONFIG_FILE), help="deploy configuration TOML (target, smoke test)"
     )
+    parser.add_argument("--strategy", default=None, help="recreate, rolling, blue-green or canary (default: config's)")
     args = parser.parse_args(argv)
 
     try:
         config = load_deploy_config(args.config)
+        if args.strategy:
+            config = with_strategy(config, args.strategy)
         target = build_target(config)
         result = rollout(Registry(args.branch or user_branch()), target, config.smoke)
     except (UserError, DeployError, RolloutError, RegistryError) as exc:
         print(f"stockcast-rollout: {exc}", file=sys.stderr)
         return 2
+    if isinstance(target, LocalFleet):
+        for switch in target.switches:
+            print(switch.describe())
     serving = f"{result.model_version} ({result.bento_tag}) serves at {result.endpoint}"
     if result.rolled_back:
         print(f"stockcast-rollout: {result.failure}", file=sys.stderr)

@@ -131,7 +131,7 @@ def fleet_of(tmp_path, bentos) -> Iterator:
 
     def make(strategy: str, **rollout: object) -> LocalFleet:
         proxy = NginxProxy(tmp_path / f"proxy-{len(made)}", port=free_port(), preview_port=free_port())
-        settings = RolloutSettings(**{"canary_steps": [50, 100], "step_s": 1.0, "keep_warm_s": 1.0, **rollout})
+        settings = RolloutSettings(**{"canary_steps": [50, 100], "step_s": 0.5, "keep_warm_s": 0.5, **rollout})
         fleet = LocalFleet(proxy, bentos.start, bentos.check, replicas=2, strategy=strategy, rollout=settings)
         made.append(fleet)
         return fleet
@@ -150,12 +150,12 @@ def under_load(fleet: LocalFleet, bento_tag: str) -> tuple[ConstantLoad, DeployE
     """Deploy ``bento_tag`` while RATE requests a second go through the proxy; the load and the error, if any."""
     failure = None
     with ConstantLoad(fleet.proxy.endpoint, lambda client: client.post("/predict", json={}), rate=RATE) as load:
-        time.sleep(0.3)
+        time.sleep(0.2)
         try:
             fleet.deploy(bento_tag)
         except DeployError as exc:
             failure = exc
-        time.sleep(0.3)
+        time.sleep(0.2)
     return load, failure
 
 
@@ -209,7 +209,7 @@ def _sample(endpoint: str, seconds: float) -> list[str]:
     ],
 )
 def test_a_bad_version_is_rolled_back_without_a_failed_request(fleet_of, bentos, strategy, bad, says) -> None:
-    fleet = fleet_of(strategy, step_s=2.0, keep_warm_s=2.0)
+    fleet = fleet_of(strategy, step_s=1.0, keep_warm_s=1.0)
     fleet.deploy("stockcast:v1")
     load, failure = under_load(fleet, bad)
 
@@ -245,6 +245,7 @@ def test_recreate_reports_its_downtime_and_fails_requests_only_then(fleet_of) ->
     load, failure = under_load(fleet, "stockcast:v2")
     switch = fleet.switches[-1]
     assert failure is None and switch.downtime_s > 0
+    assert switch.describe().startswith(f"recreate: stockcast:v1 -> stockcast:v2 in {switch.seconds:.1f} s, downtime")
     assert served_versions(fleet.proxy.endpoint) == {"stockcast:v2"}
     (first_step, stopped) = switch.steps[0]  # seconds after the switch began
     assert first_step == "stopped the old version"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from stockcast.core.errors import UserError
-from stockcast.deploy.config import KubernetesSettings, RolloutSettings, parse_deploy_config
+from stockcast.deploy.config import KubernetesSettings, RolloutSettings, parse_deploy_config, with_strategy
 from stockcast.deploy.manifests import NGINX, STRATEGIES, VERSION_LABEL, Phase, Release, rollout_phases
 from stockcast.deploy.targets import KubernetesManifest
 
@@ -114,6 +114,16 @@ def test_a_strategy_the_target_cannot_carry_out_or_bad_steps_are_refused_naming_
     with pytest.raises(UserError) as error:
         parse_deploy_config(text)
     assert field in str(error.value) and says in str(error.value)
+
+
+def test_the_command_line_strategy_is_validated_like_the_file() -> None:
+    config = parse_deploy_config('target = "local"\n[local]\nreplicas = 3\n')
+    assert (
+        with_strategy(config, "canary").rollout_strategy == "canary"
+        and with_strategy(config, "canary").local.replicas == 3
+    )
+    with pytest.raises(UserError, match="strategy: target 'local' carries out"):
+        with_strategy(config, "shadow")
 
 
 def test_each_target_has_its_default_strategy() -> None:
