@@ -41,12 +41,15 @@ serve: install
 ## and that every test belongs to exactly one tier.
 TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-flows-s3 test-service test-e2e
 PYTEST := $(BIN)/python -m pytest --durations=25
+## The tiers of independent tests run on every core (pytest-xdist); their paths are absolute because tests/conftest.py
+## moves each worker process into its own test home before it collects.
+PYTEST_EVERY_CORE := $(PYTEST) -n auto
 .PHONY: $(TEST_TARGETS) tools proxy
 test: install $(TEST_TARGETS)
 
 ## test-unit: pure functions (the registry and sources also against the S3 test server, the reverse proxy for real).
 test-unit: install proxy
-	$(PYTEST) tests/unit
+	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/unit
 
 ## test-flows, test-flows-s3: real flow runs with metaflow.Runner, on the local datastore and on S3. S3 is served by
 ## moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO).
@@ -59,7 +62,7 @@ test-flows-s3: install
 ## test-service: the Bento built and served for real with bentoml serve on 127.0.0.1, and the rollout on it (behind
 ## nginx, which `proxy` installs).
 test-service: install proxy
-	$(PYTEST) tests/service
+	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/service
 
 ## test-e2e: the demo's commands (ingest, train, the daily loop until a retrain, serve) on a small market.
 test-e2e: install
@@ -67,7 +70,7 @@ test-e2e: install
 
 ## test-workflows: actionlint on .github/workflows, every command they run exists, every flow compiles for Argo.
 test-workflows: install tools
-	$(PYTEST) tests/workflows
+	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/workflows
 
 ## pr-report: a small TrainFlow run in a throw-away Metaflow home; its leaderboard and gate verdict as Markdown
 ## (appended to $GITHUB_STEP_SUMMARY in GitHub Actions, printed elsewhere).

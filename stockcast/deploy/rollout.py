@@ -1,6 +1,10 @@
 """Roll a branch's champion out to where it serves, smoke-test it there, and roll back when the smoke test fails.
 
-    stockcast-rollout [--branch prod] [--config configs/deploy.toml]
+    stockcast-rollout [--branch prod] [--config configs/deploy.toml] [--strategy rolling] [--follow]
+
+With ``--follow`` it keeps the champion serving: every version that becomes champion later (a retrain promoted it,
+wherever it ran; someone rolled back) is rolled out by the configured strategy, so deployment follows promotions
+rather than pushes.
 
 ``rollout`` deploys the champion's Bento (imported from its archive in the object store, so any machine can do it)
 to the ``DeployTarget`` the deploy configuration names (``stockcast.deploy.targets``) and smoke-tests the endpoint it
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from stockcast.core.errors import UserError
@@ -99,11 +104,41 @@ def _deploy(registry: Registry, version: str, target: DeployTarget, smoke: Smoke
     return RolloutResult(registry.branch, version, bento_tag, endpoint)
 
 
+def follow(
+    registry: Registry,
+    target: DeployTarget,
+    smoke: SmokeSettings,
+    *,
+    poll_s: float,
+    keep_going: Callable[[], bool],
+    report: Callable[[RolloutResult | RolloutError], None],
+    roll_out: Callable[[Registry, DeployTarget, SmokeSettings], RolloutResult] = rollout,
+) -> None:
+    """Keep the branch's champion serving: roll it out, then every version that becomes champion after it (promoted
+    by a retrain wherever it ran, or by hand; rolled back), checking the registry every ``poll_s`` seconds while
+    ``keep_going()``. Each outcome goes to ``report``. A version whose roll-out failed is not tried again: the
+    registry has been rolled back, or nothing could serve, which ``report`` says."""
+    served: str | None = None
+    while keep_going():
+        champion = registry.champion_version()
+        if champion is not None and champion != served:
+            try:
+                result = roll_out(registry, target, smoke)
+            except RolloutError as exc:
+                report(exc)
+                served = champion
+            else:
+                report(result)
+                served = result.model_version
+        time.sleep(poll_s)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``stockcast-rollout``: deploy a branch's champion to the configured target, smoke-test it, roll back on failure.
+    """``stockcast-rollout``: deploy a branch's champion to the configured target, smoke-test it, roll back on failure;
+    with ``--follow``, keep doing so for every new champion until interrupted.
 
     Exit status 0 when the champion serves, 1 when it failed and the previous champion serves instead, 2 when no
-    smoke-tested model could be left serving.
+    smoke-tested model could be left serving (or the configuration is wrong).
     """
     import argparse
 
@@ -113,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         "--config", default=str(DEPLOY_CONFIG_FILE), help="deploy configuration TOML (target, smoke test)"
     )
     parser.add_argument("--strategy", default=None, help="recreate, rolling, blue-green or canary (default: config's)")
+    parser.add_argument(
+        "--follow", action="store_true", help="keep serving, and roll out every new champion until interrupted"
+    )
+    parser.add_argument("--poll-s", type=float, default=30.0, help="with --follow: seconds between registry checks")
     args = parser.parse_args(argv)
 
     try:
@@ -120,19 +159,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.strategy:
             config = with_strategy(config, args.strategy)
         target = build_target(config)
-        result = rollout(Registry(args.branch or user_branch()), target, config.smoke)
-    except (UserError, DeployError, RolloutError, RegistryError) as exc:
+        registry = Registry(args.branch or user_branch())
+    except (UserError, DeployError, RegistryError) as exc:
         print(f"stockcast-rollout: {exc}", file=sys.stderr)
         return 2
-    if isinstance(target, LocalFleet):
-        for switch in target.switches:
-            print(switch.describe())
-    serving = f"{result.model_version} ({result.bento_tag}) serves at {result.endpoint}"
-    if result.rolled_back:
-        print(f"stockcast-rollout: {result.failure}", file=sys.stderr)
-        print(f"Rolled back branch {result.branch}: {serving}")
-    else:
-        print(f"Branch {result.branch}: champion {serving}")
+    printed = _Printer(target)
+    if args.follow:
+        print(f"Following the champion of branch {registry.branch} (every {args.poll_s:g} s) until interrupted.")
+        try:
+            follow(registry, target, config.smoke, poll_s=args.poll_s, keep_going=lambda: True, report=printed)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            target.stop()
+        return 0
+    try:
+        result = rollout(registry, target, config.smoke)
+    except (DeployError, RolloutError, RegistryError) as exc:
+        print(f"stockcast-rollout: {exc}", file=sys.stderr)
+        return 2
+    printed(result)
     if config.target == "local":
         print("Serving on this machine until interrupted (Ctrl-C).", flush=True)
         try:
@@ -143,6 +189,28 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             target.stop()
     return 1 if result.rolled_back else 0
+
+
+class _Printer:
+    """Prints what a roll-out did: the local target's new switches step by step, then what serves."""
+
+    def __init__(self, target: DeployTarget) -> None:
+        self.target, self.shown = target, 0
+
+    def __call__(self, outcome: RolloutResult | RolloutError) -> None:
+        switches = self.target.switches if isinstance(self.target, LocalFleet) else []
+        for switch in switches[self.shown :]:
+            print(switch.describe())
+        self.shown = len(switches)
+        if isinstance(outcome, RolloutError):
+            print(f"stockcast-rollout: {outcome}", file=sys.stderr, flush=True)
+            return
+        serving = f"{outcome.model_version} ({outcome.bento_tag}) serves at {outcome.endpoint}"
+        if outcome.rolled_back:
+            print(f"stockcast-rollout: {outcome.failure}", file=sys.stderr)
+            print(f"Rolled back branch {outcome.branch}: {serving}", flush=True)
+        else:
+            print(f"Branch {outcome.branch}: champion {serving}", flush=True)
 
 
 if __name__ == "__main__":

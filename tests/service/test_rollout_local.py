@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,7 +22,7 @@ from stockcast.deploy.config import SmokeSettings
 from stockcast.deploy.fleet import LocalFleet
 from stockcast.deploy.load import ConstantLoad
 from stockcast.deploy.package import BENTOFILE, build_bento, export_bento, save_bento_model
-from stockcast.deploy.rollout import RolloutError, rollout
+from stockcast.deploy.rollout import RolloutError, follow, rollout
 from stockcast.serve.client import StockcastClient
 from tests.factories import make_bundle, with_record
 from tests.service.conftest import make_fleet
@@ -115,28 +116,44 @@ def test_a_failing_first_champion_cannot_be_rolled_back_and_says_so(tmp_path, ta
     assert registry.champion_version() == "v9001"
 
 
-def test_a_rolling_switch_between_two_real_bentos_loses_no_request(tmp_path, served_model, bento_tag) -> None:
-    """The replica of v7 behind nginx is replaced by one of v8 while 50 requests a second go through the proxy:
-    every request is answered, and afterwards only v8 answers. (Several replicas, every strategy and every kind of
-    failure: tests/unit/deploy/test_fleet.py, on stand-in servers, and bench/rollout.py, on Bentos.)"""
-    later = build_bento(save_bento_model(with_record(served_model.bundle, version="v8")))
+def test_the_follower_rolls_out_a_promotion_without_losing_a_request(registry, tmp_path, served_model) -> None:
+    """``stockcast-rollout --follow`` on the local target (one replica, rolling): v7 serves; v8 is promoted while 50
+    requests a second go through the proxy, and the follower rolls it out: every request is answered, and afterwards
+    only v8 answers. (Several replicas, every strategy and every kind of failure: tests/unit/deploy/test_fleet.py, on
+    stand-in servers, and bench/rollout.py, on Bentos.)"""
+    later = with_record(served_model.bundle, version="v8")
+    later_bento = build_bento(save_bento_model(later))
     fleet = make_fleet(tmp_path / "fleet", replicas=1, strategy="rolling")
     tickers = served_model.market.prices["ticker"].unique()[:2].tolist()
+    reports: list[object] = []
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=follow,
+        args=(registry, fleet, SMOKE),
+        kwargs={"poll_s": 0.2, "keep_going": lambda: not stop.is_set(), "report": reports.append},
+    )
+    worker.start()
     try:
-        fleet.deploy(bento_tag)
+        _until(lambda: len(reports) == 1)
         request = {"tickers": tickers, "as_of": None}
         with ConstantLoad(fleet.proxy.endpoint, lambda client: client.post("/predict", json=request), rate=50) as load:
-            time.sleep(0.5)
-            fleet.deploy(later)
+            _promote(registry, later.record, later_bento)
+            _until(lambda: len(reports) == 2)
             time.sleep(0.5)
         with StockcastClient(fleet.proxy.endpoint) as client:
             versions = {row["model_version"] for _ in range(6) for row in client.predict(tickers)}
     finally:
+        stop.set()
+        worker.join(timeout=30)
         fleet.stop()
+    assert [getattr(report, "model_version", report) for report in reports] == ["v7", "v8"]
     assert not load.report.failed and load.report.requests > 50, load.report.summary()
     assert versions == {"v8"}
-    switch = fleet.switches[-1]
-    assert [step for step, _ in switch.steps if "replaced" in step] == [
-        "replica 1 of 2 replaced",
-        "replica 2 of 2 replaced",
-    ]
+    assert [step for step, _ in fleet.switches[-1].steps if "replaced" in step] == ["replica 1 of 1 replaced"]
+
+
+def _until(condition, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the follower did not get there"
+        time.sleep(0.1)
