@@ -32,9 +32,10 @@ demo: install
 	$(BIN)/python flows/train.py run --max-workers 4
 	$(BIN)/stockcast-day $(DEMO_DIR)/days/*
 
-## serve: the champion's Bento with `bentoml serve` on 127.0.0.1:3000 (brought back from its archive if need be).
-serve: install
-	$(BIN)/python -m stockcast.deploy serve --port 3000
+## serve: the champion served through nginx on 127.0.0.1:3000 (2 `bentoml serve` replicas behind it, its Bento brought
+## back from its archive if need be), following the registry: a new champion is rolled out without a restart.
+serve: install proxy
+	$(BIN)/stockcast-rollout --follow --poll-s 10
 
 ## test: lint, format check and the whole test suite, tier by tier (it starts its own S3 server on 127.0.0.1).
 ## CI runs each of these targets as a job of .github/workflows/ci.yml; tests/workflows proves the lists are equal
@@ -65,7 +66,7 @@ test-service: install proxy
 	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/service
 
 ## test-e2e: the demo's commands (ingest, train, the daily loop until a retrain, serve) on a small market.
-test-e2e: install
+test-e2e: install proxy
 	$(PYTEST) tests/e2e
 
 ## test-workflows: actionlint on .github/workflows, every command they run exists, every flow compiles for Argo.

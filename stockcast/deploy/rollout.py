@@ -21,19 +21,27 @@ store could then provoke at will.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from stockcast.core.errors import UserError
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
-from stockcast.deploy.config import DEPLOY_CONFIG_FILE, SmokeSettings, load_deploy_config, with_strategy
-from stockcast.deploy.fleet import LocalFleet
+from stockcast.deploy.config import DEPLOY_CONFIG_FILE, DeployConfig, SmokeSettings, load_deploy_config, with_strategy
+from stockcast.deploy.fleet import LocalFleet, local_fleet
 from stockcast.deploy.package import bento_bundle, registered_bento
 from stockcast.deploy.smoke import smoke_test
-from stockcast.deploy.targets import DeployError, DeployTarget, build_target
+from stockcast.deploy.targets import (
+    ENDPOINT_ENV,
+    BentoCloud,
+    DeployError,
+    DeployTarget,
+    KubernetesManifest,
+)
 from stockcast.serve.bundle import ArtefactIntegrityError
 
 
@@ -56,6 +64,18 @@ class RolloutResult:
     def rolled_back(self) -> bool:
         """Whether the champion failed its smoke test and the previous one serves instead."""
         return self.failed_version is not None
+
+
+def build_target(config: DeployConfig, environ: Mapping[str, str] = os.environ) -> DeployTarget:
+    """The target the configuration names, with its endpoint or secrets from ``environ``."""
+    if config.target == "local":
+        return local_fleet(config.local, strategy=config.rollout_strategy, rollout=config.rollout, smoke=config.smoke)
+    if config.target == "bentocloud":
+        return BentoCloud(config.bentocloud, config.rollout_strategy)
+    endpoint = environ.get(ENDPOINT_ENV, "")
+    if not endpoint:
+        raise DeployError(f"target 'kubernetes' needs {ENDPOINT_ENV}: the URL the deployment answers at")
+    return KubernetesManifest(config.kubernetes, endpoint=endpoint, strategy=config.rollout_strategy)
 
 
 def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | None = None) -> RolloutResult:
@@ -164,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stockcast-rollout: {exc}", file=sys.stderr)
         return 2
     printed = _Printer(target)
+    signal.signal(signal.SIGTERM, _interrupted)  # stopped by a service manager: stop what it started, as on Ctrl-C
     if args.follow:
         print(f"Following the champion of branch {registry.branch} (every {args.poll_s:g} s) until interrupted.")
         try:
@@ -189,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             target.stop()
     return 1 if result.rolled_back else 0
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _Printer:

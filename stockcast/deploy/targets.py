@@ -1,4 +1,5 @@
-"""Where a Bento runs: the ``DeployTarget`` interface and its implementations, chosen by the deploy configuration.
+"""Where a Bento runs: the ``DeployTarget`` interface and its implementations, one of which the deploy configuration
+chooses (``stockcast.deploy.rollout.build_target``).
 
 - ``LocalServe``: ``bentoml serve`` in a subprocess on this machine, on a port of its own (smoke tests, demos);
 - ``LocalFleet`` (``stockcast.deploy.fleet``): replicas of ``LocalServe`` behind nginx, replaced by a strategy;
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -31,7 +32,6 @@ from bentoml.exceptions import BentoMLException, NotFound
 from stockcast.core.network import free_port
 from stockcast.deploy.config import (
     BentoCloudSettings,
-    DeployConfig,
     KubernetesSettings,
     RolloutSettings,
     Strategy,
@@ -344,20 +344,6 @@ class BentoCloud(DeployTarget):
             bentoml.deployment.terminate(self.settings.deployment, cluster=self.settings.cluster)
         except NotFound:
             return
-
-
-def build_target(config: DeployConfig, environ: Mapping[str, str] = os.environ) -> DeployTarget:
-    """The target the configuration names, with its endpoint or secrets from ``environ``."""
-    if config.target == "local":
-        from stockcast.deploy.fleet import local_fleet  # built on this module's DeployTarget and LocalServe
-
-        return local_fleet(config.local, strategy=config.rollout_strategy, rollout=config.rollout, smoke=config.smoke)
-    if config.target == "bentocloud":
-        return BentoCloud(config.bentocloud, config.rollout_strategy)
-    endpoint = environ.get(ENDPOINT_ENV, "")
-    if not endpoint:
-        raise DeployError(f"target 'kubernetes' needs {ENDPOINT_ENV}: the URL the deployment answers at")
-    return KubernetesManifest(config.kubernetes, endpoint=endpoint, strategy=config.rollout_strategy)
 
 
 def _exited(process: subprocess.Popen[bytes]) -> str | None:

@@ -20,7 +20,7 @@ import pytest
 from stockcast.core.network import free_port
 from stockcast.core.registry import Registry
 from stockcast.core.runs import successful_runs, user_branch
-from stockcast.deploy.targets import DeployError, wait_ready
+from stockcast.deploy.targets import DeployError, is_ready, wait_ready
 from stockcast.serve.client import StockcastClient
 from tests.factories import PLANTED
 from tests.harness import MAX_WORKERS, REPO_ROOT, card_text, metaflow_home
@@ -113,15 +113,16 @@ def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_chan
     assert registry.bento(champion.version) is not None
     assert ("promoted; predicted again" in shifted) == (champion.version != first_champion)
 
-    # make serve, on a machine whose BentoML store is empty: the champion's Bento comes back from its archive.
-    port, log = free_port(), tmp_path / "serve.log"
+    # make serve (stockcast-rollout --follow: nginx in front of the replicas), on a machine whose BentoML store is
+    # empty: the champion's Bento comes back from its archive.
+    port, log, config = free_port(), tmp_path / "serve.log", tmp_path / "deploy.toml"
+    config.write_text(f'target = "local"\n[local]\nport = {port}\npreview_port = {free_port()}\nreplicas = 1\n')
     server = subprocess.Popen(
-        [python, "-m", "stockcast.deploy", "serve", "--port", str(port)],
+        [_script("stockcast-rollout"), "--follow", "--poll-s", "1", "--config", str(config)],
         cwd=metaflow_home(),
         env={**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     try:
         endpoint = f"http://127.0.0.1:{port}"
@@ -133,7 +134,8 @@ def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_chan
             served = client.model()
             answer = client.predict(served["tickers"][:2])
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.send_signal(signal.SIGINT)  # Ctrl-C: the follower stops the replicas and nginx it started
+        server.wait(timeout=60)
+    assert not is_ready(endpoint), "the proxy still answers after the follower stopped"
     assert served["model_version"] == champion.version and served["lineage"] == champion.lineage()
     assert [row["model_version"] for row in answer] == [champion.version] * 2

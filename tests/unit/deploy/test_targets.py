@@ -20,12 +20,12 @@ from bentoml.exceptions import BentoMLException, NotFound
 
 from stockcast.deploy.config import BentoCloudSettings, parse_deploy_config
 from stockcast.deploy.fleet import LocalFleet
+from stockcast.deploy.rollout import build_target
 from stockcast.deploy.targets import (
     ENDPOINT_ENV,
     BentoCloud,
     DeployError,
     KubernetesManifest,
-    build_target,
     run_command,
 )
 
