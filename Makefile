@@ -71,7 +71,7 @@ test-e2e: install proxy
 
 ## test-workflows: actionlint on .github/workflows, every command they run exists, every flow compiles for Argo.
 test-workflows: install tools
-	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/workflows
+	$(PYTEST) tests/workflows
 
 ## pr-report: a small TrainFlow run in a throw-away Metaflow home; its leaderboard and gate verdict as Markdown
 ## (appended to $GITHUB_STEP_SUMMARY in GitHub Actions, printed elsewhere).

@@ -69,9 +69,10 @@ def registry(tmp_path, served_model, bento_tag) -> Registry:
 
 
 def _promote(registry: Registry, record: ModelRecord, bento_tag: str) -> None:
+    """As TrainFlow's deploy step does (``release``): the Bento recorded first, then the promotion."""
     registry.register(record)
-    registry.promote(record.version, reason="beats the champion", expected_champion=registry.champion_version())
     registry.record_bento(record.version, export_bento(bento_tag, registry.store))
+    registry.promote(record.version, reason="beats the champion", expected_champion=registry.champion_version())
 
 
 def test_a_healthy_champion_is_served_and_nothing_is_rolled_back(registry, target, served_model) -> None:
@@ -146,7 +147,7 @@ def test_the_follower_rolls_out_a_promotion_without_losing_a_request(registry, t
         stop.set()
         worker.join(timeout=30)
         fleet.stop()
-    assert [getattr(report, "model_version", report) for report in reports] == ["v7", "v8"]
+    assert [getattr(report, "model_version", report) for report in reports] == ["v7", "v8"], reports
     assert not load.report.failed and load.report.requests > 50, load.report.summary()
     assert versions == {"v8"}
     assert [step for step, _ in fleet.switches[-1].steps if "replaced" in step] == ["replica 1 of 1 replaced"]
