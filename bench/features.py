@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(size, args.runs, args.seed, Path(workdir)))
             print(f"{size} tickers: {rows[-1]['seconds']:.2f} s median", file=sys.stderr)
     section = render(rows, args.runs, command, (load_before, os.getloadavg()[0]))
-    print(section, end="")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(section, encoding="utf-8")
+    from bench.machine import publish
+
+    publish(section, args.out)
     return 0
 
 

@@ -50,3 +50,10 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def publish(section: str, out: Path) -> None:
+    """Print a benchmark's BENCHMARKS.md section and write it to ``out`` (under bench/results/)."""
+    print(section, end="")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(section, encoding="utf-8")

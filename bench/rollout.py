@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's
 
 import contextlib
 
-from bench.machine import describe_load, describe_machine, isolated_home
+from bench.machine import describe_load, describe_machine, isolated_home, publish
 
 RESULTS = Path(__file__).with_name("results") / "rollout.md"
 STRATEGIES = ("rolling", "blue-green", "canary", "recreate")
@@ -241,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(one_run(Path(workdir), bentos, args))
             print(f"run {number + 1} of {args.runs} done", file=sys.stderr)
     section = render(runs, args, command, (load_before, os.getloadavg()[0]))
-    print(section, end="")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(section, encoding="utf-8")
+    publish(section, args.out)
     return 0
 
 

@@ -577,9 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stockcast-bench-") as workdir:
         results = run(args, Path(workdir))
     section = render(results, args, command, (load_before, os.getloadavg()[0]))
-    print(section, end="")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(section, encoding="utf-8")
+    from bench.machine import publish
+
+    publish(section, args.out)
     return 0
 
 
