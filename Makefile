@@ -42,8 +42,8 @@ serve: install proxy
 ## and that every test belongs to exactly one tier.
 TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-flows-s3 test-service test-e2e
 PYTEST := $(BIN)/python -m pytest --durations=25
-## The tiers of independent tests run on every core (pytest-xdist); their paths are absolute because tests/conftest.py
-## moves each worker process into its own test home before it collects.
+## The tiers run on every core (pytest-xdist); their paths are absolute because tests/conftest.py moves each worker
+## process into its own test home before it collects.
 PYTEST_EVERY_CORE := $(PYTEST) -n auto
 .PHONY: $(TEST_TARGETS) tools proxy
 test: install $(TEST_TARGETS)
@@ -53,9 +53,11 @@ test-unit: install proxy
 	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/unit
 
 ## test-flows, test-flows-s3: real flow runs with metaflow.Runner, on the local datastore and on S3. S3 is served by
-## moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO).
+## moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO). On the local
+## datastore the tests that share a session's run (the champion, the random walk) stay on one worker
+## (tests/conftest.py); on S3 nearly everything waits for the outage scenario, so one process does as well.
 test-flows: install
-	$(PYTEST) tests/flows -m "not s3"
+	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/flows -m "not s3"
 
 test-flows-s3: install
 	$(PYTEST) tests/flows -m s3

@@ -57,6 +57,35 @@ os.environ.update(
 os.chdir(TEST_HOME)
 
 
+SHARED_RUNS = {
+    "champion": "champion",
+    "interrupted_random_walk": "random-walk",
+    "outage_scenario": "outage",
+    "s3_champion": "outage",
+}
+"""Fixtures that run flows once per session (or module), and the group of the tests that use them."""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (the local flow tier), the tests that share an expensive run go to one
+    worker, which makes the run once (each worker is a session of its own, with its own Metaflow home and S3 server);
+    the other tests are spread over the workers.
+
+    A group is named by a suffix of the test's node id, which the scheduler reads. pytest-xdist 3.8 writes it to
+    ``item._nodeid``, which pytest 9.2 no longer reads (it keeps a structured ``item._id``), so its ``xdist_group``
+    marker has no effect: the suffix is written here where pytest reads it."""
+    if not getattr(config.option, "loadgroup", False):  # set in xdist's workers under --dist loadgroup
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        groups = {SHARED_RUNS[name] for name in getattr(item, "fixturenames", ()) if name in SHARED_RUNS}
+        if groups:
+            (group,) = groups  # a test needing two shared runs would make both on one worker: decide here first
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Remove the session's Metaflow home, unless STOCKCAST_KEEP_TEST_HOME is set to look at it afterwards."""
     if not os.environ.get("STOCKCAST_KEEP_TEST_HOME"):
