@@ -66,7 +66,7 @@ def run_schemathesis(
         f"--checks={','.join(checks)}",
         "--phases=examples,coverage,fuzzing",
         f"--seed={SEED}",
-        "--workers=2",
+        "--workers=1",
         "--generation-database=none",
         "--request-timeout=10",
         "--report=json",
