@@ -28,13 +28,14 @@ from metaflow.user_decorators.mutable_flow import MutableFlow
 from pydantic import Field, NonNegativeInt, PositiveInt, StringConstraints, field_validator
 
 from stockcast.core.config import CONFIG_DIR, ConfigError, Settings, as_stored, invalid, load_settings, parse_settings
+from stockcast.core.runs import FLOW_CLASSES
 
 ENGINES_CONFIG_FILE = CONFIG_DIR / "engines.toml"
 """The default engines configuration: every step local, Metaflow's default resources, the heavy steps larger."""
 ENGINES_CONFIG = "engines"
 """The name of the flows' ``Config`` holding it: ``--config engines FILE`` chooses another file."""
 SOURCE = "engines configuration"
-FLOW_NAMES = ("IngestFlow", "TrainFlow", "BatchPredictFlow", "MonitorFlow")
+FLOW_NAMES = tuple(FLOW_CLASSES.values())
 """The flows of ``flows/`` (a unit test keeps the list equal to their classes)."""
 Engine = Literal["local", "kubernetes", "batch"]
 StepName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$", max_length=64)]

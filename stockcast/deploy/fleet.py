@@ -35,7 +35,7 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from stockcast.deploy.config import LocalSettings, RolloutSettings, SmokeSettings, Strategy
+from stockcast.deploy.config import EXECUTED, LocalSettings, RolloutSettings, SmokeSettings, Strategy
 from stockcast.deploy.proxy import Backend, NginxProxy, Routes, weighted
 from stockcast.deploy.targets import DeployError, DeployTarget, LocalServe
 
@@ -169,12 +169,11 @@ class LocalFleet(DeployTarget):
         replicas: int,
         strategy: Strategy,
         rollout: RolloutSettings,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if strategy not in ("recreate", "rolling", "blue-green", "canary"):
+        if strategy not in EXECUTED["local"]:
             raise DeployError(f"strategy {strategy!r} is not carried out on this machine")
         self.proxy, self.start_replica, self.check = proxy, start_replica, check
-        self.replicas, self.strategy, self.rollout, self.sleep = replicas, strategy, rollout, sleep
+        self.replicas, self.strategy, self.rollout = replicas, strategy, rollout
         self.live: Serving | None = None
         self.switches: list[Switch] = []
         self._steps: list[tuple[str, float]] = []
@@ -220,7 +219,7 @@ class LocalFleet(DeployTarget):
 
     def _first_start(self, bento_tag: str) -> float:
         fresh = self._start(bento_tag, self.replicas)
-        self._checked(fresh, bento_tag, [])
+        self._checked(fresh, bento_tag)
         self._route(fresh)
         self.live = Serving(bento_tag, fresh)
         return 0.0
@@ -233,7 +232,7 @@ class LocalFleet(DeployTarget):
         _stop_all(old.replicas)
         try:
             fresh = self._start(bento_tag, self.replicas)
-            self._checked(fresh, bento_tag, [])
+            self._checked(fresh, bento_tag)
         except DeployError:
             self.live = Serving(old.bento_tag, self._start(old.bento_tag, self.replicas))
             self._route(self.live.replicas)
@@ -248,7 +247,7 @@ class LocalFleet(DeployTarget):
         try:
             for number in range(1, self.replicas + 1):
                 replica = self._start(bento_tag, 1)
-                self._checked(replica, bento_tag, fresh)
+                self._checked(replica, bento_tag)
                 fresh += replica
                 retired = remaining.pop(0) if remaining else None
                 self._route(remaining + fresh)
@@ -328,8 +327,8 @@ class LocalFleet(DeployTarget):
         self._step(f"started {count} replica(s) of {bento_tag}")
         return started
 
-    def _checked(self, replicas: list[Replica], bento_tag: str, others: list[Replica]) -> None:
-        """Check each new replica where it listens; on failure stop them (``others`` stay)."""
+    def _checked(self, replicas: list[Replica], bento_tag: str) -> None:
+        """Check each new replica where it listens; on failure stop them."""
         try:
             for replica in replicas:
                 self.check(replica.endpoint, bento_tag)
@@ -353,7 +352,7 @@ class LocalFleet(DeployTarget):
         soon as their error rate or p99 latency is over the limits."""
         deadline = time.monotonic() + seconds
         while True:
-            self.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
             seen = fleet_traffic(replicas) - baseline
             if seen.error_rate > self.rollout.max_error_rate:
                 raise DeployError(

@@ -54,6 +54,11 @@ class Phase:
     pause_s: float = 0.0
 
 
+def image_of(settings: KubernetesSettings, version: str) -> str:
+    """The image that serves a model version: the configured repository, tagged with the version."""
+    return f"{settings.image}:{version}"
+
+
 def rollout_phases(
     strategy: Strategy,
     settings: KubernetesSettings,

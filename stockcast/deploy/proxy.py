@@ -22,7 +22,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -75,10 +75,7 @@ def weighted(addresses: Sequence[str], others: Sequence[str], percent: int) -> t
 def render_config(routes: Routes, *, listen: str, preview_listen: str, workdir: Path, generation: int) -> str:
     """The nginx configuration of ``routes`` (pure: what ``NginxProxy.route`` writes)."""
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers then read the work folder made by this user
-    temp = "\n".join(
-        f"    {kind}_temp_path {workdir / 'tmp' / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
+    temp = "\n".join(f"    {kind}_temp_path {workdir / 'tmp' / kind};" for kind in TEMP_PATHS)
     mirror = "        mirror /__mirror;\n        mirror_request_body on;\n" if routes.shadow else ""
     shadow_location = (
         "        location = /__mirror {\n            internal;\n            proxy_pass http://shadow$request_uri;\n"
@@ -140,7 +137,6 @@ class NginxProxy:
     preview_port: int
     host: str = "127.0.0.1"
     generation: int = 0
-    routes: Routes = field(default_factory=Routes)
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -196,7 +192,7 @@ class NginxProxy:
                 start_new_session=True,
             )
         self._wait_for(generation, earlier_workers, timeout)
-        self.generation, self.routes = generation, routes
+        self.generation = generation
 
     def running(self) -> bool:
         """Whether nginx runs."""

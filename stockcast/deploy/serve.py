@@ -14,7 +14,7 @@ from stockcast.core.errors import UserError
 from stockcast.core.registry import Registry, RegistryError
 from stockcast.core.runs import user_branch
 from stockcast.deploy.config import DEPLOY_CONFIG_FILE, Strategy, load_deploy_config
-from stockcast.deploy.manifests import STRATEGIES, Release, render_phases, rollout_phases
+from stockcast.deploy.manifests import STRATEGIES, Release, image_of, render_phases, rollout_phases
 from stockcast.deploy.package import registered_bento
 from stockcast.deploy.targets import DeployError, bentoml_serve_command, served_model_tag
 from stockcast.serve.bundle import MODEL_TAG_ENV, ArtefactIntegrityError
@@ -40,13 +40,13 @@ def print_manifests(config_path: str, version: str, live: str | None, strategy: 
     if config.kubernetes is None:
         print(f"stockcast.deploy: {config_path} has no [kubernetes] section (image, namespace, name)", file=sys.stderr)
         return 1
-    image = config.kubernetes.image
+    settings = config.kubernetes
     phases = rollout_phases(
         strategy or config.rollout_strategy,
-        config.kubernetes,
+        settings,
         config.rollout,
-        Release(version, f"{image}:{version}"),
-        Release(live, f"{image}:{live}") if live else None,
+        Release(version, image_of(settings, version)),
+        Release(live, image_of(settings, live)) if live else None,
     )
     print(render_phases(phases), end="")
     return 0

@@ -36,7 +36,7 @@ from stockcast.deploy.config import (
     RolloutSettings,
     Strategy,
 )
-from stockcast.deploy.manifests import Release, rollout_phases
+from stockcast.deploy.manifests import Release, image_of, rollout_phases
 from stockcast.serve.bundle import BENTO_MODEL_NAME, MODEL_TAG_ENV
 
 ENDPOINT_ENV = "STOCKCAST_ENDPOINT"
@@ -245,7 +245,7 @@ class KubernetesManifest(DeployTarget):
 
     def image(self, bento_tag: str) -> str:
         """The image reference of a Bento: the configured repository, tagged with the Bento's (the model's) version."""
-        return f"{self.settings.image}:{bentoml.Tag.from_taglike(bento_tag).version}"
+        return image_of(self.settings, bentoml.Tag.from_taglike(bento_tag).version)
 
     def manifest(self, bento_tag: str) -> str:
         """The objects serving ``bento_tag`` with the configured strategy, as a YAML stream for ``kubectl apply -f -``
