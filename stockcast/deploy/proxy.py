@@ -39,6 +39,11 @@ UNREACHABLE = "127.0.0.1:9"
 """A backend that is always down: an upstream without replicas still needs one server line (answers 502)."""
 
 
+def nginx_executable() -> str | None:
+    """Where nginx is installed: on the PATH, or in the sbin folders a user's PATH often lacks."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
 @dataclass(frozen=True)
 class Backend:
     """A replica the proxy sends requests to: its ``host:port`` and its relative share of requests; a ``backup`` gets
@@ -156,7 +161,7 @@ class NginxProxy:
     def route(self, routes: Routes, timeout: float = 30.0) -> None:
         """Put ``routes`` in force (starting nginx the first time) and return once the proxy serves them;
         ``DeployError`` when nginx refuses the configuration (the routes in force stay) or cannot start."""
-        executable = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+        executable = nginx_executable()
         if executable is None:
             raise DeployError(f"the local strategies need a reverse proxy: {INSTALL_HINT}")
         for kind in TEMP_PATHS:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -19,19 +18,15 @@ from stockcast.core.network import free_port
 from stockcast.deploy.config import RolloutSettings
 from stockcast.deploy.fleet import LocalFleet, Traffic, read_traffic
 from stockcast.deploy.load import ConstantLoad
-from stockcast.deploy.proxy import INSTALL_HINT, NginxProxy
+from stockcast.deploy.proxy import NginxProxy
 from stockcast.deploy.targets import DeployError
+from tests.unit.deploy.loopback import LoopbackServer
 
 RATE = 100
 """Requests a second through the proxy during every switch."""
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 refuses connections under the test's load
-
-
-class FakeBento:
+class FakeBento(LoopbackServer):
     """A replica of version ``bento_tag``: ``/predict`` answers its version (a server error on every twentieth
     request when the tag says ``errors``), ``/metrics`` counts them as BentoML does."""
 
@@ -40,7 +35,7 @@ class FakeBento:
         self.sequence = itertools.count(1)
         replica = self
 
-        class Handler(BaseHTTPRequestHandler):  # HTTP/1.0: one request a connection, so a stopped server answers none
+        class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._send(200, replica.metrics().encode(), "text/plain")
@@ -65,10 +60,7 @@ class FakeBento:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = Server(("127.0.0.1", free_port()), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.stopped = False
+        super().__init__(Handler)
 
     def metrics(self) -> str:
         name = "bentoml_service_request"
@@ -80,12 +72,6 @@ class FakeBento:
                 for bound in ("0.05", "0.5", "+Inf"):
                     lines.append(f'{name}_duration_seconds_bucket{{{labels},le="{bound}"}} {count}')
         return "\n".join(lines) + "\n"
-
-    def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self.server.shutdown()
-            self.server.server_close()
 
 
 class Bentos:
@@ -124,9 +110,7 @@ def bentos() -> Iterator[Bentos]:
 
 
 @pytest.fixture
-def fleet_of(tmp_path, bentos) -> Iterator:
-    if shutil.which("nginx") is None and shutil.which("nginx", path="/usr/sbin") is None:
-        pytest.fail(f"nginx is missing: {INSTALL_HINT} (make test installs it where it may)")
+def fleet_of(tmp_path, bentos, nginx_installed) -> Iterator:
     made: list[LocalFleet] = []
 
     def make(strategy: str, **rollout: object) -> LocalFleet:

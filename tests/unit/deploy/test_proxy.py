@@ -3,24 +3,22 @@ a constant load runs through it."""
 
 from __future__ import annotations
 
-import shutil
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
 from stockcast.core.network import free_port
 from stockcast.deploy.load import ConstantLoad
-from stockcast.deploy.proxy import INSTALL_HINT, Backend, NginxProxy, Routes, render_config, weighted
+from stockcast.deploy.proxy import Backend, NginxProxy, Routes, render_config, weighted
 from stockcast.deploy.targets import DeployError
+from tests.unit.deploy.loopback import LoopbackServer
 
 
-class Replica:
-    """An HTTP server on a free loopback port that answers every request with its name (and remembers the bodies
-    it was sent)."""
+class Replica(LoopbackServer):
+    """A server that answers every request with its name (and remembers the bodies it was sent)."""
 
     def __init__(self, name: str) -> None:
         self.name, self.bodies = name, []
@@ -45,15 +43,7 @@ class Replica:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 128  # the default 5 refuses connections under the test's load
-        self.address = f"127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -65,9 +55,7 @@ def replicas() -> Iterator[dict[str, Replica]]:
 
 
 @pytest.fixture
-def proxy(tmp_path) -> Iterator[NginxProxy]:
-    if shutil.which("nginx") is None and shutil.which("nginx", path="/usr/sbin") is None:
-        pytest.fail(f"nginx is missing: {INSTALL_HINT} (make test installs it where it may)")
+def proxy(tmp_path, nginx_installed) -> Iterator[NginxProxy]:
     nginx = NginxProxy(tmp_path, port=free_port(), preview_port=free_port())
     yield nginx
     nginx.stop()
