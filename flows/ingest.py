@@ -17,6 +17,7 @@ from stockcast.core.params import parse_fraction, parse_optional_date
 from stockcast.core.storage import STORAGE_OUTAGE_HOOK, datastore_store
 from stockcast.data.card import snapshot_card
 from stockcast.data.config import DATA_CONFIG_FILE, DataConfig, parse_data_config
+from stockcast.data.heads import SnapshotHead, publish_head
 from stockcast.data.ingest import (
     build_snapshot,
     held_corrections_summary,
@@ -136,8 +137,13 @@ class IngestFlow(StockcastFlow):
 
     @step
     def end(self):
-        """Say what was published and where to look."""
+        """Point the branch's head at the snapshot, for running services to follow, and say what was published."""
         summary = self.snapshot
+        publish_head(
+            datastore_store(),
+            current.branch_name,
+            SnapshotHead.of(summary, self.manifest, run=f"{current.flow_name}/{current.run_id}"),
+        )
         print(
             f"Published snapshot {summary['version']} from run {current.flow_name}/{current.run_id}: "
             f"{summary['n_tickers']} tickers, {summary['rows']['prices']} price rows, "

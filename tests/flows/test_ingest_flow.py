@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pandas as pd
 import pytest
 
 from stockcast.core.runs import FlowOutcome
+from stockcast.core.storage import datastore_store
+from stockcast.data.heads import head_key, read_head
 from stockcast.data.snapshot import latest_snapshot
 from stockcast.data.synthetic.generator import MarketSpec, generate_market, write_market
 from tests.harness import S3_BUCKET, S3_DATASTORE_ENV, FlowRunner, card_text
@@ -67,6 +70,14 @@ def test_publishes_a_snapshot_that_downstream_finds(published, market):
     )
     shown = card_text(result.run["publish"].task, "snapshot")
     assert f"Data snapshot `{summary['version']}`" in shown and "Validation: every row accepted" in shown
+    # Running services follow the branch's head, which names the same snapshot and reads the same rows.
+    head = read_head(datastore_store(), f"test.{branch}")
+    assert (head.version, head.run, head.last_day) == (
+        summary["version"],
+        result.run.pathspec,
+        summary["date_range"][1],
+    )
+    pd.testing.assert_frame_equal(head.read("prices"), snapshot.prices)
 
 
 def test_continuous_collection_append_correct_and_identical(run_flow, branch, market, tmp_path: Path):
@@ -109,6 +120,7 @@ def test_a_bad_file_fails_the_run_and_keeps_the_previous_snapshot(published, mar
     assert "rule 'required_columns' broken in column 'volume'" in bad.output
     assert "stock_price.csv" in bad.output
     assert latest_snapshot(f"test.{branch}").version == good.run.data.snapshot["version"]
+    assert read_head(datastore_store(), f"test.{branch}").version == good.run.data.snapshot["version"]
 
 
 def test_quarantined_rows_are_reported_not_published(run_flow, market, tmp_path: Path):
@@ -158,6 +170,8 @@ def test_on_the_s3_datastore_with_s3_sources(published_on_s3, s3_client):
     assert any(key.startswith(f"metaflow/IngestFlow/{run_id}/publish/") for key in keys)
     artefacts = s3_client.list_objects_v2(Bucket=S3_BUCKET, Prefix="metaflow/IngestFlow/data/")
     assert artefacts["KeyCount"] > 0
+    head = s3_client.get_object(Bucket=S3_BUCKET, Key=f"metaflow/stockcast/{head_key(f'test.{branch}')}")
+    assert json.loads(head["Body"].read())["version"] == snapshot.version
 
 
 @pytest.mark.s3
