@@ -51,7 +51,7 @@ def main() -> int:
     for _ in range(args.runs):
         started = time.perf_counter()
         bundle = build_bundle(record, market.prices, market.financials, estimator=estimator)
-        table = predict_batch(bundle, data_version="bench")
+        table = predict_batch(bundle)
         flow_seconds.append(time.perf_counter() - started)
         latest = bundle.latest_rows[bundle.latest_rows["ticker"].isin(table["ticker"])]
         started = time.perf_counter()

@@ -160,13 +160,30 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class DataStatus(BaseModel):
+    """The data the answers come from, and whether the service keeps it fresh (``stockcast.serve.feed``)."""
+
+    version: str = Field(description="Version of the data snapshot served.", examples=["3f9c2a41d0b7e815"])
+    as_of: dt.date = Field(description="Its last trading day: what every prediction is as of.")
+    published_at: str | None = Field(
+        description="When that snapshot was published (ISO 8601, UTC); null for the model's training snapshot."
+    )
+    following: bool = Field(description="True when the service swaps in newly published snapshots by itself.")
+    refresh_s: float | None = Field(description="Seconds between looks for a newer snapshot; null when not following.")
+    checked_at: str | None = Field(description="When it last looked (ISO 8601, UTC).")
+    last_error: str | None = Field(description="Why the last look did not serve a newer snapshot, if it failed.")
+    age_days: int = Field(description="Calendar days from `as_of` to today.")
+    max_age_days: float | None = Field(description="Past this age the data is stale and /readyz answers 503.")
+    stale: bool
+
+
 class ModelInfo(BaseModel):
     """The model being served: enough to trust, reproduce or call it."""
 
     model_tag: str = Field(description="The BentoML model served.", examples=["stockcast-model:v1712"])
     model_version: str = Field(examples=["v1712"])
     candidate_id: str = Field(examples=["catboost[depth=4]"])
-    as_of: dt.date = Field(description="Last trading day of the data the model was deployed with.")
+    as_of: dt.date = Field(description="Last trading day of the data served (`data.as_of`).")
     tickers: list[str] = Field(description="Tickers POST /predict can answer for.")
     feature_set: str
     feature_fingerprint: str
@@ -177,6 +194,7 @@ class ModelInfo(BaseModel):
     )
     metrics: dict[str, Any] = Field(description="Walk-forward backtest metrics of the model.")
     gate: dict[str, Any] = Field(description="The promotion gate's decision and its reason.")
+    data: DataStatus
 
 
 class ErrorDetail(BaseModel):

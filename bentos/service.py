@@ -8,6 +8,13 @@ Endpoints (all JSON):
 - ``GET /model``: version, lineage, metrics, feature list and the minimum history of the model served;
 - BentoML's own ``/healthz`` ``/livez`` ``/readyz`` ``/metrics`` (Prometheus) and ``/docs.json`` (OpenAPI).
 
+Which data: the rows of the snapshot the model was deployed with, until a newer snapshot of the model's branch is
+published; with ``STOCKCAST_DATA_STORE`` set, each worker follows the branch's snapshot head and swaps the new rows
+in without a restart (``stockcast.serve.feed``), and ``/readyz`` answers 503 once they are older than
+``STOCKCAST_DATA_MAX_AGE_DAYS``. ``GET /model`` and every prediction say what the answers are as of. With
+``STOCKCAST_PREDICTION_LOG`` set to a folder, every ``/predict`` answer is also appended there
+(``stockcast.serve.prediction_log``): how a shadow's discarded answers are kept for scoring.
+
 Which model: the BentoML model named by ``STOCKCAST_MODEL_TAG`` (default ``stockcast-model:latest``), read when
 this module is imported, so the same code serves any champion. ``stockcast.deploy.package.build_bento`` sets it while
 building, and ``LocalServe`` sets it when serving, so a Bento always serves the model it was built with.
@@ -43,6 +50,7 @@ from starlette.routing import Route
 from bentos.guard import BearerAuth, OpenAPIDocument, RequestGuard
 from bentos.schemas import (
     MAX_REQUEST_BYTES,
+    DataStatus,
     ErrorResponse,
     HistoryRequest,
     ModelInfo,
@@ -68,11 +76,15 @@ from stockcast.serve.bundle import (
 )
 from stockcast.serve.coalescing import PerTurnBatcher
 from stockcast.serve.contract import checked_history
+from stockcast.serve.feed import DataFeed, FeedSettings, as_of_timestamp
 from stockcast.serve.openapi import service_document
+from stockcast.serve.prediction_log import PredictionLog
 from stockcast.serve.refusals import quiet_client_errors
 
 AUTH = AuthSettings.from_environment()
 """Whether requests need a bearer token: read when the module is imported, like the model tag."""
+FEED = FeedSettings.from_environment(os.environ)
+"""Where newer data is published and how often to look: read when the module is imported, like the model tag."""
 
 
 async def model_endpoint(_: Request) -> JSONResponse:
@@ -105,26 +117,46 @@ class StockcastService:
     def __init__(self) -> None:
         stored = self.bento_model
         self.model_tag = str(stored.tag)
-        self.bundle: ServingBundle = read_bundle(stored.path_of(BUNDLE_FILE))
+        bundle = read_bundle(stored.path_of(BUNDLE_FILE))
         # Refuse to start, rather than fail every history request, if this code computes other features than
         # those the model was trained on.
-        bundle_feature_set(self.bundle)
+        bundle_feature_set(bundle)
         self.predictions = PerTurnBatcher(self._answer_queries)
         self.batch_sizes = batch_size_histogram()
         self.clipped = clipped_counter()
         quiet_client_errors()
+        self.feed = DataFeed(
+            bundle,
+            FEED,
+            on_served=lambda served: data_as_of_gauge().set(as_of_timestamp(served)),
+            on_failure=data_refresh_failures_counter().inc,
+        )
+        # Reads the newest snapshot before the service reports ready, then follows it on a thread of its own.
+        self.feed.start()
+        self.prediction_log = PredictionLog.from_environment(os.environ)
+
+    @property
+    def bundle(self) -> ServingBundle:
+        """The bundle answering now: each request takes it once, so it is answered wholly from one snapshot."""
+        return self.feed.bundle
+
+    async def __is_ready__(self) -> bool:
+        """``/readyz``: not ready once the data served is older than ``STOCKCAST_DATA_MAX_AGE_DAYS``."""
+        return not self.feed.stale
 
     def _answer_queries(self, queries: list[TickerQuery]) -> list[list[dict[str, Any]] | Exception]:
         self.batch_sizes.observe(len(queries))
-        answers = answer_queries(self.bundle, queries)
-        self._count_clipped(
-            [record["predicted_return"] for answer in answers if isinstance(answer, list) for record in answer]
-        )
+        bundle = self.bundle
+        answers = answer_queries(bundle, queries)
+        answered = [record for answer in answers if isinstance(answer, list) for record in answer]
+        self._count_clipped(bundle, [record["predicted_return"] for record in answered])
+        if self.prediction_log is not None:
+            self.prediction_log.write(answered, data_version=bundle.data_version)
         return answers
 
-    def _count_clipped(self, predicted_returns: list[float]) -> None:
+    def _count_clipped(self, bundle: ServingBundle, predicted_returns: list[float]) -> None:
         """Count the answers whose predicted return was clipped to the model's plausible band."""
-        clipped = int(self.bundle.prepared.was_clipped(predicted_returns).sum()) if predicted_returns else 0
+        clipped = int(bundle.prepared.was_clipped(predicted_returns).sum()) if predicted_returns else 0
         if clipped:
             self.clipped.inc(clipped)
 
@@ -146,38 +178,38 @@ class StockcastService:
     def predict_from_history(self, request: HistoryRequest, /) -> Prediction:
         """Predicted close of the trading day after the last row sent, from the ticker's recent rows."""
         rows = request.model_dump()
+        bundle = self.bundle
         try:
             # The rows obey the CSV contract, checked by ingest's validators with the calendar and ticker pattern the
-            # model's snapshot was checked against.
+            # served snapshot was checked against.
             history, financials = checked_history(
-                rows["prices"],
-                rows["financials"],
-                calendar=self.bundle.calendar,
-                ticker_pattern=self.bundle.ticker_pattern,
+                rows["prices"], rows["financials"], calendar=bundle.calendar, ticker_pattern=bundle.ticker_pattern
             )
-            answer = predict_from_history(self.bundle, history, financials)
+            answer = predict_from_history(bundle, history, financials)
         except ServingInputError as error:
             raise client_error(error, HistoryRequest) from error
-        self._count_clipped(answer["predicted_return"].tolist())
+        self._count_clipped(bundle, answer["predicted_return"].tolist())
         (prediction,) = to_predictions(answer)
         return prediction
 
     def model_info(self) -> ModelInfo:
         """What ``GET /model`` shows."""
-        record = self.bundle.record
+        bundle = self.bundle
+        record = bundle.record
         return ModelInfo(
             model_tag=self.model_tag,
-            model_version=self.bundle.model_version,
+            model_version=bundle.model_version,
             candidate_id=record.candidate_id,
-            as_of=self.bundle.as_of.date(),
-            tickers=self.bundle.tickers,
-            feature_set=self.bundle.feature_set,
-            feature_fingerprint=self.bundle.feature_fingerprint,
-            feature_columns=list(self.bundle.feature_columns),
-            min_history=self.bundle.min_history,
+            as_of=bundle.as_of.date(),
+            tickers=bundle.tickers,
+            feature_set=bundle.feature_set,
+            feature_fingerprint=bundle.feature_fingerprint,
+            feature_columns=list(bundle.feature_columns),
+            min_history=bundle.min_history,
             lineage=record.lineage(),
             metrics=record.metrics,
             gate=record.gate,
+            data=DataStatus.model_validate(self.feed.status()),
         )
 
 
@@ -224,6 +256,30 @@ def clipped_counter() -> Any:
 
     return prometheus_client.Counter(
         "stockcast_predictions_clipped", "Predictions clipped to the model's plausible band of next-day returns."
+    )
+
+
+@functools.cache
+def data_as_of_gauge() -> Any:
+    """``stockcast_data_as_of_seconds`` on ``/metrics``: the as-of date of the rows served (Unix time of its midnight,
+    UTC), the oldest over the worker processes: what an alert on data that stopped refreshing watches."""
+    import prometheus_client
+
+    return prometheus_client.Gauge(
+        "stockcast_data_as_of_seconds",
+        "As-of date of the data served (Unix time), the oldest over the workers.",
+        multiprocess_mode="livemin",
+    )
+
+
+@functools.cache
+def data_refresh_failures_counter() -> Any:
+    """``stockcast_data_refresh_failures_total`` on ``/metrics``: looks for newer data that failed (the store
+    unreachable, a snapshot refused); the rows served stayed as they were each time."""
+    import prometheus_client
+
+    return prometheus_client.Counter(
+        "stockcast_data_refresh_failures", "Looks for a newer data snapshot that failed; the served rows stayed."
     )
 
 

@@ -117,6 +117,39 @@ def make_bundle(
     )
 
 
+def market_until(market: MarketData, last_day: str | pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """The market's tables as known at the close of ``last_day``: prices up to it, reports published by it, actions
+    effective by it (what a snapshot ingested that evening holds)."""
+    day = pd.Timestamp(last_day)
+    return {
+        "prices": market.prices[market.prices["date"] <= day].reset_index(drop=True),
+        "financials": market.financials[market.financials["report_date"] <= day].reset_index(drop=True),
+        "actions": market.actions[market.actions["ex_date"] <= day].reset_index(drop=True),
+    }
+
+
+def publish_market(store: Any, branch: str, market: MarketData, last_day: str | pd.Timestamp) -> Any:
+    """Publish the market as known at ``last_day`` as the branch's newest snapshot, by the code IngestFlow publishes
+    with (partitions, manifest, head), and return its ``SnapshotHead``."""
+    from stockcast.data.calendar import DATA_CALENDAR
+    from stockcast.data.config import DEFAULT_TICKER_PATTERN
+    from stockcast.data.heads import SnapshotHead, publish_head
+    from stockcast.data.partitions import partition_table, snapshot_version, write_tables
+
+    tables = market_until(market, last_day)
+    partitions = {name: partition_table(name, table) for name, table in tables.items()}
+    manifest, _ = write_tables(store, {**partitions, "oracle": None}, None)
+    summary = {
+        "version": snapshot_version(partitions),
+        "date_range": [str(tables["prices"]["date"].min().date()), str(tables["prices"]["date"].max().date())],
+        "calendar": DATA_CALENDAR,
+        "ticker_pattern": DEFAULT_TICKER_PATTERN,
+    }
+    head = SnapshotHead.of(summary, manifest, run="IngestFlow/1")
+    publish_head(store, branch, head)
+    return head
+
+
 def with_record(bundle: Any, **fields: Any) -> Any:  # -> ServingBundle
     """The bundle with some fields of its record changed (another version, another run)."""
     return replace(bundle, record=replace(bundle.record, **fields))

@@ -42,7 +42,7 @@ DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-
 Strategy = Literal["recreate", "rolling", "blue-green", "canary", "shadow"]
 """How a new version replaces the serving one (``stockcast.deploy.manifests`` says what each does)."""
 EXECUTED: dict[str, tuple[Strategy, ...]] = {
-    "local": ("rolling", "recreate", "blue-green", "canary"),
+    "local": ("rolling", "recreate", "blue-green", "canary", "shadow"),
     "kubernetes": ("rolling", "recreate"),
     "bentocloud": ("rolling", "recreate"),
 }
@@ -79,6 +79,28 @@ class SmokeSettings(Settings):
     """Tickers whose predictions must equal, to the last bit, what the library computes from the same model."""
     timeout_s: PositiveFloat = 10.0
     """Per-request timeout."""
+
+
+class DataSettings(Settings):
+    """How running replicas follow newly published data (``stockcast.serve.feed``)."""
+
+    follow: bool = True
+    """Swap in each snapshot the model's branch publishes, without a restart; false: serve the deployed rows."""
+    refresh_s: PositiveFloat = 10.0
+    """Seconds between looks at the branch's snapshot head."""
+    max_age_days: Annotated[float, Field(ge=0)] = 0.0
+    """``/readyz`` answers 503 once the served data is as of more than this many calendar days ago; 0: never."""
+    store: str = ""
+    """The object store holding the snapshot heads (a folder, or ``s3://bucket/prefix/stockcast``); empty: the one
+    beside the Metaflow datastore configured where the roll-out runs."""
+
+    def feed_environment(self) -> dict[str, str]:
+        """The environment variables that give a replica these settings."""
+        from stockcast.core.storage import datastore_store
+        from stockcast.serve.feed import FeedSettings
+
+        store = (self.store or datastore_store().root) if self.follow else ""
+        return FeedSettings(store=store, refresh_s=self.refresh_s, max_age_days=self.max_age_days).environment()
 
 
 class LocalSettings(Settings):
@@ -134,6 +156,7 @@ class DeployConfig(Settings):
     """How a new version replaces the serving one; unset, the target's default (``EXECUTED``)."""
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     smoke: SmokeSettings = Field(default_factory=SmokeSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     kubernetes: KubernetesSettings | None = None
     bentocloud: BentoCloudSettings = Field(default_factory=BentoCloudSettings)

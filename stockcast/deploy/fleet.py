@@ -15,6 +15,11 @@ the live version with another by the configured strategy:
   percent of requests in turn, each for ``rollout.step_s``, judging each step by the new replicas' own ``/metrics``
   (error rate and p99 latency over the step) and checking their predictions again; the last step routes everything
   to them and stops the old replicas.
+- ``shadow``: start the new replicas, check them through the preview address, then mirror every live request to
+  them for ``rollout.step_s`` (the proxy discards their answers; callers get the old version's), judging them by
+  their ``/metrics`` as a canary step is judged, and checking their predictions again; then switch as blue-green
+  does. Each replica logs its answers to ``replica-<n>/predictions`` (``stockcast.serve.prediction_log``), so what the
+  shadow would have answered can be scored on the realised closes.
 
 Any failure (a replica that does not start, a check that fails, errors or latency over ``rollout.max_error_rate`` or
 ``rollout.max_p99_ms``) rolls back: the old version is routed again (restarted where rolling had already stopped
@@ -35,9 +40,11 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from stockcast.deploy.config import EXECUTED, LocalSettings, RolloutSettings, SmokeSettings, Strategy
+from stockcast.deploy.config import EXECUTED, DataSettings, LocalSettings, RolloutSettings, SmokeSettings, Strategy
 from stockcast.deploy.proxy import Backend, NginxProxy, Routes, weighted
 from stockcast.deploy.targets import DeployError, DeployTarget, LocalServe
+from stockcast.serve.feed import DATA_STORE_ENV
+from stockcast.serve.prediction_log import PREDICTION_LOG_ENV
 
 PREDICT_ENDPOINT = "/predict"
 """The API whose traffic judges a new version."""
@@ -194,6 +201,7 @@ class LocalFleet(DeployTarget):
             "rolling": self._rolling,
             "blue-green": self._blue_green,
             "canary": self._canary,
+            "shadow": self._shadow,
         }[strategy]
         try:
             downtime = carry_out(bento_tag)
@@ -310,6 +318,27 @@ class LocalFleet(DeployTarget):
         self.live = Serving(bento_tag, canary)
         return 0.0
 
+    def _shadow(self, bento_tag: str) -> float:
+        live = self._live()
+        shadow = self._start(bento_tag, self.replicas)
+        self._previewed(shadow, bento_tag, live)
+        baseline = fleet_traffic(shadow)
+        self.proxy.route(Routes(live=_backends(live.replicas), preview=_backends(shadow), shadow=_backends(shadow)))
+        self._step("mirroring every request to the shadow")
+        try:
+            self._watch(shadow, baseline, self.rollout.step_s)
+            self.check(self.proxy.preview_endpoint, bento_tag)  # its predictions, again, after the mirrored load
+        except DeployError:
+            self._route(live.replicas)
+            self._step("stopped mirroring")
+            _stop_all(shadow)
+            raise
+        self._route(shadow)
+        self._step("switched to the shadow")
+        _stop_all(live.replicas)
+        self.live = Serving(bento_tag, shadow)
+        return 0.0
+
     # --- helpers --------------------------------------------------------------------------------------------------
 
     def _live(self) -> Serving:
@@ -405,24 +434,29 @@ def local_fleet(
     strategy: Strategy,
     rollout: RolloutSettings,
     smoke: SmokeSettings,
+    data: DataSettings | None = None,
     workdir: Path | None = None,
 ) -> LocalFleet:
     """The ``local`` target of a deploy configuration: nginx on ``settings.host:port`` (preview on ``preview_port``)
     in front of ``settings.replicas`` servers on loopback, each ``bentoml serve`` with a BentoML home of its own and
-    its log in ``workdir`` (a new temporary folder by default), each checked by the smoke test."""
+    its log and its prediction log in ``workdir`` (a new temporary folder by default), following newly published
+    data as ``data`` says, each checked by the smoke test."""
     from stockcast.deploy.package import bento_bundle
     from stockcast.deploy.smoke import smoke_test
 
+    feed = (data or DataSettings()).feed_environment()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="stockcast-fleet-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = itertools.count(1)
 
     def start_replica(bento_tag: str) -> Replica:
         number = next(started)
+        home = workdir / f"replica-{number}"
         replica = LocalServe(
             startup_timeout=settings.startup_timeout_s,
             log_path=workdir / f"replica-{number}.log",
-            home=workdir / f"replica-{number}",
+            home=home,
+            environment={**feed, PREDICTION_LOG_ENV: str(home / "predictions")},
         )
         replica.deploy(bento_tag)
         return replica
@@ -431,7 +465,9 @@ def local_fleet(
     return LocalFleet(
         proxy,
         start_replica,
-        lambda endpoint, bento_tag: smoke_test(endpoint, bento_bundle(bento_tag), smoke),
+        lambda endpoint, bento_tag: smoke_test(
+            endpoint, bento_bundle(bento_tag), smoke, data_store=feed[DATA_STORE_ENV]
+        ),
         replicas=settings.replicas,
         strategy=strategy,
         rollout=rollout,

@@ -14,7 +14,8 @@ used (Deployment, Service, Ingress), so every manifest is checked offline agains
   and a second Ingress with the NGINX Ingress controller's ``canary-weight`` annotation sends each step's share of
   requests to the canary. The last step points the stable Service at the new version and removes the canary route.
 - ``shadow``: the new version runs behind its own Service and the Ingress mirrors every request to it (NGINX's
-  ``mirror-target``); its answers are discarded. Nothing changes for the callers.
+  ``mirror-target``) for ``step_s``; its answers are discarded, nothing changes for the callers. Then the Service's
+  selector switches to it, as blue-green's does, the mirror is removed and the old Deployment deleted.
 
 Canary and shadow routes need the NGINX Ingress controller (the most deployed one); the Gateway API's weighted
 ``HTTPRoute`` is the portable alternative once a cluster has its CRDs, which the offline validator does not ship.
@@ -35,10 +36,12 @@ Manifest = dict[str, Any]
 
 @dataclass(frozen=True)
 class Release:
-    """A model version and the image that serves it."""
+    """A model version, the image that serves it, and the environment its containers get (how they follow newer
+    data: ``stockcast.serve.feed``)."""
 
     version: str
     image: str
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def rollout_phases(
         return _blue_green(settings, rollout, new, live)
     if strategy == "canary":
         return _canary(settings, rollout, new, live)
-    return _shadow(settings, new, live)
+    return _shadow(settings, rollout, new, live)
 
 
 def _first_phase(settings: KubernetesSettings, new: Release, strategy: Strategy) -> Phase:
@@ -128,7 +131,7 @@ def _canary(settings: KubernetesSettings, rollout: RolloutSettings, new: Release
     return [start, *steps, promote]
 
 
-def _shadow(settings: KubernetesSettings, new: Release, live: Release) -> list[Phase]:
+def _shadow(settings: KubernetesSettings, rollout: RolloutSettings, new: Release, live: Release) -> list[Phase]:
     shadow = f"{settings.name}-shadow"
     mirror = f"http://{shadow}.{settings.namespace}.svc.cluster.local:{settings.port}$request_uri"
     return [
@@ -137,7 +140,16 @@ def _shadow(settings: KubernetesSettings, new: Release, live: Release) -> list[P
             [_deployment(settings, new, _versioned(settings, new)), _service(settings, shadow, new)],
             rollouts=[_versioned(settings, new)],
         ),
-        Phase("mirror", [_ingress(settings, settings.name, settings.name, mirror_target=mirror)]),
+        Phase(
+            "mirror",
+            [_ingress(settings, settings.name, settings.name, mirror_target=mirror)],
+            pause_s=rollout.step_s,
+        ),
+        Phase(
+            "switch",
+            [_service(settings, settings.name, new), _ingress(settings, settings.name, settings.name)],
+            deletions=[f"service/{shadow}", f"deployment/{_versioned(settings, live)}"],
+        ),
     ]
 
 
@@ -160,6 +172,11 @@ def _deployment(settings: KubernetesSettings, release: Release, name: str, strat
         "name": "bento",
         "image": release.image,
         "ports": [{"name": "http", "containerPort": 3000}],
+        **(
+            {"env": [{"name": n, "value": v} for n, v in sorted(release.environment.items())]}
+            if release.environment
+            else {}
+        ),
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10},
         "resources": {"requests": {"cpu": settings.cpu, "memory": settings.memory}},

@@ -69,13 +69,20 @@ class RolloutResult:
 def build_target(config: DeployConfig, environ: Mapping[str, str] = os.environ) -> DeployTarget:
     """The target the configuration names, with its endpoint or secrets from ``environ``."""
     if config.target == "local":
-        return local_fleet(config.local, strategy=config.rollout_strategy, rollout=config.rollout, smoke=config.smoke)
+        return local_fleet(
+            config.local, strategy=config.rollout_strategy, rollout=config.rollout, smoke=config.smoke, data=config.data
+        )
     if config.target == "bentocloud":
         return BentoCloud(config.bentocloud, config.rollout_strategy)
     endpoint = environ.get(ENDPOINT_ENV, "")
     if not endpoint:
         raise DeployError(f"target 'kubernetes' needs {ENDPOINT_ENV}: the URL the deployment answers at")
-    return KubernetesManifest(config.kubernetes, endpoint=endpoint, strategy=config.rollout_strategy)
+    return KubernetesManifest(
+        config.kubernetes,
+        endpoint=endpoint,
+        strategy=config.rollout_strategy,
+        environment=config.data.feed_environment(),
+    )
 
 
 def rollout(registry: Registry, target: DeployTarget, smoke: SmokeSettings | None = None) -> RolloutResult:

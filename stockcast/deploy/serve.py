@@ -40,13 +40,13 @@ def print_manifests(config_path: str, version: str, live: str | None, strategy: 
     if config.kubernetes is None:
         print(f"stockcast.deploy: {config_path} has no [kubernetes] section (image, namespace, name)", file=sys.stderr)
         return 1
-    settings = config.kubernetes
+    settings, environment = config.kubernetes, config.data.feed_environment()
     phases = rollout_phases(
         strategy or config.rollout_strategy,
         settings,
         config.rollout,
-        Release(version, image_of(settings, version)),
-        Release(live, image_of(settings, live)) if live else None,
+        Release(version, image_of(settings, version), environment),
+        Release(live, image_of(settings, live), environment) if live else None,
     )
     print(render_phases(phases), end="")
     return 0

@@ -1,10 +1,12 @@
 """The smoke test: does a deployment serve the model it should, answering exactly as the library does?
 
 One test for every place a Bento is deployed: on loopback before its archive is exported (TrainFlow's deploy step)
-and where it serves after a rollout (``stockcast-rollout``). It asks ``GET /model`` which model is served, then
-``POST /predict`` for a few tickers, and compares the answers with what ``stockcast.serve.answers`` computes from the
-model's own ``ServingBundle``: the same code and the same bundle give the same floats, so any difference (another
-model, a broken image, a model that answers NaN) fails it.
+and where it serves after a rollout (``stockcast-rollout``). It asks ``GET /model`` which model and data are served,
+then ``POST /predict`` for a few tickers, and compares the answers with what ``stockcast.serve.answers`` computes from
+the model's own ``ServingBundle``: the same code and the same bundle give the same floats, so any difference (another
+model, a broken image, a model that answers NaN) fails it. A service that follows newer data
+(``stockcast.serve.feed``) may serve a newer snapshot than the bundle's: it is then compared with the bundle the
+library builds for that snapshot, read from the same head.
 """
 
 from __future__ import annotations
@@ -13,30 +15,37 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from stockcast.data.heads import read_head
+from stockcast.data.partitions import store_at
 from stockcast.deploy.config import SmokeSettings
 from stockcast.deploy.targets import DeployError
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.bundle import ServingBundle
 from stockcast.serve.client import ServiceRequestError, StockcastClient
+from stockcast.serve.feed import refreshed
 
 
 class SmokeTestError(DeployError):
     """The deployment answered, but not as the model it should serve; the message says what differed."""
 
 
-def smoke_test(endpoint: str, bundle: ServingBundle, settings: SmokeSettings | None = None) -> None:
+def smoke_test(
+    endpoint: str, bundle: ServingBundle, settings: SmokeSettings | None = None, *, data_store: str = ""
+) -> None:
     """``SmokeTestError`` unless the service at ``endpoint`` serves ``bundle``'s model and predicts exactly what the
-    library predicts from ``bundle`` for ``settings.tickers`` of its tickers with a full look-back."""
+    library predicts from ``bundle`` for ``settings.tickers`` of its tickers with a full look-back. A service that
+    follows the snapshot heads in ``data_store`` may serve the branch's newest snapshot instead of the bundle's: then
+    the library's answer is computed from that snapshot."""
     settings = settings or SmokeSettings()
-    rows = bundle.latest_rows
-    tickers = rows.loc[rows["is_warm"].eq(True), "ticker"].head(settings.tickers).tolist()
-    if not tickers:
-        raise SmokeTestError(f"model {bundle.model_version} has no ticker with enough history to ask for")
     try:
         with StockcastClient(endpoint, timeout=settings.timeout_s) as client:
-            served_version = client.model().get("model_version")
-            if served_version != bundle.model_version:
-                raise SmokeTestError(f"{endpoint} serves model {served_version}, not {bundle.model_version}")
+            served = client.model()
+            if served.get("model_version") != bundle.model_version:
+                raise SmokeTestError(
+                    f"{endpoint} serves model {served.get('model_version')}, not {bundle.model_version}"
+                )
+            bundle = _serving(bundle, served.get("data", {}).get("version"), data_store, endpoint)
+            tickers = _warm_tickers(bundle, settings.tickers)
             answer = pd.DataFrame(client.predict(tickers))
     except (httpx.HTTPError, ServiceRequestError) as exc:
         raise SmokeTestError(f"{endpoint} did not answer as a healthy service: {exc}") from exc
@@ -51,3 +60,24 @@ def smoke_test(endpoint: str, bundle: ServingBundle, settings: SmokeSettings | N
             f"{endpoint} answered {answer[['ticker', 'predicted_close']].to_dict('records')}, the library "
             f"{expected[['ticker', 'predicted_close']].to_dict('records')}"
         )
+
+
+def _warm_tickers(bundle: ServingBundle, count: int) -> list[str]:
+    rows = bundle.latest_rows
+    tickers = rows.loc[rows["is_warm"].eq(True), "ticker"].head(count).tolist()
+    if not tickers:
+        raise SmokeTestError(f"model {bundle.model_version} has no ticker with enough history to ask for")
+    return tickers
+
+
+def _serving(bundle: ServingBundle, data_version: str | None, data_store: str, endpoint: str) -> ServingBundle:
+    """The bundle the service at ``endpoint`` should answer from, given the data version it says it serves."""
+    if data_version == bundle.data_version:
+        return bundle
+    head = read_head(store_at(data_store), bundle.record.branch) if data_store else None
+    if head is None or head.version != data_version:
+        raise SmokeTestError(
+            f"{endpoint} serves data {data_version}, neither the deployed snapshot {bundle.data_version} nor the "
+            f"newest one of branch {bundle.record.branch}{f' ({head.version})' if head else ''}"
+        )
+    return refreshed(bundle, head)

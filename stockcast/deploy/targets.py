@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -38,6 +38,8 @@ from stockcast.deploy.config import (
 )
 from stockcast.deploy.manifests import Release, image_of, rollout_phases
 from stockcast.serve.bundle import BENTO_MODEL_NAME, MODEL_TAG_ENV
+from stockcast.serve.feed import DATA_STORE_ENV
+from stockcast.serve.prediction_log import PREDICTION_LOG_ENV
 
 ENDPOINT_ENV = "STOCKCAST_ENDPOINT"
 """The URL a Kubernetes deployment answers at (its Ingress or load balancer), which the smoke test calls."""
@@ -130,7 +132,8 @@ class LocalServe(DeployTarget):
     The server gets ``STOCKCAST_MODEL_TAG`` set to the Bento's own model, so it serves that model even when the
     local model store holds newer ones. Its output goes to ``log_path`` (a temporary file by default). With ``home``,
     it runs in a BentoML home of its own (``own_bentoml_home``): needed by every server beside another one, whose
-    metrics it would otherwise wipe.
+    metrics it would otherwise wipe. ``environment`` adds variables for the server alone (how a replica is told to
+    follow newer data, ``stockcast.serve.feed``).
     """
 
     def __init__(
@@ -141,7 +144,9 @@ class LocalServe(DeployTarget):
         startup_timeout: float = 60.0,
         log_path: str | Path | None = None,
         home: Path | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
+        self.environment = dict(environment or {})
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
@@ -169,7 +174,15 @@ class LocalServe(DeployTarget):
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, MODEL_TAG_ENV: model_tag, **self._home_environment()},
+                env={
+                    **os.environ,
+                    # The rows it was built with and no prediction log, unless told otherwise.
+                    DATA_STORE_ENV: "",
+                    PREDICTION_LOG_ENV: "",
+                    **self.environment,
+                    MODEL_TAG_ENV: model_tag,
+                    **self._home_environment(),
+                },
                 start_new_session=True,
             )
         process = self._process
@@ -236,10 +249,12 @@ class KubernetesManifest(DeployTarget):
         *,
         endpoint: str,
         strategy: Strategy = "rolling",
+        environment: Mapping[str, str] | None = None,
         run: CommandRunner = run_command,
     ) -> None:
         self.settings = settings
         self.strategy = strategy
+        self.environment = dict(environment or {})
         self.endpoint = endpoint.rstrip("/")
         self._run = run
 
@@ -252,7 +267,7 @@ class KubernetesManifest(DeployTarget):
         (``stockcast.deploy.manifests``)."""
         version = bentoml.Tag.from_taglike(bento_tag).version
         (phase,) = rollout_phases(
-            self.strategy, self.settings, RolloutSettings(), Release(version, self.image(bento_tag))
+            self.strategy, self.settings, RolloutSettings(), Release(version, self.image(bento_tag), self.environment)
         )
         return yaml.safe_dump_all(phase.objects, sort_keys=False)
 

@@ -42,13 +42,15 @@ def check_snapshot_not_older(record: ModelRecord, snapshot_end: str, training_en
 
 def predict_snapshot(record: ModelRecord, snapshot: Snapshot) -> pd.DataFrame:
     """The model's prediction table for the snapshot's last day (``TABLE_COLUMNS``, sorted by ticker)."""
-    bundle = build_bundle(record, snapshot.prices, snapshot.financials, actions=snapshot.actions)
-    return predict_batch(bundle, snapshot.version)
+    bundle = build_bundle(
+        record, snapshot.prices, snapshot.financials, actions=snapshot.actions, data_version=snapshot.version
+    )
+    return predict_batch(bundle)
 
 
-def predict_batch(bundle: ServingBundle, data_version: str) -> pd.DataFrame:
-    """Tomorrow's close for every ticker whose latest row is the snapshot's last day and has a full look-back;
-    ``data_version`` is the version of the snapshot the bundle was built from, recorded in the table.
+def predict_batch(bundle: ServingBundle) -> pd.DataFrame:
+    """Tomorrow's close for every ticker whose latest row is the snapshot's last day and has a full look-back, with
+    the version of the snapshot the bundle was built from.
 
     Tickers that stopped trading before that day or lack history are left out (their count is the difference with
     the snapshot's tickers); the rest are answered by ``predict_tickers``, exactly as ``POST /predict`` would.
@@ -60,6 +62,6 @@ def predict_batch(bundle: ServingBundle, data_version: str) -> pd.DataFrame:
             f"no ticker has {bundle.min_history} days of history up to {bundle.as_of.date()}: nothing to predict"
         )
     answer = predict_tickers(bundle, answerable)
-    return answer.assign(feature_fingerprint=bundle.feature_fingerprint, data_version=data_version).sort_values(
+    return answer.assign(feature_fingerprint=bundle.feature_fingerprint, data_version=bundle.data_version).sort_values(
         "ticker", ignore_index=True
     )[TABLE_COLUMNS]

@@ -78,9 +78,16 @@ class ServingBundle:
     """The trading calendar the snapshot was checked against: a history sent in a request is checked against it too."""
     ticker_pattern: str = DEFAULT_TICKER_PATTERN
     """The ticker pattern the snapshot was checked against, which a request's tickers must match too."""
+    data_version: str = ""
+    """The version of the snapshot the rows come from: the model's training snapshot (the default) until a running
+    service follows newer data (``stockcast.serve.feed``)."""
+    data_published_at: str = ""
+    """When that snapshot's head was published (ISO 8601, UTC); empty for the training snapshot."""
     prepared: PreparedRows = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.data_version:
+            object.__setattr__(self, "data_version", self.record.data_version)
         object.__setattr__(
             self, "prepared", PreparedRows.prepare(self.estimator, self.latest_rows, self.feature_columns)
         )
@@ -195,9 +202,12 @@ def build_bundle(
     estimator: Estimator | None = None,
     calendar: str = DATA_CALENDAR,
     ticker_pattern: str = DEFAULT_TICKER_PATTERN,
+    data_version: str = "",
+    data_published_at: str = "",
 ) -> ServingBundle:
-    """The serving bundle of a registered model, from the snapshot it was trained on (its prices, financials and
-    corporate actions, and the calendar and ticker pattern its data was checked against).
+    """The serving bundle of a registered model, from a snapshot (its prices, financials and corporate actions, the
+    calendar and ticker pattern its data was checked against, and its version: by default the snapshot the model
+    was trained on).
 
     ``estimator`` is the fitted model; when None it is loaded from the training task the record points at. The
     feature set is checked against the record's fingerprint first: this code must compute exactly the features the
@@ -219,6 +229,8 @@ def build_bundle(
         context_actions=empty_actions() if actions is None else actions.reset_index(drop=True),
         calendar=calendar,
         ticker_pattern=ticker_pattern,
+        data_version=data_version,
+        data_published_at=data_published_at,
     )
 
 

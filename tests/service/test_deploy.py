@@ -81,7 +81,8 @@ def test_the_bento_holds_the_service_the_packages_the_model_and_pinned_requireme
 def test_building_for_the_same_model_again_gives_the_same_bento(served_model, bento_tag) -> None:
     assert bento_tag == "stockcast:v7"
     assert build_bento(served_model.model_tag) == bento_tag
-    assert [str(bento.tag) for bento in bentoml.bentos.list("stockcast")] == [bento_tag]
+    # One Bento of that version, whatever other tests of this process built for other versions.
+    assert [str(bento.tag) for bento in bentoml.bentos.list("stockcast") if bento.tag.version == "v7"] == [bento_tag]
 
 
 @pytest.mark.slow

@@ -12,18 +12,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
+import httpx
 import numpy as np
 import pytest
 import yaml
 
 from stockcast.core.registry import ModelRecord, Registry
 from stockcast.core.storage import LocalStore
-from stockcast.deploy.config import SmokeSettings
+from stockcast.deploy.config import RolloutSettings, SmokeSettings
 from stockcast.deploy.fleet import LocalFleet
 from stockcast.deploy.load import ConstantLoad
 from stockcast.deploy.package import BENTOFILE, build_bento, export_bento, save_bento_model
 from stockcast.deploy.rollout import RolloutError, follow, rollout
 from stockcast.serve.client import StockcastClient
+from stockcast.serve.prediction_log import read_prediction_log
 from tests.factories import make_bundle, with_record
 from tests.service.conftest import make_fleet
 
@@ -117,14 +119,17 @@ def test_a_failing_first_champion_cannot_be_rolled_back_and_says_so(tmp_path, ta
     assert registry.champion_version() == "v9001"
 
 
-def test_the_follower_rolls_out_a_promotion_without_losing_a_request(registry, tmp_path, served_model) -> None:
-    """``stockcast-rollout --follow`` on the local target (one replica, rolling): v7 serves; v8 is promoted while 50
-    requests a second go through the proxy, and the follower rolls it out: every request is answered, and afterwards
-    only v8 answers. (Several replicas, every strategy and every kind of failure: tests/unit/deploy/test_fleet.py, on
+def test_the_follower_rolls_out_a_promotion_through_a_shadow_without_losing_a_request(
+    registry, tmp_path, served_model
+) -> None:
+    """``stockcast-rollout --follow`` on the local target (one replica, shadow): v7 serves; v8 is promoted while 50
+    requests a second go through the proxy, and the follower rolls it out: v8 gets a copy of every request for a
+    second, its answers discarded but logged, then takes over. Every request is answered, and afterwards only v8
+    answers. (Several replicas, every strategy and every kind of failure: tests/unit/deploy/test_fleet.py, on
     stand-in servers, and bench/rollout.py, on Bentos.)"""
     later = with_record(served_model.bundle, version="v8")
     later_bento = build_bento(save_bento_model(later))
-    fleet = make_fleet(tmp_path / "fleet", replicas=1, strategy="rolling")
+    fleet = make_fleet(tmp_path / "fleet", replicas=1, strategy="shadow", rollout=RolloutSettings(step_s=1.0))
     tickers = served_model.market.prices["ticker"].unique()[:2].tolist()
     reports: list[object] = []
     stop = threading.Event()
@@ -137,7 +142,15 @@ def test_the_follower_rolls_out_a_promotion_without_losing_a_request(registry, t
     try:
         _until(lambda: len(reports) == 1)
         request = {"tickers": tickers, "as_of": None}
-        with ConstantLoad(fleet.proxy.endpoint, lambda client: client.post("/predict", json=request), rate=50) as load:
+        answered_by: list[str] = []
+
+        def predict(client: httpx.Client) -> httpx.Response:
+            response = client.post("/predict", json=request)
+            if response.status_code == 200:
+                answered_by.append(response.json()["predictions"][0]["model_version"])
+            return response
+
+        with ConstantLoad(fleet.proxy.endpoint, predict, rate=50) as load:
             _promote(registry, later.record, later_bento)
             _until(lambda: len(reports) == 2)
             time.sleep(0.5)
@@ -150,7 +163,16 @@ def test_the_follower_rolls_out_a_promotion_without_losing_a_request(registry, t
     assert [getattr(report, "model_version", report) for report in reports] == ["v7", "v8"], reports
     assert not load.report.failed and load.report.requests > 50, load.report.summary()
     assert versions == {"v8"}
-    assert [step for step, _ in fleet.switches[-1].steps if "replaced" in step] == ["replica 1 of 1 replaced"]
+    steps = [step for step, _ in fleet.switches[-1].steps]
+    assert steps.index("mirroring every request to the shadow") < steps.index("switched to the shadow")
+    # The shadow (the fleet's second replica) logged what it answered, the mirrored requests among them.
+    logged = read_prediction_log(tmp_path / "fleet" / "replica-2" / "predictions")
+    assert set(logged["model_version"]) == {"v8"} and set(logged["ticker"]) == set(tickers)
+    # Beyond its answers to callers (after the switch) and to the smoke tests (a few), it logged the answers it gave to
+    # the copies of a second of requests at 50 a second, whose callers had v7's.
+    to_callers = 2 * (answered_by.count("v8") + 6)
+    assert len(logged) - to_callers > 2 * 50 * 0.5, (len(logged), to_callers)
+    assert "v7" in answered_by
 
 
 def _until(condition, timeout: float = 90.0) -> None:

@@ -143,7 +143,7 @@ def under_load(fleet: LocalFleet, bento_tag: str) -> tuple[ConstantLoad, DeployE
     return load, failure
 
 
-@pytest.mark.parametrize("strategy", ["rolling", "blue-green", "canary"])
+@pytest.mark.parametrize("strategy", ["rolling", "blue-green", "canary", "shadow"])
 def test_a_switch_loses_no_request_and_leaves_only_the_new_version(fleet_of, bentos, strategy) -> None:
     fleet = fleet_of(strategy)
     fleet.deploy("stockcast:v1")
@@ -175,10 +175,31 @@ def test_canary_shifts_its_share_of_requests_step_by_step(fleet_of) -> None:
     assert "stockcast:v1" in seen and "stockcast:v2" in seen
 
 
-def _sample(endpoint: str, seconds: float) -> list[str]:
+def test_a_shadow_gets_a_copy_of_every_request_and_callers_only_the_live_answers(fleet_of, bentos) -> None:
+    fleet = fleet_of("shadow", step_s=1.5)
+    fleet.deploy("stockcast:v1")
+    seen: list[str] = []
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: seen.extend(_sample(fleet.proxy.endpoint, 30, stop)))
+    worker.start()
+    time.sleep(0.2)
+    fleet.deploy("stockcast:v2")
+    stop.set()
+    worker.join()
+
+    steps = [step for step, _ in fleet.switches[-1].steps]
+    assert steps.index("mirroring every request to the shadow") < steps.index("switched to the shadow")
+    shadow = [replica for replica in bentos.started if replica.bento_tag == "stockcast:v2"]
+    answered_by_shadow = sum(replica.counts["200"] for replica in shadow)
+    # Callers got v1's answers while v2 was watched; v2 answered those requests too (the mirror), and more.
+    assert seen.index("stockcast:v2") > 0 and "stockcast:v1" in seen
+    assert answered_by_shadow > seen.count("stockcast:v2") + 10, (answered_by_shadow, len(seen))
+
+
+def _sample(endpoint: str, seconds: float, stop: threading.Event | None = None) -> list[str]:
     deadline, versions = time.monotonic() + seconds, []
     with httpx.Client(base_url=endpoint, timeout=5) as client:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
             versions.append(client.post("/predict", json={}).json()["model_version"])
     return versions
 
@@ -190,6 +211,7 @@ def _sample(endpoint: str, seconds: float) -> list[str]:
         ("blue-green", "stockcast:smoke-v4", "fails its smoke test"),
         ("canary", "stockcast:errors-v5", "rollout.max_error_rate"),
         ("blue-green", "stockcast:errors-v5", "rollout.max_error_rate"),
+        ("shadow", "stockcast:errors-v5", "rollout.max_error_rate"),
     ],
 )
 def test_a_bad_version_is_rolled_back_without_a_failed_request(fleet_of, bentos, strategy, bad, says) -> None:

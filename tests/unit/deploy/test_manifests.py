@@ -14,12 +14,15 @@ from stockcast.core.errors import UserError
 from stockcast.deploy.config import KubernetesSettings, RolloutSettings, parse_deploy_config, with_strategy
 from stockcast.deploy.manifests import NGINX, STRATEGIES, VERSION_LABEL, Phase, Release, rollout_phases
 from stockcast.deploy.targets import KubernetesManifest
+from stockcast.serve.feed import FeedSettings
 
 KUBERNETES_VERSION = "1.33"
 """The oldest Kubernetes release the manifests must apply to (supported upstream until mid-2026)."""
 SETTINGS = KubernetesSettings(image="ghcr.io/acme/stockcast", host="stockcast.example.com", replicas=3)
 ROLLOUT = RolloutSettings(canary_steps=[5, 25, 100], step_s=30, keep_warm_s=120)
-OLD, NEW = Release("v1", "ghcr.io/acme/stockcast:v1"), Release("v2", "ghcr.io/acme/stockcast:v2")
+FEED = FeedSettings(store="s3://bucket/prefix/stockcast", refresh_s=10.0, max_age_days=4.0).environment()
+OLD = Release("v1", "ghcr.io/acme/stockcast:v1", FEED)
+NEW = Release("v2", "ghcr.io/acme/stockcast:v2", FEED)
 
 
 def objects(phases: list[Phase], kind: str) -> list[dict]:
@@ -35,6 +38,13 @@ def test_every_manifest_of_every_strategy_is_valid_kubernetes(strategy, live) ->
         for item in phase.objects:
             # Round-tripped through YAML, as kubectl receives it; strict: an unknown field is an error.
             kubernetes_validate.validate(yaml.safe_load(yaml.safe_dump(item)), KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_pod_follows_the_published_data(strategy) -> None:
+    for deployment in objects(rollout_phases(strategy, SETTINGS, ROLLOUT, NEW, OLD), "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert {item["name"]: item["value"] for item in container["env"]} == FEED
 
 
 def test_the_validator_would_catch_a_broken_manifest() -> None:
@@ -82,14 +92,19 @@ def test_canary_shifts_the_configured_shares_then_promotes_and_removes_the_canar
     assert promote.deletions == ["ingress/stockcast-canary", "service/stockcast-canary", "deployment/stockcast-v1"]
 
 
-def test_shadow_mirrors_every_request_to_the_new_version_and_changes_nothing_for_callers() -> None:
-    start, mirror = rollout_phases("shadow", SETTINGS, ROLLOUT, NEW, OLD)
+def test_shadow_mirrors_every_request_to_the_new_version_then_switches_to_it() -> None:
+    start, mirror, switch = rollout_phases("shadow", SETTINGS, ROLLOUT, NEW, OLD)
     assert {item["metadata"]["name"] for item in start.objects} == {"stockcast-v2", "stockcast-shadow"}
     (route,) = mirror.objects
     target = route["metadata"]["annotations"][f"{NGINX}/mirror-target"]
     assert target == "http://stockcast-shadow.stockcast.svc.cluster.local:3000$request_uri"
     assert route["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "stockcast"
     assert "stockcast" not in {service["metadata"]["name"] for service in objects([start, mirror], "Service")}
+    assert mirror.pause_s == ROLLOUT.step_s, "callers see nothing of the shadow while it is watched"
+    service, unmirrored = switch.objects
+    assert service["metadata"]["name"] == "stockcast" and service["spec"]["selector"][VERSION_LABEL] == "v2"
+    assert f"{NGINX}/mirror-target" not in unmirrored["metadata"].get("annotations", {})
+    assert switch.deletions == ["service/stockcast-shadow", "deployment/stockcast-v1"]
 
 
 def test_the_kubernetes_target_applies_the_configured_strategy() -> None:
@@ -103,7 +118,11 @@ def test_the_kubernetes_target_applies_the_configured_strategy() -> None:
 @pytest.mark.parametrize(
     ("text", "field", "says"),
     [
-        ('target = "local"\nstrategy = "shadow"\n', "strategy", "rolling, recreate, blue-green, canary only"),
+        (
+            'target = "kubernetes"\nstrategy = "canary"\n[kubernetes]\nimage = "i"\n',
+            "strategy",
+            "rolling, recreate only",
+        ),
         ('target = "bentocloud"\nstrategy = "shadow"\n', "strategy", "not 'shadow'"),
         ('target = "local"\nstrategy = "rollin"\n', "strategy", "rollin"),
         ('target = "local"\n[rollout]\ncanary_steps = [10, 50]\n', "rollout.canary_steps", "end at 100"),
@@ -122,8 +141,11 @@ def test_the_command_line_strategy_is_validated_like_the_file() -> None:
         with_strategy(config, "canary").rollout_strategy == "canary"
         and with_strategy(config, "canary").local.replicas == 3
     )
-    with pytest.raises(UserError, match="strategy: target 'local' carries out"):
-        with_strategy(config, "shadow")
+    with pytest.raises(UserError, match="strategy: Input should be 'recreate'"):
+        with_strategy(config, "sideways")
+    bentocloud = parse_deploy_config('target = "bentocloud"\n')
+    with pytest.raises(UserError, match="strategy: target 'bentocloud' carries out"):
+        with_strategy(bentocloud, "shadow")
 
 
 def test_each_target_has_its_default_strategy() -> None:

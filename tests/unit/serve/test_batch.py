@@ -3,6 +3,7 @@ model, and a snapshot or feature set that does not fit the model is refused with
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -32,7 +33,7 @@ def bundle() -> Any:
 
 
 def test_the_table_is_the_service_answer_for_every_answerable_ticker(bundle) -> None:
-    table = predict_batch(bundle, "snap-v2")
+    table = predict_batch(replace(bundle, data_version="snap-v2"))
 
     late, stopped = sorted(bundle.tickers)[:2]
     answerable = sorted(set(bundle.tickers) - {late, stopped})
