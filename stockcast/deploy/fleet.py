@@ -25,19 +25,32 @@ Any failure (a replica that does not start, a check that fails, errors or latenc
 ``rollout.max_p99_ms``) rolls back: the old version is routed again (restarted where rolling had already stopped
 some), the new replicas are stopped, and ``DeployError`` says what failed. A request that meets a failing replica is
 retried by the proxy on another one, so callers see the old version's answers throughout.
+
+A fleet survives the process driving it. With a work folder of its own (``local_fleet``'s default is one per proxy
+port), it writes what runs to ``fleet.json`` at every step: the live version's replicas and the replicas of a switch
+under way, each by address, pid and start time; nginx and the replicas run in sessions of their own, so they outlive
+a driver killed half way. The next fleet on that folder ``recover``s: it adopts nginx (no new process, callers keep
+the address), stops the replicas of the interrupted switch, keeps the live version's replicas that still answer,
+starts the missing ones and routes them: the interrupted switch is undone, and the next ``deploy`` carries it out
+again from the start. ``fleet.lock`` keeps a second driver off a fleet that one drives already.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import json
+import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockcast.deploy.config import EXECUTED, DataSettings, LocalSettings, RolloutSettings, SmokeSettings, Strategy
@@ -58,6 +71,9 @@ class Replica(Protocol):
     def stop(self) -> None:
         """Stop it; doing so twice does nothing."""
 
+
+STATE_FILE = "fleet.json"
+LOCK_FILE = "fleet.lock"
 
 StartReplica = Callable[[str], Replica]
 """Start a replica of a Bento and return it once ready; ``DeployError`` when it cannot start."""
@@ -164,6 +180,63 @@ class Serving:
     replicas: list[Replica] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ReplicaState:
+    """A replica as ``fleet.json`` records it: where it answers, and its process (pid and start time, so that a pid
+    reused by another process is never mistaken for it)."""
+
+    endpoint: str
+    pid: int
+    created: float
+
+    @classmethod
+    def of(cls, replica: Replica) -> ReplicaState | None:
+        """The record of a replica that runs as a process of its own (None for one that does not)."""
+        pid = getattr(replica, "pid", None)
+        if pid is None:
+            return None
+        try:
+            return cls(replica.endpoint, pid, psutil.Process(pid).create_time())
+        except psutil.Error:
+            return None
+
+    def process(self) -> psutil.Process | None:
+        """Its process, while it runs."""
+        try:
+            process = psutil.Process(self.pid)
+            running = process.create_time() == self.created and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return None
+        return process if running else None
+
+
+class AdoptedReplica:
+    """A replica an earlier driver of the fleet started and left running."""
+
+    def __init__(self, state: ReplicaState) -> None:
+        self.endpoint, self.pid, self._state = state.endpoint, state.pid, state
+
+    def stop(self) -> None:
+        """Stop its process group (gracefully, then for good after 10 s); nothing when it is gone already."""
+        stop_group(self._state)
+
+
+def stop_group(state: ReplicaState, timeout: float = 10.0) -> None:
+    """Stop the process group ``state``'s process leads: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    process = state.process()
+    if process is None:
+        return
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(state.pid, sent)
+            process.wait(timeout=timeout)
+            return
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            return
+        except psutil.TimeoutExpired:
+            continue
+
+
 class LocalFleet(DeployTarget):
     """``replicas`` servers of the live version behind ``proxy``, replaced by ``strategy`` on every ``deploy``."""
 
@@ -176,6 +249,7 @@ class LocalFleet(DeployTarget):
         replicas: int,
         strategy: Strategy,
         rollout: RolloutSettings,
+        state_dir: Path | None = None,
     ) -> None:
         if strategy not in EXECUTED["local"]:
             raise DeployError(f"strategy {strategy!r} is not carried out on this machine")
@@ -185,6 +259,13 @@ class LocalFleet(DeployTarget):
         self.switches: list[Switch] = []
         self._steps: list[tuple[str, float]] = []
         self._started = 0.0
+        self._switching: Serving | None = None
+        """The replicas started for the switch under way (recorded, so that a later driver can stop them)."""
+        self._switch_strategy = ""
+        self.state_dir = state_dir
+        self._lock: IO[str] | None = None
+        if state_dir is not None:
+            self._lock = _locked(state_dir)
 
     def deploy(self, bento_tag: str) -> str:
         """Serve ``bento_tag`` through the proxy by the strategy (just start it when nothing serves yet); the proxy's
@@ -203,25 +284,74 @@ class LocalFleet(DeployTarget):
             "canary": self._canary,
             "shadow": self._shadow,
         }[strategy]
+        self._switching, self._switch_strategy = Serving(bento_tag), strategy
+        self._save()
         try:
             downtime = carry_out(bento_tag)
         except DeployError as exc:
+            self._switching = None
+            self._save()
             self._record(strategy, bento_tag, previous, rolled_back=str(exc))
             serving = f"{self.live.bento_tag} serves" if self.live else "nothing serves"
             raise DeployError(f"{strategy} roll-out of {bento_tag} rolled back ({serving}): {exc}") from exc
+        self._switching = None
+        self._save()
         self._record(strategy, bento_tag, previous, downtime_s=downtime)
         return self.proxy.endpoint
+
+    def recover(self) -> Switch | None:
+        """Take over what an earlier driver of this fleet left running (see the module's description): adopt nginx,
+        undo a switch it left half done, and serve its live version with ``replicas`` replicas again. The recovery,
+        as a ``Switch`` (also in ``switches``), or None when nothing was left (no state, or nothing runs)."""
+        state = self._read_state()
+        if state is None:
+            return None
+        self._steps, self._started = [], time.monotonic()
+        if self.proxy.adopt():
+            self._step(f"adopted nginx (pid {self.proxy._master.pid})")  # type: ignore[union-attr]
+        switch = state.get("switch")
+        if switch:
+            for replica in switch["replicas"]:
+                stop_group(ReplicaState(**replica))
+            self._step(f"stopped {len(switch['replicas'])} replica(s) of the interrupted {switch['strategy']} switch")
+        live = state.get("live")
+        if not live:
+            self._save()
+            return None
+        kept: list[Replica] = []
+        for replica in (ReplicaState(**item) for item in live["replicas"]):
+            if replica.process() is not None and is_answering(replica.endpoint):
+                kept.append(AdoptedReplica(replica))
+            else:
+                stop_group(replica)  # hung, or gone already
+        self._step(f"adopted {len(kept)} running replica(s) of {live['bento_tag']}")
+        self.live = Serving(live["bento_tag"], kept)
+        self._save()
+        try:
+            self.live.replicas += self._start(live["bento_tag"], max(self.replicas - len(kept), 0))
+            self._save()
+            self._route(self.live.replicas)
+        except DeployError as exc:
+            self._record("recovery", live["bento_tag"], switch["bento_tag"] if switch else None, rolled_back=str(exc))
+            raise DeployError(f"recovering the fleet in {self.state_dir} failed: {exc}") from exc
+        self._save()
+        self._record("recovery", live["bento_tag"], switch["bento_tag"] if switch else None)
+        return self.switches[-1]
 
     def health(self, endpoint: str) -> bool:
         """Whether the proxy and the live replicas answer."""
         return self.live is not None and self.proxy.running() and super().health(endpoint)
 
     def stop(self) -> None:
-        """Stop every replica and the proxy."""
+        """Stop every replica and the proxy, and let another driver have the fleet."""
         if self.live is not None:
             _stop_all(self.live.replicas)
             self.live = None
         self.proxy.stop()
+        self._save()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # --- the strategies: each leaves self.live serving, the new version or (after a failure) the old one ----------
 
@@ -262,6 +392,8 @@ class LocalFleet(DeployTarget):
                 self._step(f"replica {number} of {self.replicas} replaced")
                 if retired is not None:
                     retired.stop()
+                    self.live = Serving(old.bento_tag, list(remaining))
+                    self._save()
         except DeployError:
             restored = self._start(old.bento_tag, self.replicas - len(remaining)) if fresh else []
             self._route(remaining + restored)
@@ -350,10 +482,14 @@ class LocalFleet(DeployTarget):
         try:
             for _ in range(count):
                 started.append(self.start_replica(bento_tag))
+                if self._switching is not None:
+                    self._switching.replicas.append(started[-1])
+                    self._save()
         except DeployError:
             _stop_all(started)
             raise
-        self._step(f"started {count} replica(s) of {bento_tag}")
+        if count:
+            self._step(f"started {count} replica(s) of {bento_tag}")
         return started
 
     def _checked(self, replicas: list[Replica], bento_tag: str) -> None:
@@ -397,6 +533,36 @@ class LocalFleet(DeployTarget):
     def _route(self, replicas: Sequence[Replica]) -> None:
         self.proxy.route(Routes(live=_backends(replicas)))
 
+    def _save(self) -> None:
+        """Write what runs to ``fleet.json`` (atomically): the live replicas and those of the switch under way."""
+        if self.state_dir is None:
+            return
+
+        def described(serving: Serving | None) -> dict | None:
+            if serving is None:
+                return None
+            replicas = [asdict(state) for state in map(ReplicaState.of, serving.replicas) if state is not None]
+            return {"bento_tag": serving.bento_tag, "replicas": replicas}
+
+        switch = described(self._switching)
+        if switch is not None:
+            switch["strategy"] = self._switch_strategy
+        state = {"live": described(self.live), "switch": switch}
+        partial = self.state_dir / f".{STATE_FILE}.partial"
+        partial.write_text(json.dumps(state, indent=1))
+        partial.replace(self.state_dir / STATE_FILE)
+
+    def _read_state(self) -> dict | None:
+        if self.state_dir is None:
+            return None
+        try:
+            return json.loads((self.state_dir / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            path = self.state_dir / STATE_FILE
+            raise DeployError(f"{path} cannot be read ({exc}); stop the processes it names by hand") from exc
+
     def _step(self, what: str) -> None:
         self._steps.append((what, round(time.monotonic() - self._started, 3)))
 
@@ -413,6 +579,32 @@ class LocalFleet(DeployTarget):
         self.switches.append(
             Switch(strategy, bento_tag, previous, seconds, downtime_s, tuple(self._steps), rolled_back)
         )
+
+
+def _locked(folder: Path) -> IO[str]:
+    """The fleet's lock file, held: ``DeployError`` naming the holder when another process drives the fleet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise DeployError(f"the fleet in {folder} is driven by {holder} already; stop it first") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}")
+    lock.flush()
+    return lock
+
+
+def is_answering(endpoint: str) -> bool:
+    """Whether a replica answers ``/readyz`` with 200."""
+    try:
+        return httpx.get(f"{endpoint}/readyz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _address(replica: Replica) -> str:
@@ -439,15 +631,18 @@ def local_fleet(
 ) -> LocalFleet:
     """The ``local`` target of a deploy configuration: nginx on ``settings.host:port`` (preview on ``preview_port``)
     in front of ``settings.replicas`` servers on loopback, each ``bentoml serve`` with a BentoML home of its own and
-    its log and its prediction log in ``workdir`` (a new temporary folder by default), following newly published
-    data as ``data`` says, each checked by the smoke test."""
+    its log and its prediction log in ``workdir``, following newly published data as ``data`` says, each checked by
+    the smoke test. ``workdir`` defaults to one folder per proxy port in the system's temporary folder, so the next
+    driver of the same fleet finds it: what an earlier driver left running is recovered first (``recover``)."""
     from stockcast.deploy.package import bento_bundle
     from stockcast.deploy.smoke import smoke_test
 
     feed = (data or DataSettings()).feed_environment()
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="stockcast-fleet-"))
+    workdir = workdir or Path(tempfile.gettempdir()) / f"stockcast-fleet-{settings.port}"
     workdir.mkdir(parents=True, exist_ok=True)
-    started = itertools.count(1)
+    # Numbered after the replicas of earlier drivers, whose folders may still be in use by adopted replicas.
+    earlier = [int(path.stem.removeprefix("replica-")) for path in workdir.glob("replica-*.log")]
+    started = itertools.count(max(earlier, default=0) + 1)
 
     def start_replica(bento_tag: str) -> Replica:
         number = next(started)
@@ -462,7 +657,7 @@ def local_fleet(
         return replica
 
     proxy = NginxProxy(workdir / "proxy", port=settings.port, preview_port=settings.preview_port, host=settings.host)
-    return LocalFleet(
+    fleet = LocalFleet(
         proxy,
         start_replica,
         lambda endpoint, bento_tag: smoke_test(
@@ -471,4 +666,7 @@ def local_fleet(
         replicas=settings.replicas,
         strategy=strategy,
         rollout=rollout,
+        state_dir=workdir,
     )
+    fleet.recover()
+    return fleet

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -135,14 +136,14 @@ def _upstream(name: str, backends: Sequence[Backend]) -> str:
 
 @dataclass
 class NginxProxy:
-    """nginx on ``host:port`` (and ``preview_port``), its configuration and logs in ``workdir``."""
+    """nginx on ``host:port`` (and ``preview_port``), its configuration, pid file and logs in ``workdir``."""
 
     workdir: Path
     port: int
     preview_port: int
     host: str = "127.0.0.1"
     generation: int = 0
-    _process: subprocess.Popen[bytes] | None = None
+    _master: psutil.Process | None = None
 
     @property
     def endpoint(self) -> str:
@@ -187,34 +188,55 @@ class NginxProxy:
             raise DeployError(f"nginx refused the routes ({candidate}):\n{checked.stderr.strip()}")
         candidate.replace(self.config_path)
         earlier_workers = self._workers()
-        if self.running():
-            os.kill(self._process.pid, signal.SIGHUP)  # type: ignore[union-attr]  # graceful reload
+        if self._master is not None and self.running():
+            self._master.send_signal(signal.SIGHUP)  # graceful reload
         else:
-            self._process = subprocess.Popen(
+            started = subprocess.Popen(
                 [executable, "-p", str(self.workdir), "-c", str(self.config_path), "-g", "daemon off;"],
                 stdout=subprocess.DEVNULL,
                 stderr=(self.workdir / "nginx.out").open("ab"),
                 start_new_session=True,
             )
+            self._master = psutil.Process(started.pid)
         self._wait_for(generation, earlier_workers, timeout)
         self.generation = generation
 
+    def adopt(self) -> bool:
+        """Take over the nginx that an earlier process started with this work folder and left running (its pid
+        file names it, and it runs this folder's configuration); True when there was one. Routes then reload it
+        rather than start another, so callers never lose the address."""
+        try:
+            master = psutil.Process(int((self.workdir / "nginx.pid").read_text().strip()))
+            ours = str(self.config_path) in master.cmdline()
+        except (OSError, ValueError, psutil.Error):
+            return False
+        if not ours:
+            return False
+        self._master = master
+        match = re.search(r"generation (\d+)\.", self.config_path.read_text())
+        self.generation = int(match.group(1)) if match else 0
+        return self.running()
+
     def running(self) -> bool:
         """Whether nginx runs."""
-        return self._process is not None and self._process.poll() is None
+        try:
+            return self._master is not None and self._master.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
     def stop(self) -> None:
         """Stop nginx (gracefully, then for good after 10 s); nothing when it does not run."""
-        if not self.running():
+        master, self._master = self._master, None
+        if master is None:
             return
-        process = self._process
-        assert process is not None
-        process.send_signal(signal.SIGQUIT)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            master.send_signal(signal.SIGQUIT)
+            master.wait(timeout=10)
+        except psutil.TimeoutExpired:
+            os.killpg(master.pid, signal.SIGKILL)
+            master.wait(timeout=10)
+        except psutil.NoSuchProcess:
+            return
 
     def _wait_for(self, generation: int, earlier_workers: list[psutil.Process], timeout: float) -> None:
         """Until the proxy answers ``generation`` and every worker of the earlier configuration has exited: after a
@@ -239,7 +261,7 @@ class NginxProxy:
         if not self.running():
             return []
         try:
-            return psutil.Process(self._process.pid).children()  # type: ignore[union-attr]
+            return self._master.children()  # type: ignore[union-attr]
         except psutil.Error:
             return []
 

@@ -197,6 +197,11 @@ class LocalServe(DeployTarget):
     def _home_environment(self) -> dict[str, str]:
         return {"BENTOML_HOME": str(own_bentoml_home(self.home))} if self.home is not None else {}
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (the leader of its process group) while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         """Terminate the server's process group, killing it if it has not exited within 10 s."""
         process, self._process = self._process, None

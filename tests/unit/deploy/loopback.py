@@ -12,8 +12,8 @@ class LoopbackServer:
     """``handler`` served from a thread on 127.0.0.1 until ``stop()``; one request a connection (HTTP/1.0), so a
     stopped server answers none."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int | None = None) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), handler)
         self.server.daemon_threads = True
         self.server.request_queue_size = 128  # the default 5 refuses connections under the tests' load
         self.address = f"127.0.0.1:{self.server.server_port}"

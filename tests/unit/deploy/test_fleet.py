@@ -4,12 +4,9 @@ runs through the proxy. The same strategies on real ``bentoml serve`` replicas: 
 
 from __future__ import annotations
 
-import itertools
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -20,58 +17,10 @@ from stockcast.deploy.fleet import LocalFleet, Traffic, read_traffic
 from stockcast.deploy.load import ConstantLoad
 from stockcast.deploy.proxy import NginxProxy
 from stockcast.deploy.targets import DeployError
-from tests.unit.deploy.loopback import LoopbackServer
+from tests.unit.deploy.stand_ins import FakeBento
 
 RATE = 100
 """Requests a second through the proxy during every switch."""
-
-
-class FakeBento(LoopbackServer):
-    """A replica of version ``bento_tag``: ``/predict`` answers its version (a server error on every twentieth
-    request when the tag says ``errors``), ``/metrics`` counts them as BentoML does."""
-
-    def __init__(self, bento_tag: str) -> None:
-        self.bento_tag, self.counts, self.lock = bento_tag, {"200": 0, "500": 0}, threading.Lock()
-        self.sequence = itertools.count(1)
-        replica = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._send(200, replica.metrics().encode(), "text/plain")
-                else:
-                    self._send(200, json.dumps({"model_version": replica.bento_tag}).encode())
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                failing = "errors" in replica.bento_tag and next(replica.sequence) % 20 == 0
-                status = 500 if failing else 200
-                with replica.lock:
-                    replica.counts[str(status)] += 1
-                self._send(status, json.dumps({"model_version": replica.bento_tag}).encode())
-
-            def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        super().__init__(Handler)
-
-    def metrics(self) -> str:
-        name = "bentoml_service_request"
-        lines = [f"# TYPE {name}_total counter", f"# TYPE {name}_duration_seconds histogram"]
-        with self.lock:
-            for status, count in self.counts.items():
-                labels = f'endpoint="/predict",http_response_code="{status}"'
-                lines.insert(1, f"{name}_total{{{labels}}} {count}")
-                for bound in ("0.05", "0.5", "+Inf"):
-                    lines.append(f'{name}_duration_seconds_bucket{{{labels},le="{bound}"}} {count}')
-        return "\n".join(lines) + "\n"
 
 
 class Bentos:
