@@ -6,7 +6,7 @@
 What is measured, with the ``local`` target (``stockcast.deploy.fleet.LocalFleet``: nginx in front of 2 ``bentoml
 serve`` replicas on 127.0.0.1):
 
-- **each switch** (rolling, blue-green, canary, recreate) from one version of the model to another while
+- **each switch** (rolling, blue-green, canary, shadow, recreate) from one version of the model to another while
   ``--rate`` single-ticker ``POST /predict`` requests a second go through the proxy (``stockcast.deploy.load``): the
   requests that failed, the p99 latency of the requests sent during the switch, how long the switch took and, for
   recreate, how long nothing served;
@@ -16,9 +16,10 @@ serve`` replicas on 127.0.0.1):
   replicas against one Bento without the proxy, both measured with the same client in this process.
 
 The model is a ridge fitted on 20 generated tickers over 2024 (the service tests' kind of model: the switch, not the
-model, is measured). Canary steps are 10 → 50 → 100 %, watched ``--step`` seconds each; blue-green keeps the old
-version warm ``--step`` seconds. Reported figures are medians over the runs, with every run's figure beside them. The
-markdown section is printed and written to ``bench/results/rollout.md`` for BENCHMARKS.md.
+model, is measured). Canary steps are 10 → 50 → 100 %, watched ``--step`` seconds each; the shadow gets a copy of
+every request for ``--step`` seconds; blue-green keeps the old version warm ``--step`` seconds. Reported figures are
+medians over the runs, with every run's figure beside them. The markdown section is printed and written to
+``bench/results/rollout.md`` for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import contextlib
 from bench.machine import describe_load, describe_machine, isolated_home, publish
 
 RESULTS = Path(__file__).with_name("results") / "rollout.md"
-STRATEGIES = ("rolling", "blue-green", "canary", "recreate")
+STRATEGIES = ("rolling", "blue-green", "canary", "shadow", "recreate")
 
 
 @dataclass
@@ -170,7 +171,8 @@ def render(runs: list[Figures], args: argparse.Namespace, command: str, load: tu
     lines = [
         "## Roll-outs through the proxy (`bench/rollout.py`)",
         "",
-        "Target (issue 15): 0 failed requests during rolling, blue-green and canary switches and during a roll-back, "
+        "Target (issue 15): 0 failed requests during rolling, blue-green, canary and shadow switches and during a "
+        "roll-back, "
         f"at {args.rate:g} req/s through the proxy; recreate's downtime measured. Run with `make bench-rollout`.",
         "",
         f"- Machine: {describe_machine(BentoML=bentoml.__version__, nginx=_nginx_version())}. {describe_load(*load)}",
@@ -178,8 +180,8 @@ def render(runs: list[Figures], args: argparse.Namespace, command: str, load: tu
         "- Target: the `local` target, nginx in front of 2 `bentoml serve` replicas on 127.0.0.1; a ridge model of 20 "
         "generated tickers (the switch is measured, not the model). Load: single-ticker `POST /predict` at "
         f"{args.rate:g} req/s from 16 threads in this process. Canary 10 → 50 → 100 %, {args.step:g} s a step; "
-        f"blue-green keeps the old version warm {args.step:g} s. Median of {len(runs)} run(s), each run's figure in "
-        "brackets.",
+        f"the shadow mirrors every request for {args.step:g} s; blue-green keeps the old version warm {args.step:g} s. "
+        f"Median of {len(runs)} run(s), each run's figure in brackets.",
         "",
         "| Switch | Failed requests | Requests sent | p99 during the switch (ms) | Time to switch (s) | Downtime (s) |",
         "|---|---:|---:|---:|---:|---:|",

@@ -152,6 +152,9 @@ class Prediction(BaseModel):
     predicted_return: float = Field(description="Predicted next-day simple return.", examples=[0.0012])
     predicted_close: float = Field(description="last_close × (1 + predicted_return).", examples=[103.92])
     model_version: str = Field(description="Registry version of the model.", examples=["v1712"])
+    data_version: str = Field(
+        description="Version of the data snapshot the prediction was made from.", examples=["3f9c2a41d0b7e815"]
+    )
 
 
 class PredictResponse(BaseModel):

@@ -151,7 +151,7 @@ class StockcastService:
         answered = [record for answer in answers if isinstance(answer, list) for record in answer]
         self._count_clipped(bundle, [record["predicted_return"] for record in answered])
         if self.prediction_log is not None:
-            self.prediction_log.write(answered, data_version=bundle.data_version)
+            self.prediction_log.write(answered)
         return answers
 
     def _count_clipped(self, bundle: ServingBundle, predicted_returns: list[float]) -> None:

@@ -23,7 +23,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_v
 from features.adjust import PRICE_ACTIONS, price_factor
 from stockcast.core.config import Settings
 from stockcast.core.frames import json_ready, require_columns
-from stockcast.serve.schema import PREDICTION_COLUMNS
+from stockcast.serve.schema import PREDICTION_FIELDS
 
 PSI_EMPTY_BIN_SHARE = 1e-4
 """The share given to a bin that one side leaves empty: PSI takes log(current / reference) per bin, infinite for
@@ -153,7 +153,7 @@ def join_realised(predictions: pd.DataFrame, prices: pd.DataFrame, actions: pd.D
     predictions are kept, several model versions' for the same (as_of, ticker) included: the caller filters.
     Sorted by (as_of, ticker, model_version).
     """
-    require_columns(predictions, PREDICTION_COLUMNS, "predictions")
+    require_columns(predictions, PREDICTION_FIELDS, "predictions")
     require_columns(prices, PRICE_COLUMNS, "prices")
     left = predictions.assign(
         as_of=_dates(predictions["as_of"], "predictions", "as_of"),

@@ -112,6 +112,7 @@ def answer_queries(bundle: ServingBundle, queries: Sequence[TickerQuery]) -> lis
         "predicted_return": predicted_return.tolist(),
         "predicted_close": next_close_from_return(close, predicted_return).tolist(),
         "model_version": [bundle.model_version] * len(wanted),
+        "data_version": [bundle.data_version] * len(wanted),
     }
     records = {
         position: dict(zip(PREDICTION_COLUMNS, row, strict=True))
@@ -263,6 +264,7 @@ def _answer(
             "predicted_return": predicted_return,
             "predicted_close": next_close_from_return(close, predicted_return),
             "model_version": bundle.model_version,
+            "data_version": bundle.data_version,
         },
         columns=PREDICTION_COLUMNS,
     )

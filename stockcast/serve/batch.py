@@ -62,6 +62,6 @@ def predict_batch(bundle: ServingBundle) -> pd.DataFrame:
             f"no ticker has {bundle.min_history} days of history up to {bundle.as_of.date()}: nothing to predict"
         )
     answer = predict_tickers(bundle, answerable)
-    return answer.assign(feature_fingerprint=bundle.feature_fingerprint, data_version=bundle.data_version).sort_values(
-        "ticker", ignore_index=True
-    )[TABLE_COLUMNS]
+    return answer.assign(feature_fingerprint=bundle.feature_fingerprint).sort_values("ticker", ignore_index=True)[
+        TABLE_COLUMNS
+    ]

@@ -3,7 +3,7 @@
 A shadow version's answers are discarded by the proxy (``stockcast.deploy.fleet``, strategy ``shadow``); what it
 would have answered is only worth something if it is kept. With ``STOCKCAST_PREDICTION_LOG`` set to a folder, each
 worker process of the service appends its answers to ``<folder>/predictions-<pid>.jsonl``, one JSON object per
-prediction (the prediction's fields, the data version it came from and when it was logged), one write per model
+prediction (the prediction's fields, its data version among them, and when it was logged), one write per model
 call. A file per process keeps lines whole without locks; ``read_prediction_log`` reads them all back as one table,
 the input of realised scoring (the prediction's ``as_of`` and ``ticker`` join the next day's close).
 """
@@ -22,7 +22,7 @@ import pandas as pd
 from stockcast.serve.schema import PREDICTION_COLUMNS
 
 PREDICTION_LOG_ENV = "STOCKCAST_PREDICTION_LOG"
-LOG_COLUMNS = [*PREDICTION_COLUMNS, "data_version", "logged_at"]
+LOG_COLUMNS = [*PREDICTION_COLUMNS, "logged_at"]
 
 
 class PredictionLog:
@@ -43,12 +43,11 @@ class PredictionLog:
         """This process' file."""
         return self.folder / f"predictions-{os.getpid()}.jsonl"
 
-    def write(self, predictions: Iterable[Mapping[str, Any]], *, data_version: str) -> None:
-        """Append ``predictions`` (records of ``PREDICTION_COLUMNS``), made from snapshot ``data_version``."""
+    def write(self, predictions: Iterable[Mapping[str, Any]]) -> None:
+        """Append ``predictions`` (records of ``PREDICTION_COLUMNS``)."""
         logged_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         lines = "".join(
-            json.dumps({**prediction, "data_version": data_version, "logged_at": logged_at}, default=str) + "\n"
-            for prediction in predictions
+            json.dumps({**prediction, "logged_at": logged_at}, default=str) + "\n" for prediction in predictions
         )
         if not lines:
             return

@@ -4,9 +4,12 @@ Kept apart from the code that computes answers (which loads the model libraries)
 published tables read the one schema without loading them.
 """
 
-PREDICTION_COLUMNS = ["ticker", "as_of", "last_close", "predicted_return", "predicted_close", "model_version"]
-"""One prediction: the predicted close of the trading day after ``as_of``, the close and return it starts from, and
-the registry version of the model that made it. ``POST /predict`` answers with these fields."""
+PREDICTION_FIELDS = ["ticker", "as_of", "last_close", "predicted_return", "predicted_close", "model_version"]
+"""What a prediction says: the predicted close of the trading day after ``as_of``, the close and return it starts
+from, and the registry version of the model that made it; what monitoring judges it on."""
 
-TABLE_COLUMNS = [*PREDICTION_COLUMNS, "feature_fingerprint", "data_version"]
-"""A batch prediction table: the answers plus the feature-set and data versions behind them."""
+PREDICTION_COLUMNS = [*PREDICTION_FIELDS, "data_version"]
+"""One prediction, with the version of the data snapshot it was made from. ``POST /predict`` answers with these."""
+
+TABLE_COLUMNS = [*PREDICTION_COLUMNS, "feature_fingerprint"]
+"""A batch prediction table: the answers plus the version of the feature set behind them."""

@@ -9,19 +9,23 @@ way a user would: the command output, the registry, the Client API and the HTTP 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
+import pandas as pd
 import pytest
 
 from stockcast.core.network import free_port
 from stockcast.core.registry import Registry
 from stockcast.core.runs import successful_runs, user_branch
-from stockcast.deploy.targets import DeployError, is_ready, wait_ready
-from stockcast.serve.client import StockcastClient
+from stockcast.deploy.targets import is_ready
+from stockcast.serve.client import ServiceRequestError, StockcastClient
 from tests.factories import PLANTED
 from tests.harness import MAX_WORKERS, REPO_ROOT, card_text, metaflow_home
 
@@ -73,17 +77,39 @@ def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_chan
         "--max-workers",
         workers,
     )
-    days = sorted(str(folder) for folder in market.days)
-    operated = _command(
-        _script("stockcast-day"),
-        *days,
-        "--train-config",
-        configs["quick"],
-        "--operate-config",
-        configs["operate"],
-        "--max-workers",
-        workers,
+    # make serve, in another terminal, before the daily loop: stockcast-rollout --follow (nginx in front of the
+    # replicas), on a machine whose BentoML store is empty: the champion's Bento comes back from its archive. It
+    # follows the promotions and the snapshots the daily loop publishes.
+    port, log, config = free_port(), tmp_path / "serve.log", tmp_path / "deploy.toml"
+    config.write_text(
+        f'target = "local"\n[data]\nrefresh_s = 1.0\n[local]\nport = {port}\npreview_port = {free_port()}\n'
+        "replicas = 1\n"
     )
+    server = subprocess.Popen(
+        [_script("stockcast-rollout"), "--follow", "--poll-s", "1", "--config", str(config)],
+        cwd=metaflow_home(),
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        days = sorted(str(folder) for folder in market.days)
+        operated = _command(
+            _script("stockcast-day"),
+            *days,
+            "--train-config",
+            configs["quick"],
+            "--operate-config",
+            configs["operate"],
+            "--max-workers",
+            workers,
+        )
+        served, answers, batch = _served_after_the_loop(endpoint, server, log)
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C: the follower stops the replicas and nginx it started
+        server.wait(timeout=60)
+    assert not is_ready(endpoint), "the proxy still answers after the follower stopped"
 
     renamed = market.actions[market.actions["kind"] == "rename"]
     assert f"{PLANTED.n_tickers + len(renamed)} tickers" in ingested and "Published snapshot" in ingested
@@ -113,29 +139,35 @@ def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_chan
     assert registry.bento(champion.version) is not None
     assert ("promoted; predicted again" in shifted) == (champion.version != first_champion)
 
-    # make serve (stockcast-rollout --follow: nginx in front of the replicas), on a machine whose BentoML store is
-    # empty: the champion's Bento comes back from its archive.
-    port, log, config = free_port(), tmp_path / "serve.log", tmp_path / "deploy.toml"
-    config.write_text(f'target = "local"\n[local]\nport = {port}\npreview_port = {free_port()}\nreplicas = 1\n')
-    server = subprocess.Popen(
-        [_script("stockcast-rollout"), "--follow", "--poll-s", "1", "--config", str(config)],
-        cwd=metaflow_home(),
-        env={**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(endpoint, 90.0, gave_up=lambda: None if server.poll() is None else "the server exited")
-        except DeployError as exc:
-            raise AssertionError(f"{exc}\n{log.read_text()}") from None
-        with StockcastClient(endpoint) as client:
-            served = client.model()
-            answer = client.predict(served["tickers"][:2])
-    finally:
-        server.send_signal(signal.SIGINT)  # Ctrl-C: the follower stops the replicas and nginx it started
-        server.wait(timeout=60)
-    assert not is_ready(endpoint), "the proxy still answers after the follower stopped"
+    # What serves after the loop: the champion, on the last day's snapshot (published by IngestFlow after the service
+    # started), answering every ticker exactly as that day's batch prediction did.
     assert served["model_version"] == champion.version and served["lineage"] == champion.lineage()
-    assert [row["model_version"] for row in answer] == [champion.version] * 2
+    assert served["data"]["version"] == batch["data_version"].iloc[0] and served["data"]["following"] is True
+    assert answers["ticker"].tolist() == batch["ticker"].tolist()
+    for column in ("as_of", "last_close", "predicted_return", "predicted_close", "model_version"):
+        assert answers[column].tolist() == batch[column].tolist(), column
+
+
+def _served_after_the_loop(
+    endpoint: str, server: subprocess.Popen[bytes], log: Path
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Once the service serves the champion on the newest snapshot: ``GET /model``, its answers for every ticker of
+    the last batch prediction, and that prediction's table."""
+    batch = successful_runs("BatchPredictFlow", user_branch())[0].data.predictions.reset_index(drop=True)
+    champion = Registry(user_branch()).require_champion().version
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(f"stockcast-rollout exited:\n{log.read_text()}")
+        served = {}
+        with contextlib.suppress(httpx.HTTPError, ServiceRequestError):
+            served = StockcastClient(endpoint).model()
+        if served.get("model_version") == champion and served["data"]["version"] == batch["data_version"].iloc[0]:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{endpoint} serves {served or 'nothing'}, not {champion}:\n{log.read_text()}")
+        time.sleep(1)
+    with StockcastClient(endpoint) as client:
+        answers = pd.DataFrame(client.predict(batch["ticker"].tolist()))
+    answers["as_of"] = pd.to_datetime(answers["as_of"])
+    return served, answers, batch

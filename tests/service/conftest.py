@@ -26,6 +26,7 @@ from stockcast.deploy.targets import LocalServe
 from stockcast.serve.auth import PROTECT_METRICS_ENV, TOKEN_ENV, TOKEN_FILE_ENV
 from stockcast.serve.bundle import MODEL_TAG_ENV, ServingBundle
 from stockcast.serve.client import StockcastClient
+from stockcast.serve.feed import MAX_AGE_ENV
 from tests.factories import make_bundle, make_record, year_market
 
 with warnings.catch_warnings():
@@ -69,12 +70,18 @@ def bento_tag(served_model: ServedModel) -> str:
     return build_bento(served_model.model_tag)
 
 
+STALE_AFTER_DAYS = 30
+"""The largest data age the in-process service (``asgi_client``) accepts."""
+
+
 @pytest.fixture(scope="session")
 def asgi_client(served_model: ServedModel) -> Iterator[TestClient]:
-    """The service in process, through ``to_asgi()``; entering the client runs its startup (loads the model)."""
+    """The service in process, through ``to_asgi()``; entering the client runs its startup (loads the model). Its
+    data may be at most ``STALE_AFTER_DAYS`` old, which the model's 2024 snapshot is not: its ``/readyz`` says so."""
     service_path = yaml.safe_load(BENTOFILE.read_text())["service"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(MODEL_TAG_ENV, served_model.model_tag)
+        patch.setenv(MAX_AGE_ENV, str(STALE_AFTER_DAYS))
         # The service module reads its model tag when imported; a Bento built earlier in the session for another
         # model left its import behind, which bentoml.load would reuse.
         patch.delitem(sys.modules, service_path.partition(":")[0], raising=False)

@@ -1,13 +1,9 @@
 """Fresh data in a running service: a real ``bentoml serve`` follows its branch's snapshot head and, day after day,
-answers as batch prediction does for that day, without a restart and without failing a request; ``/readyz`` says
-when its data is stale. (The feed's rules one by one: tests/unit/serve/test_feed.py.)"""
+answers as batch prediction does for that day, without a restart and without failing a request. (The feed's rules
+one by one: tests/unit/serve/test_feed.py; ``/readyz`` on stale data: tests/service/test_service_asgi.py.)"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,14 +15,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from stockcast.core.network import free_port
 from stockcast.core.registry import ModelRecord
 from stockcast.core.storage import LocalStore
 from stockcast.deploy.load import ConstantLoad
 from stockcast.deploy.package import BENTOFILE, build_bento, save_bento_model
-from stockcast.deploy.targets import LocalServe, bentoml_serve_command, own_bentoml_home
+from stockcast.deploy.targets import LocalServe
 from stockcast.serve.batch import predict_batch
-from stockcast.serve.bundle import MODEL_TAG_ENV, build_bundle
+from stockcast.serve.bundle import build_bundle
 from stockcast.serve.client import StockcastClient
 from stockcast.serve.feed import FeedSettings
 from tests.factories import market_until, publish_market
@@ -46,8 +41,6 @@ class Following:
     estimator: Any
     store: LocalStore
     days: list[pd.Timestamp]
-    model_tag: str
-    bento_tag: str
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +56,8 @@ def following(served_model: ServedModel, tmp_path_factory: pytest.TempPathFactor
         actions=tables["actions"],
         estimator=served_model.bundle.estimator,
     )
-    model_tag = save_bento_model(bundle)
     try:
-        bento_tag = build_bento(model_tag)
+        bento_tag = build_bento(save_bento_model(bundle))
     finally:
         sys.modules.pop(SERVICE.partition(":")[0], None)  # as tests/service/test_rollout_local.py says
     folder = tmp_path_factory.mktemp("feed")
@@ -74,7 +66,7 @@ def following(served_model: ServedModel, tmp_path_factory: pytest.TempPathFactor
     with LocalServe(
         startup_timeout=60, log_path=folder / "serve.log", home=folder / "home", environment=feed.environment()
     ) as target:
-        yield Following(target.deploy(bento_tag), record, bundle.estimator, store, days, model_tag, bento_tag)
+        yield Following(target.deploy(bento_tag), record, bundle.estimator, store, days)
 
 
 def _served_as_of(client: StockcastClient, tickers: list[str], day: pd.Timestamp, deadline: float) -> bool:
@@ -143,33 +135,3 @@ def test_an_older_snapshot_is_refused_and_the_service_keeps_answering(following,
         assert data["version"] == before["version"] and data["as_of"] == before["as_of"]
         assert httpx.get(f"{following.endpoint}/readyz").status_code == 200
         assert {row["as_of"] for row in client.predict(client.model()["tickers"])} == {before["as_of"]}
-
-
-def test_readyz_answers_503_once_the_data_is_older_than_the_configured_age(following, tmp_path) -> None:
-    """Started by hand: ``LocalServe`` waits for a ready server, and this one must never be."""
-    endpoint, log_path = f"http://127.0.0.1:{(port := free_port())}", tmp_path / "serve.log"
-    environment = {
-        **os.environ,
-        MODEL_TAG_ENV: following.model_tag,
-        "BENTOML_HOME": str(own_bentoml_home(tmp_path / "home")),
-        **FeedSettings(max_age_days=30.0).environment(),
-    }
-    with log_path.open("wb") as log:
-        command = bentoml_serve_command(following.bento_tag, host="127.0.0.1", port=port)
-        server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
-        )
-    try:
-        deadline, data = time.monotonic() + 60, None
-        while data is None and time.monotonic() < deadline and server.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                data = httpx.get(f"{endpoint}/model").raise_for_status().json()["data"]
-            time.sleep(0.2)
-        assert data is not None, log_path.read_text()
-        assert (data["stale"], data["max_age_days"]) == (True, 30.0) and data["age_days"] > 30
-        assert httpx.get(f"{endpoint}/readyz").status_code == 503
-        assert httpx.get(f"{endpoint}/livez").status_code == 200, "stale data is no reason to restart"
-        assert "past the 30 days of STOCKCAST_DATA_MAX_AGE_DAYS: /readyz answers 503" in log_path.read_text()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)

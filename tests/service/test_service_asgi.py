@@ -11,6 +11,7 @@ from openapi_spec_validator import validate
 
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.client import ServiceRequestError, history_payload
+from tests.service.conftest import STALE_AFTER_DAYS
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +83,25 @@ def test_a_body_that_is_not_json_is_a_415_not_a_server_error(asgi_client, media_
 
 def test_health_and_openapi(asgi_client) -> None:
     assert asgi_client.get("/healthz").status_code == 200
-    assert asgi_client.get("/readyz").status_code == 200
+    assert asgi_client.get("/livez").status_code == 200
     docs = asgi_client.get("/docs.json").json()
     request = docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert request["example"] == {"tickers": ["ABC", "XYZ"], "as_of": None}
     assert request["properties"]["tickers"]["maxItems"] == 100
     assert docs["components"]["schemas"]["PriceRow"]["properties"]["close"]["type"] == "number"
+
+
+def test_readyz_answers_503_once_the_data_is_older_than_the_configured_age(asgi_client, served_model) -> None:
+    """The model's snapshot ends in 2024; this service accepts data at most ``STALE_AFTER_DAYS`` old. (The HTTP
+    servers of the other tests set no maximum, and are ready: tests/service/test_service_http.py.)"""
+    data = asgi_client.get("/model").json()["data"]
+
+    assert (data["stale"], data["max_age_days"]) == (True, STALE_AFTER_DAYS) and data["age_days"] > STALE_AFTER_DAYS
+    assert data["following"] is False and data["version"] == served_model.bundle.data_version
+    assert asgi_client.get("/readyz").status_code == 503
+    assert asgi_client.get("/livez").status_code == 200, "stale data is no reason to restart the service"
+    answer = asgi_client.post("/predict", json={"tickers": served_model.bundle.tickers[:1]})
+    assert answer.status_code == 200, "it still answers whoever asks"
 
 
 def test_the_openapi_document_is_valid_openapi_3_1(asgi_client) -> None:

@@ -33,7 +33,8 @@ def bundle() -> Any:
 
 
 def test_the_table_is_the_service_answer_for_every_answerable_ticker(bundle) -> None:
-    table = predict_batch(replace(bundle, data_version="snap-v2"))
+    snapshot = replace(bundle, data_version="snap-v2")
+    table = predict_batch(snapshot)
 
     late, stopped = sorted(bundle.tickers)[:2]
     answerable = sorted(set(bundle.tickers) - {late, stopped})
@@ -43,7 +44,7 @@ def test_the_table_is_the_service_answer_for_every_answerable_ticker(bundle) -> 
     assert (table["feature_fingerprint"] == FEATURE_SET.fingerprint).all() and (
         table["data_version"] == "snap-v2"
     ).all()
-    served = predict_tickers(bundle, answerable)
+    served = predict_tickers(snapshot, answerable)
     pd.testing.assert_frame_equal(table[served.columns], served)
 
 

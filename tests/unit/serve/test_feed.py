@@ -146,6 +146,19 @@ def test_data_is_stale_past_the_configured_age(deployed, max_age_days, age_days,
     assert feed.status()["stale"] is stale and feed.status()["following"] is False
 
 
+def test_a_feed_starting_on_stale_data_says_so_and_why_readyz_refuses(deployed, caplog) -> None:
+    now = (deployed.as_of + pd.Timedelta(days=40)).timestamp()
+    feed = DataFeed(deployed, FeedSettings(max_age_days=30.0), clock=lambda: now)
+    with caplog.at_level("WARNING", logger="bentoml.stockcast.feed"):
+        feed.start().set()
+
+    assert feed.stale
+    assert (
+        f"the data served (snapshot {deployed.data_version}) is as of {deployed.as_of.date()}, 40 days ago, past the "
+        f"30 days of {MAX_AGE_ENV}: /readyz answers 503 until a newer snapshot is served"
+    ) in caplog.text
+
+
 def test_a_started_feed_reads_the_head_at_once_then_follows_it(market, days, store, deployed):
     publish_market(store, RECORD.branch, market, days[1])
     feed = DataFeed(deployed, FeedSettings(store=store.root, refresh_s=0.2))

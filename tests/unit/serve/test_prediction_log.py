@@ -15,14 +15,15 @@ ANSWER = {
     "predicted_return": 0.001,
     "predicted_close": 101.6015,
     "model_version": "v8",
+    "data_version": "d1",
 }
 
 
 def test_answers_are_read_back_with_their_data_version_oldest_first(tmp_path) -> None:
     log = PredictionLog.from_environment({PREDICTION_LOG_ENV: str(tmp_path / "log")})
-    log.write([ANSWER, {**ANSWER, "ticker": "XYZ"}], data_version="d1")
-    log.write([], data_version="d1")
-    log.write([{**ANSWER, "as_of": dt.date(2025, 1, 2)}], data_version="d2")
+    log.write([ANSWER, {**ANSWER, "ticker": "XYZ"}])
+    log.write([])
+    log.write([{**ANSWER, "as_of": dt.date(2025, 1, 2), "data_version": "d2"}])
 
     table = read_prediction_log(tmp_path / "log")
     assert list(table.columns) == LOG_COLUMNS
@@ -35,7 +36,7 @@ def test_answers_are_read_back_with_their_data_version_oldest_first(tmp_path) ->
 
 def test_a_line_cut_short_by_a_killed_worker_is_left_out(tmp_path) -> None:
     log = PredictionLog(tmp_path)
-    log.write([ANSWER], data_version="d1")
+    log.write([ANSWER])
     with log.path.open("a") as file:
         file.write('{"ticker": "XY')
 
