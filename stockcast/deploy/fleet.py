@@ -416,13 +416,9 @@ class LocalFleet(DeployTarget):
         try:
             self._watch(green, baseline, self.rollout.keep_warm_s)
         except DeployError:
-            self._route(blue.replicas)
-            self._step("switched back to blue")
-            _stop_all(green)
+            self._fall_back(blue, green, "switched back to blue")
             raise
-        self._route(green)
-        _stop_all(blue.replicas)
-        self.live = Serving(bento_tag, green)
+        self._take_over(bento_tag, green, blue)
         return 0.0
 
     def _canary(self, bento_tag: str) -> float:
@@ -440,14 +436,9 @@ class LocalFleet(DeployTarget):
                 self._watch(canary, baseline, self.rollout.step_s)
                 self.check(self.proxy.preview_endpoint, bento_tag)  # its predictions, again, under load
         except DeployError:
-            self._route(stable.replicas)
-            self._step("all back to the stable version")
-            _stop_all(canary)
+            self._fall_back(stable, canary, "all back to the stable version")
             raise
-        self._route(canary)
-        self._step("100% to the canary")
-        _stop_all(stable.replicas)
-        self.live = Serving(bento_tag, canary)
+        self._take_over(bento_tag, canary, stable, "100% to the canary")
         return 0.0
 
     def _shadow(self, bento_tag: str) -> float:
@@ -461,14 +452,9 @@ class LocalFleet(DeployTarget):
             self._watch(shadow, baseline, self.rollout.step_s)
             self.check(self.proxy.preview_endpoint, bento_tag)  # its predictions, again, after the mirrored load
         except DeployError:
-            self._route(live.replicas)
-            self._step("stopped mirroring")
-            _stop_all(shadow)
+            self._fall_back(live, shadow, "stopped mirroring")
             raise
-        self._route(shadow)
-        self._step("switched to the shadow")
-        _stop_all(live.replicas)
-        self.live = Serving(bento_tag, shadow)
+        self._take_over(bento_tag, shadow, live, "switched to the shadow")
         return 0.0
 
     # --- helpers --------------------------------------------------------------------------------------------------
@@ -476,6 +462,21 @@ class LocalFleet(DeployTarget):
     def _live(self) -> Serving:
         assert self.live is not None
         return self.live
+
+    def _fall_back(self, old: Serving, fresh: list[Replica], what: str) -> None:
+        """Route ``old`` alone again and stop ``fresh``: how the strategies that run both versions side by side (blue-
+        green, canary, shadow) roll back."""
+        self._route(old.replicas)
+        self._step(what)
+        _stop_all(fresh)
+
+    def _take_over(self, bento_tag: str, fresh: list[Replica], old: Serving, what: str = "") -> None:
+        """Route ``fresh`` alone, stop ``old``, and make ``fresh`` the live version: how they end."""
+        self._route(fresh)
+        if what:
+            self._step(what)
+        _stop_all(old.replicas)
+        self.live = Serving(bento_tag, fresh)
 
     def _start(self, bento_tag: str, count: int) -> list[Replica]:
         started: list[Replica] = []
