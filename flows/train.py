@@ -137,7 +137,8 @@ class TrainFlow(SnapshotFlow):
     @step
     def select(self, inputs):
         """Combine each model's fold groups, rank the candidates and run the gate: beat the naive baseline and the
-        re-scored champion."""
+        re-scored champion (a refit of the champion on newer data: be no worse), also as it served."""
+        from stockcast.operate.tables import load_predictions
         from stockcast.train.selection import combine_backtests, data_notes, select_and_gate
 
         self.merge_artifacts(
@@ -146,7 +147,11 @@ class TrainFlow(SnapshotFlow):
         self.settings = inputs[0].settings  # read by every backtest: see join_features
         self.modelling = inputs[0].modelling
         results = combine_backtests([i.result for i in inputs], self.folds)
-        self.selection = select_and_gate(results, self.champion, self.settings.gate)
+        # What the champion predicted while it served: out-of-sample evidence the gate weighs too.
+        served = load_predictions(self.branch_registry().store, current.branch_name) if self.champion else None
+        self.selection = select_and_gate(
+            results, self.champion, self.settings.gate, data_version=self.data_version, served=served
+        )
         self.data_notes = data_notes(
             self.modelling[self.settings.feature_set],
             self.fold_sizes,

@@ -15,6 +15,19 @@ the price loss with every ticker brought to one scale.) RMSE on price stays in e
 
 The champion's predictions must come from re-scoring it on the new data with the same folds (the flow does
 that), never from its old numbers: the decision is only meaningful on the same days and the same rows.
+
+Two more rules keep the served model fresh without letting a worse one through:
+
+- **A refresh needs to be no worse, not better.** A challenger that is the champion's own spec refitted on newer data
+  is judged against the champion by a non-inferiority test with a relative margin m (``refresh_margin``):
+  H0: E[L_challenger] >= (1 + m) E[L_reference], the same one-sided DM test on L_challenger - (1 + m) L_reference.
+  Re-scored on the same folds the two are the same model, so the walk-forward comparison alone cannot tell them
+  apart (identical predictions: p = 0.5 under a superiority test, and never a refresh). A new spec must still be
+  better (m = 0).
+- **The champion is also judged as it served.** What the deployed, frozen champion predicted on the days after its
+  training data ended is genuine out-of-sample evidence (``served``: its published predictions, paired with the
+  challenger's walk-forward predictions and realised returns on the same rows). It is a third comparison under the
+  same rule as the champion's, judged once there are ``min_days`` such days; before that it is shown, not required.
 """
 
 from __future__ import annotations
@@ -124,11 +137,15 @@ def compare(
     against: str,
     alpha: float,
     min_days: int,
+    margin: float = 0.0,
+    required: bool = True,
 ) -> dict[str, Any]:
-    """One gate comparison, as data: the DM test of challenger vs. reference on their common (date, ticker) rows.
+    """One gate comparison, as data: the DM test of challenger vs. reference on their common (date, ticker) rows;
+    with a ``margin``, of non-inferiority (the challenger's loss is at most ``1 + margin`` times the reference's).
 
     Both must have been scored against the same realised closes; otherwise a ValueError says so, since comparing
-    predictions of different data would be meaningless.
+    predictions of different data would be meaningless. A comparison that is not ``required`` counts only once it
+    has ``min_days`` paired days (``judged``); before that it passes, shown as not yet judged.
     """
     require_columns(challenger_predictions, PAIRED_COLUMNS, "challenger predictions")
     require_columns(reference_predictions, PAIRED_COLUMNS, f"{against} predictions")
@@ -146,15 +163,18 @@ def compare(
     loss_challenger = daily_losses(paired.rename(columns=_strip_suffix("_challenger")))
     loss_reference = daily_losses(paired.rename(columns=_strip_suffix("_reference")))
     n_days = len(loss_challenger)
-    result = diebold_mariano(loss_challenger, loss_reference) if n_days >= 2 else None
+    result = diebold_mariano(loss_challenger, (1.0 + margin) * loss_reference) if n_days >= 2 else None
+    judged = required or n_days >= min_days
     return {
         "against": against,
         "reference_id": str(reference_predictions["candidate_id"].iloc[0]) if len(reference_predictions) else "",
         "statistic": result.statistic if result else float("nan"),
         "p_value": result.p_value if result else float("nan"),
-        "mean_loss_difference": result.mean_difference if result else float("nan"),
+        "mean_loss_difference": float((loss_challenger - loss_reference).mean()) if n_days else float("nan"),
         "n_days": n_days,
-        "passed": bool(result is not None and n_days >= min_days and result.p_value < alpha),
+        "margin": margin,
+        "judged": judged,
+        "passed": bool(not judged or (result is not None and n_days >= min_days and result.p_value < alpha)),
     }
 
 
@@ -165,12 +185,17 @@ def decide(
     *,
     alpha: float,
     min_days: int = 20,
+    refresh_margin: float | None = None,
+    served_predictions: pd.DataFrame | None = None,
 ) -> GateDecision:
-    """Promote the challenger only if it significantly beats the naive baseline and the champion (if any).
+    """Promote the challenger only if it significantly beats the naive baseline and the champion (if any), or, for
+    a refresh (``refresh_margin`` given: the champion's own spec refitted), is not worse than the champion by more
+    than that margin beyond chance. ``served_predictions`` (the champion as it served, ``served_reference``) is
+    judged by the champion's rule once it has ``min_days`` paired days.
 
-    All inputs are backtest predictions (`stockcast.train.backtest.backtest`) on the same folds; each comparison
-    pairs the rows both frames share and needs at least `min_days` paired days. A challenger whose predictions
-    equal the champion's is not promoted: it does not beat it.
+    All inputs but the served ones are backtest predictions (`stockcast.train.backtest.backtest`) on the same folds;
+    each comparison pairs the rows both frames share and needs at least `min_days` paired days. A new spec whose
+    predictions equal the champion's is not promoted: it does not beat it.
     """
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
@@ -178,21 +203,33 @@ def decide(
     if challenger_predictions.empty:
         raise ValueError("the challenger has no backtest predictions to judge")
     challenger_id = str(challenger_predictions["candidate_id"].iloc[0])
-    references = [("naive", naive_predictions)]
+    margin = refresh_margin or 0.0
+    references = [("naive", naive_predictions, 0.0, True)]
     if champion_predictions is not None:
-        references.append(("champion", champion_predictions))
+        references.append(("champion", champion_predictions, margin, True))
+    if served_predictions is not None and champion_predictions is not None:
+        references.append(("served champion", served_predictions, margin, False))
     comparisons = [
-        compare(challenger_predictions, reference, against=against, alpha=alpha, min_days=min_days)
-        for against, reference in references
+        compare(
+            challenger_predictions,
+            reference,
+            against=against,
+            alpha=alpha,
+            min_days=min_days,
+            margin=reference_margin,
+            required=required,
+        )
+        for against, reference, reference_margin, required in references
     ]
     failed = [comparison for comparison in comparisons if not comparison["passed"]]
+    kind = "refresh " if refresh_margin is not None and champion_predictions is not None else ""
     if failed:
-        reason = f"Do not promote {challenger_id}: it does not beat " + "; nor ".join(
-            f"{_name(comparison)} ({_evidence(comparison, alpha, min_days)})" for comparison in failed
+        reason = f"Do not promote {kind}{challenger_id}: it " + "; and it ".join(
+            f"{_claim(comparison, negated=True)} ({_evidence(comparison, alpha, min_days)})" for comparison in failed
         )
     else:
-        reason = f"Promote {challenger_id}: it beats " + " and ".join(
-            f"{_name(comparison)} ({_evidence(comparison, alpha, min_days)})" for comparison in comparisons
+        reason = f"Promote {kind}{challenger_id}: it " + " and ".join(
+            f"{_claim(comparison)} ({_evidence(comparison, alpha, min_days)})" for comparison in comparisons
         )
         if champion_predictions is None:
             reason += "; there is no champion yet"
@@ -218,6 +255,20 @@ def as_baseline(refused: GateDecision, naive_id: str) -> GateDecision:
     )
 
 
+def served_reference(challenger_predictions: pd.DataFrame, served: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The champion as it served, as gate rows: its published ``predicted_return`` for each (``as_of``, ticker), on
+    the rows of the challenger's walk-forward predictions (whose realised ``next_return`` both are judged against),
+    named ``label``. Rows it did not predict are left out."""
+    require_columns(served, ["as_of", "ticker", "predicted_return"], "served predictions")
+    dates = pd.to_datetime(served["as_of"]).astype(challenger_predictions["date"].dtype)
+    published = served.assign(date=dates, ticker=served["ticker"].astype(str))
+    published = published.drop_duplicates(["date", "ticker"], keep="last")
+    rows = challenger_predictions[["date", "ticker", "next_return"]].merge(
+        published[["date", "ticker", "predicted_return"]], on=["date", "ticker"], validate="one_to_one"
+    )
+    return rows.assign(candidate_id=label)[PAIRED_COLUMNS]
+
+
 def _strip_suffix(suffix: str) -> dict[str, str]:
     return {f"next_return{suffix}": "next_return", f"predicted_return{suffix}": "predicted_return"}
 
@@ -228,12 +279,28 @@ def _name(comparison: dict[str, Any]) -> str:
     return f"the {comparison['against']} {comparison['reference_id']}"
 
 
+def _claim(comparison: dict[str, Any], *, negated: bool = False) -> str:
+    """What the challenger showed against one reference: "beats X", or, for a refresh, "is not worse than X by more
+    than m"; negated, what it failed to show."""
+    name, margin = _name(comparison), comparison.get("margin")
+    if not comparison.get("judged", True):
+        return f"is not yet judged against {name}"
+    if margin:
+        if negated:
+            return f"is not shown to be within {margin:.0%} of {name}"
+        return f"is not worse than {name} by more than {margin:.0%}"
+    return f"does not beat {name}" if negated else f"beats {name}"
+
+
 def _evidence(comparison: dict[str, Any], alpha: float, min_days: int) -> str:
+    if not comparison.get("judged", True):
+        return f"{comparison['n_days']} paired days, fewer than {min_days}"
     if comparison["n_days"] < min_days:
         return f"only {comparison['n_days']} paired test days, fewer than the {min_days} required"
     relation = "<" if comparison["p_value"] < alpha else ">="
+    margin = f" against a {comparison['margin']:.0%} margin" if comparison.get("margin") else ""
     return (
         f"mean daily squared return error difference {comparison['mean_loss_difference']:+.4g}, "
-        f"DM statistic {comparison['statistic']:.2f}, one-sided p = {comparison['p_value']:.3g} {relation} "
+        f"DM statistic {comparison['statistic']:.2f}{margin}, one-sided p = {comparison['p_value']:.3g} {relation} "
         f"alpha {alpha:g}, over {comparison['n_days']} days"
     )

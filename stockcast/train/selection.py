@@ -55,7 +55,7 @@ from stockcast.train.backtest import (
     walk_forward_folds,
 )
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
-from stockcast.train.gate import GateDecision, as_baseline, decide
+from stockcast.train.gate import GateDecision, as_baseline, decide, served_reference
 
 if TYPE_CHECKING:
     from stockcast.train.zoo import Estimator
@@ -455,10 +455,20 @@ def combine_backtests(parts: Sequence[BacktestPart], folds: Sequence[Fold]) -> l
     return results
 
 
-def select_and_gate(results: Sequence[BacktestResult], champion: ModelRecord | None, gate: GateConfig) -> Selection:
+def select_and_gate(
+    results: Sequence[BacktestResult],
+    champion: ModelRecord | None,
+    gate: GateConfig,
+    *,
+    data_version: str = "",
+    served: pd.DataFrame | None = None,
+) -> Selection:
     """Rank the candidates by mean fold RMSE of the return (row 0 is the challenger) and decide whether it replaces
-    the champion: it must beat the naive baseline and the re-scored champion on the same folds. A branch without a
-    champion where nothing beats naive gets naive itself as its baseline champion (``gate.as_baseline``)."""
+    the champion: it must beat the naive baseline and the re-scored champion on the same folds. A challenger that is
+    the champion's own spec, on data other than the champion's (``data_version``), is a refresh: it must be no worse
+    than the champion by more than ``gate.refresh_margin``. ``served`` (the champion's published predictions, when
+    the flow has them) judges the challenger against the champion as it served too (``gate.decide``). A branch
+    without a champion where nothing beats naive gets naive itself as its baseline champion (``gate.as_baseline``)."""
     candidates = [r for r in results if r.item.role == "candidate"]
     board = leaderboard(
         [{**r.evaluation.overall, "train_seconds": r.seconds, "factory": r.item.spec.factory} for r in candidates]
@@ -466,19 +476,30 @@ def select_and_gate(results: Sequence[BacktestResult], champion: ModelRecord | N
     by_id = {r.item.spec.candidate_id: r for r in candidates}
     challenger = by_id[board.loc[0, "candidate_id"]]
     naive = by_id[naive_spec([r.item.spec for r in candidates]).candidate_id]
-    champion_predictions = None
+    champion_predictions = served_predictions = None
+    refresh = False
     if champion is not None:
         # backtest_items guarantees one item trains the champion; named by version in the gate's reason:
         # "the champion v123 (catboost[depth=4])".
         rescored = next(r for r in results if _is_champion(r.item, champion))
         label = f"{champion.version} ({champion.candidate_id})"
         champion_predictions = rescored.evaluation.predictions.assign(candidate_id=label)
+        refresh = (
+            gate.refresh_margin > 0
+            and _is_champion(challenger.item, champion)
+            and data_version != champion.data_version
+        )
+        if served is not None:
+            mine = served[served["model_version"] == champion.version]
+            served_predictions = served_reference(challenger.evaluation.predictions, mine, label)
     decision = decide(
         challenger.evaluation.predictions,
         naive.evaluation.predictions,
         champion_predictions,
         alpha=gate.alpha,
         min_days=gate.min_days,
+        refresh_margin=gate.refresh_margin if refresh else None,
+        served_predictions=served_predictions,
     )
     if champion is None and not decision.promote:
         challenger, decision = naive, as_baseline(decision, naive.item.spec.candidate_id)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from stockcast.train.gate import daily_losses, decide, diebold_mariano, newey_west_lag
+from stockcast.train.gate import daily_losses, decide, diebold_mariano, newey_west_lag, served_reference
 
 N_DAYS, N_TICKERS = 120, 8
 
@@ -170,7 +170,7 @@ def test_a_clearly_better_challenger_is_promoted_with_a_readable_reason() -> Non
 
     assert decision.promote
     assert decision.reason.startswith("Promote catboost[depth=4]: it beats the naive baseline (")
-    assert "and the champion ridge[alpha=1.0] (" in decision.reason
+    assert "and beats the champion ridge[alpha=1.0] (" in decision.reason
     assert f"over {N_DAYS} days" in decision.reason
     assert [c["against"] for c in decision.comparisons] == ["naive", "champion"]
     for comparison in decision.comparisons:
@@ -239,3 +239,89 @@ def test_predictions_scored_on_different_data_cannot_be_compared() -> None:
         decide(pd.concat([challenger, challenger]), naive(frame), None, alpha=0.05)
     with pytest.raises(ValueError, match="alpha"):
         decide(challenger, naive(frame), None, alpha=0.5)
+
+
+# --- Refreshes and the champion as it served ---------------------------------------------------------------------
+
+
+def test_a_refresh_no_worse_than_the_champion_is_promoted_as_a_refresh() -> None:
+    frame = market()
+    champion = better_than_naive(frame, "v3 (catboost[depth=4])", error_share=0.5, seed=1)
+    refit = champion.assign(candidate_id="catboost[depth=4]")  # the same spec, re-scored on the same folds
+
+    decision = decide(refit, naive(frame), champion, alpha=0.05, refresh_margin=0.05)
+
+    assert decision.promote, decision.reason
+    assert decision.reason.startswith("Promote refresh catboost[depth=4]: it beats the naive baseline (")
+    assert "and is not worse than the champion v3 (catboost[depth=4]) by more than 5% (" in decision.reason
+    assert "against a 5% margin" in decision.reason
+    assert decision.comparisons[1]["margin"] == 0.05 and decision.comparisons[1]["mean_loss_difference"] == 0.0
+
+
+def test_a_refresh_clearly_worse_than_the_champion_is_not_promoted() -> None:
+    frame = market()
+    champion = better_than_naive(frame, "v3 (ridge[alpha=1.0])", error_share=0.5, seed=1)
+    worse = better_than_naive(frame, "ridge[alpha=1.0]", error_share=0.8, seed=2)
+
+    decision = decide(worse, naive(frame), champion, alpha=0.05, refresh_margin=0.05)
+
+    assert not decision.promote
+    assert "Do not promote refresh ridge[alpha=1.0]: it is not shown to be within 5% of the champion v3" in (
+        decision.reason
+    )
+
+
+def test_refreshes_no_better_than_the_margin_allows_are_promoted_at_about_the_nominal_rate() -> None:
+    """At the boundary of the null (the refit's loss is exactly 1 + margin times the champion's in expectation), the
+    non-inferiority test promotes at most about alpha of the time: its false-promotion rate is the nominal one."""
+    frame, margin = market(), 0.25
+    reference_error = np.random.default_rng(0).normal(0, 0.02, (250, len(frame)))
+    boundary_error = np.sqrt(1 + margin) * np.random.default_rng(1).normal(0, 0.02, (250, len(frame)))
+    promoted = 0
+    for trial in range(250):
+        truth = frame["next_close"] / frame["close"] - 1.0
+        champion = predictions(frame, "v1 (ridge)", frame["close"] * (1 + truth + reference_error[trial]))
+        refit = predictions(frame, "ridge", frame["close"] * (1 + truth + boundary_error[trial]))
+        promoted += compare_refresh(refit, champion, margin)
+    # 250 trials at alpha 0.05: Binomial(250, 0.05), mean 12.5, standard deviation 3.4.
+    assert 3 <= promoted <= 24, promoted
+
+
+def compare_refresh(refit: pd.DataFrame, champion: pd.DataFrame, margin: float) -> bool:
+    from stockcast.train.gate import compare
+
+    return compare(refit, champion, against="champion", alpha=0.05, min_days=20, margin=margin)["passed"]
+
+
+def test_the_champion_as_served_is_judged_once_it_has_served_enough_days() -> None:
+    frame = market()
+    challenger = better_than_naive(frame, "catboost[depth=4]", error_share=0.5, seed=1)
+    champion = better_than_naive(frame, "v3 (ridge[alpha=1.0])", error_share=0.8, seed=2)
+    # As it served, the champion did far better than its re-scored spec: on every day it predicted the truth.
+    published = challenger.assign(as_of=challenger["date"], predicted_return=challenger["next_return"])
+    recent = published[published["date"] >= sorted(published["date"].unique())[-10]]
+
+    few = decide(
+        challenger, naive(frame), champion, alpha=0.05, served_predictions=served_reference(challenger, recent, "v3")
+    )
+    many = decide(
+        challenger, naive(frame), champion, alpha=0.05, served_predictions=served_reference(challenger, published, "v3")
+    )
+
+    assert few.promote and few.comparisons[2]["judged"] is False
+    assert "is not yet judged against the served champion v3 (10 paired days, fewer than 20)" in few.reason
+    assert not many.promote and "does not beat the served champion v3 (" in many.reason
+
+
+def test_the_served_reference_pairs_published_predictions_with_the_challengers_realised_rows() -> None:
+    frame = market()
+    challenger = better_than_naive(frame, "catboost[depth=4]", error_share=0.5, seed=1)
+    published = challenger.head(5).assign(
+        as_of=challenger["date"].head(5).dt.strftime("%Y-%m-%d"), predicted_return=0.01
+    )
+
+    served = served_reference(challenger, pd.concat([published, published]), "v3")
+
+    assert len(served) == 5 and (served["candidate_id"] == "v3").all()
+    assert served["next_return"].tolist() == challenger["next_return"].head(5).tolist()
+    assert (served["predicted_return"] == 0.01).all()

@@ -114,12 +114,30 @@ def test_without_a_champion_naive_is_promoted_as_the_baseline_when_nothing_beats
     assert selection.champion_predictions is None
 
 
-def test_an_identical_champion_is_not_beaten_and_is_named_by_version(data):
+def test_an_identical_champion_on_the_same_data_is_not_beaten_and_is_named_by_version(data):
     results = _results(data, backtest_items([NAIVE, RIDGE], "full", None))
     challenger = select_and_gate(results, None, GATE).challenger
-    selection = select_and_gate(results, _champion(challenger), GATE)
+    champion = _champion(challenger)
+    selection = select_and_gate(results, champion, GATE, data_version=champion.data_version)
     assert selection.decision.promote is False
     assert f"the champion v1 ({challenger.candidate_id})" in selection.decision.reason
+
+
+def test_a_refit_of_the_champion_on_newer_data_is_judged_as_a_refresh(data):
+    """On this market nothing beats naive, so the champion is naive and its refit is naive again: a refresh, judged
+    against the champion with the margin (and still refused: it does not beat the naive baseline, itself)."""
+    results = _results(data, backtest_items([NAIVE, DRIFT], "full", None))
+    champion = _champion(NAIVE)
+
+    refresh = select_and_gate(results, champion, GATE, data_version="newer")
+    same_data = select_and_gate(results, champion, GATE, data_version=champion.data_version)
+    never = select_and_gate(results, champion, GateConfig(alpha=0.05, min_days=5, refresh_margin=0.0), data_version="x")
+
+    assert refresh.challenger == NAIVE and refresh.decision.reason.startswith("Do not promote refresh naive: ")
+    assert refresh.decision.comparisons[1]["margin"] == GATE.refresh_margin == 0.05
+    for not_a_refresh in (same_data, never):
+        assert not_a_refresh.decision.reason.startswith("Do not promote naive: ")
+        assert not_a_refresh.decision.comparisons[1]["margin"] == 0.0
 
 
 # --- Work split into tasks: shards of tickers, groups of folds ---------------------------------------------------
