@@ -33,6 +33,7 @@ from stockcast.core.storage import STORAGE_OUTAGE_HOOK
 from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.operate.cards import monitoring_card
 from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
+from stockcast.operate.shadows import judge_shadows
 from stockcast.operate.watch import backtest_expectation, judge, measure, training_data_end
 
 
@@ -105,6 +106,21 @@ class MonitorFlow(SnapshotFlow):
                 backtest_return_rmse_vs_naive=self.backtest_return_rmse_vs_naive,
             )
         )
+        self.next(self.shadows)
+
+    @retry(times=2, minutes_between_retries=0)
+    @only_storage_faults_retried
+    @step
+    def shadows(self):
+        """Score the shadows on the closes that followed, beside the champion; promote one whose realised errors beat
+        the champion's and naive's beyond chance (packaged first when it has no Bento)."""
+        self.shadow_scores, self.shadow_promotion = judge_shadows(
+            self.branch_registry(),
+            self.snapshot(),
+            self.champion,
+            self.settings.monitor,
+            branch=current.branch_name,
+        )
         self.next(self.end)
 
     @step
@@ -115,6 +131,13 @@ class MonitorFlow(SnapshotFlow):
         if self.retrain:
             # Starts TrainFlow when deployed on Argo Workflows; a no-op elsewhere (the daily loop takes over).
             ArgoEvent(namespaced_event_name(RETRAIN_EVENT)).safe_publish(payload={"reason": self.retrain_reason})
+        for shadow in self.shadow_scores.itertuples():
+            print(
+                f"Shadow {shadow.version} ({shadow.role}): return RMSE {shadow.return_rmse:.4g} against the champion's "
+                f"{shadow.champion_return_rmse:.4g} over {shadow.n_days} realised days"
+            )
+        if self.shadow_promotion:
+            print(self.shadow_promotion)
         verdict = "retrain the champion" if self.retrain else "keep the champion"
         print(f"Monitoring {self.champion.version} on {self.as_of_today.date()}: {verdict} ({self.retrain_reason}).")
         print(f"Card: python flows/monitor.py card view {current.run_id}/assess --id monitoring")

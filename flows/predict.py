@@ -1,5 +1,5 @@
 """BatchPredictFlow: tomorrow's close for every ticker from the champion, published as a versioned table, and the
-buy / sell / hold decisions taken on it.
+buy / sell / hold decisions taken on it; the shadows' tables beside it (``stockcast.operate.shadows``).
 
     python flows/predict.py run [--snapshot IngestFlow/<run_id>] [--model v<run_id>] [--service http://...]
 
@@ -67,6 +67,20 @@ class BatchPredictFlow(SnapshotFlow):
         # Decisions and monitoring both use the table of record: the one published first for this day and model.
         self.predictions, self.predictions_url, self.published = publication.table, publication.url, publication.written
         print(f"{'Published' if publication.written else 'Already published, kept'}: {publication.url}")
+        self.next(self.shadows)
+
+    @retry(times=2, minutes_between_retries=0)
+    @only_storage_faults_retried
+    @step
+    def shadows(self):
+        """Predict with the shadows too (the previous champion, the latest unpromoted challenger) and publish their
+        tables: MonitorFlow scores them on the closes that follow; nothing acts on them."""
+        from stockcast.operate.shadows import publish_shadow_predictions
+
+        registry = self.branch_registry()
+        self.shadow_tables = publish_shadow_predictions(registry, self.snapshot(), registry.store, current.branch_name)
+        for shadow in self.shadow_tables:
+            print(f"Shadow {shadow['version']} ({shadow['role']}): {shadow['outcome']}")
         self.next(self.decide)
 
     @card(type="blank", id="decisions")

@@ -297,6 +297,11 @@ class MonitorThresholds(Settings):
     # Calendar days of data after the latest training run before monitoring calls for another: a retrain that did
     # not produce a better model is not repeated every day on nearly the same data (0: call whenever alerts say so).
     retrain_cooldown_days: NonNegativeInt = 5
+    # Shadows (stockcast.operate.shadows): a shadow replaces the champion when its realised errors beat the
+    # champion's and naive's at this level of the one-sided Diebold-Mariano test (as the promotion gate does) ...
+    shadow_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    # ... over at least this many realised trading days (the gate's own minimum).
+    shadow_min_days: Annotated[int, Field(ge=2)] = 20
 
     @field_validator("min_days")
     @classmethod

@@ -138,6 +138,11 @@ def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_chan
     champion = registry.require_champion()
     assert registry.bento(champion.version) is not None
     assert ("promoted; predicted again" in shifted) == (champion.version != first_champion)
+    # The last batch prediction also predicted with the shadows: the champion a promotion replaced, if any.
+    last_batch = successful_runs("BatchPredictFlow", branch)[0]
+    shadows = [(row["version"], row["role"]) for row in last_batch.data.shadow_tables]
+    assert shadows == ([(first_champion, "previous champion")] if champion.version != first_champion else []), shadows
+    assert all(row["outcome"].startswith("published: ") for row in last_batch.data.shadow_tables)
 
     # What serves after the loop: the champion, on the last day's snapshot (published by IngestFlow after the service
     # started), answering every ticker exactly as that day's batch prediction did.

@@ -1,0 +1,209 @@
+"""Shadow scoring: models that do not serve, scored every day on the closes that follow, beside the champion.
+
+The champion's realised record says how it does; it does not say whether another model would do better. So every
+day BatchPredictFlow also predicts with the branch's **shadows** and publishes their tables beside the champion's
+(``stockcast.operate.tables``: keyed by as-of date and model version, written once), never acting on them:
+
+- the **previous champion**, the model the current one replaced (was replacing it right?);
+- the **latest challenger**, the newest registered model the gate did not promote (was refusing it right?).
+
+MonitorFlow realises their tables as it realises the champion's and compares each shadow with the champion on the
+days and tickers both predicted, by the gate's one-sided Diebold–Mariano test on daily squared return errors
+(``stockcast.train.gate``), and with the naive baseline on the shadow's own rows. A shadow significantly better
+than both, over at least ``min_days`` realised days, is promoted: realised evidence is what the gate's backtest
+only estimates. Each comparison is a test at ``alpha`` and a shadow must pass both, so a shadow no better than the
+champion is promoted at most ``alpha`` of the time it is judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from stockcast.core.registry import ModelRecord, Registry
+from stockcast.core.storage import ObjectStore
+from stockcast.data.snapshot import Snapshot, load_snapshot
+from stockcast.operate.monitoring import MonitorThresholds, join_realised
+from stockcast.operate.tables import load_predictions, publish_predictions
+from stockcast.train.gate import diebold_mariano
+
+ShadowRole = Literal["previous champion", "latest challenger"]
+SCORE_COLUMNS = [
+    "version",
+    "role",
+    "n_days",
+    "return_rmse",
+    "champion_return_rmse",
+    "naive_return_rmse",
+    "p_vs_champion",
+    "p_vs_naive",
+    "promote",
+]
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A model scored beside the champion, and why it is one."""
+
+    version: str
+    role: ShadowRole
+
+
+def shadow_models(registry: Registry) -> list[Shadow]:
+    """The branch's shadows: the champion's predecessor and the newest model never promoted (none before the first
+    champion)."""
+    history = registry.history()
+    if not history:
+        return []
+    champion, previous = history[-1].version, history[-1].previous
+    shadows = [Shadow(previous, "previous champion")] if previous and previous != champion else []
+    promoted = {event.version for event in history}
+    unpromoted = [registry.get(version) for version in registry.versions() if version not in promoted]
+    if unpromoted:
+        latest = max(unpromoted, key=lambda record: (record.registered_at, record.version))
+        shadows.append(Shadow(latest.version, "latest challenger"))
+    return shadows
+
+
+def publish_shadow_predictions(
+    registry: Registry, snapshot: Snapshot, store: ObjectStore, branch: str
+) -> list[dict[str, str]]:
+    """Predict the snapshot's last day with every shadow and publish each table (once per day and model); what was
+    done for each, as rows for the run's artefact. A shadow this code cannot predict with (another feature-set
+    version, nothing to answer) is skipped with the reason: shadows never stop the champion's day."""
+    from stockcast.serve.batch import predict_snapshot
+
+    done = []
+    for shadow in shadow_models(registry):
+        record: ModelRecord = registry.get(shadow.version)
+        try:
+            publication = publish_predictions(predict_snapshot(record, snapshot), store, branch)
+        except (ValueError, RuntimeError) as exc:  # FeatureSetMismatch, IncompatibleInputsError, NaN predictions
+            done.append({"version": shadow.version, "role": shadow.role, "outcome": f"skipped: {exc}"})
+            continue
+        outcome = "published" if publication.written else "already published"
+        done.append({"version": shadow.version, "role": shadow.role, "outcome": f"{outcome}: {publication.url}"})
+    return done
+
+
+def score_shadows(
+    published: pd.DataFrame,
+    prices: pd.DataFrame,
+    actions: pd.DataFrame | None,
+    *,
+    champion: str,
+    shadows: list[Shadow],
+    alpha: float,
+    min_days: int,
+) -> pd.DataFrame:
+    """Each shadow's realised record against the champion's and the naive baseline's (``SCORE_COLUMNS``; see the
+    module's description): ``promote`` is true when it beats both beyond chance over at least ``min_days`` days."""
+    if not shadows:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    realised = join_realised(published, prices, actions)
+    rows = []
+    for shadow in shadows:
+        mine = realised[realised["model_version"] == shadow.version]
+        paired = mine.merge(
+            realised.loc[realised["model_version"] == champion, ["as_of", "ticker", "return_error"]],
+            on=["as_of", "ticker"],
+            suffixes=("", "_champion"),
+        )
+        shadow_loss = _daily_losses(paired)
+        champion_loss = _daily_losses(paired, column="return_error_champion")
+        naive_loss = _daily_losses(paired, column="naive_return_error")
+        n_days = len(shadow_loss)
+        judged = n_days >= max(min_days, 2)
+        p_champion = diebold_mariano(shadow_loss, champion_loss).p_value if judged else float("nan")
+        p_naive = diebold_mariano(shadow_loss, naive_loss).p_value if judged else float("nan")
+        rows.append(
+            {
+                "version": shadow.version,
+                "role": shadow.role,
+                "n_days": n_days,
+                "return_rmse": _rmse(paired["return_error"]),
+                "champion_return_rmse": _rmse(paired["return_error_champion"]),
+                "naive_return_rmse": _rmse(paired["naive_return_error"]),
+                "p_vs_champion": p_champion,
+                "p_vs_naive": p_naive,
+                "promote": bool(judged and p_champion < alpha and p_naive < alpha),
+            }
+        )
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def shadow_to_promote(scores: pd.DataFrame) -> pd.Series | None:
+    """The shadow to promote: of those that may be, the one with the lowest realised return RMSE (None if none)."""
+    candidates = scores[scores["promote"]]
+    if candidates.empty:
+        return None
+    return candidates.sort_values(["return_rmse", "version"]).iloc[0]
+
+
+def promotion_reason(row: pd.Series, champion: str, alpha: float) -> str:
+    """Why a shadow replaces the champion, with the numbers, for the registry's event."""
+    return (
+        f"Promote {row['version']} ({row['role']}, scored in shadow): over {row['n_days']} realised days its return "
+        f"RMSE {row['return_rmse']:.4g} beats the champion {champion}'s {row['champion_return_rmse']:.4g} "
+        f"(one-sided DM p = {row['p_vs_champion']:.3g} < alpha {alpha:g}) and the naive baseline's "
+        f"{row['naive_return_rmse']:.4g} (p = {row['p_vs_naive']:.3g})."
+    )
+
+
+def judge_shadows(
+    registry: Registry, snapshot: Snapshot, champion: ModelRecord, thresholds: MonitorThresholds, *, branch: str
+) -> tuple[pd.DataFrame, str]:
+    """Score the branch's shadows on the snapshot's closes (``score_shadows``) and promote the best one that beats
+    the champion and naive beyond chance; the scores, and the promotion's reason (empty when there was none). Nothing
+    is promoted when the champion changed since ``champion`` was read: the scores judged another one."""
+    scores = score_shadows(
+        load_predictions(registry.store, branch),
+        snapshot.prices,
+        snapshot.actions,
+        champion=champion.version,
+        shadows=shadow_models(registry),
+        alpha=thresholds.shadow_alpha,
+        min_days=thresholds.shadow_min_days,
+    )
+    best = shadow_to_promote(scores)
+    if best is None or registry.champion_version() != champion.version:
+        return scores, ""
+    reason = promotion_reason(best, champion.version, thresholds.shadow_alpha)
+    promote_shadow(registry, registry.get(best["version"]), reason=reason, expected_champion=champion.version)
+    return scores, reason
+
+
+def promote_shadow(registry: Registry, record: ModelRecord, *, reason: str, expected_champion: str) -> None:
+    """Make the shadow ``record`` the champion; a model the gate never promoted has no Bento yet, and is packaged from
+    the snapshot it was trained on first (``stockcast.deploy.package.release``: a champion always has a Bento)."""
+    if registry.bento(record.version) is not None:
+        registry.promote(record.version, reason=reason, expected_champion=expected_champion)
+        return
+    from stockcast.deploy.package import release
+
+    trained_on = load_snapshot(record.snapshot_run)
+    release(
+        registry,
+        record,
+        promote=True,
+        reason=reason,
+        expected_champion=expected_champion,
+        prices=trained_on.prices,
+        financials=trained_on.financials,
+        actions=trained_on.actions,
+        calendar=trained_on.calendar,
+        ticker_pattern=trained_on.ticker_pattern,
+    )
+
+
+def _daily_losses(rows: pd.DataFrame, column: str = "return_error") -> pd.Series:
+    """Mean squared return error per as-of day, in date order: the gate's loss series, on realised rows."""
+    squared = rows[column].astype(float) ** 2
+    return squared.groupby(rows["as_of"]).mean().sort_index()
+
+
+def _rmse(errors: pd.Series) -> float:
+    return float(np.sqrt((errors.astype(float) ** 2).mean())) if len(errors) else float("nan")
