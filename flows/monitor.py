@@ -65,7 +65,7 @@ class MonitorFlow(SnapshotFlow):
 
     @step
     def measure(self):
-        """Score the champion's past predictions on the closes that followed, and measure input drift."""
+        """Score the champion's past predictions and decisions on the closes that followed; measure input drift."""
         measured = measure(
             self.champion,
             self.snapshot(),
@@ -73,8 +73,10 @@ class MonitorFlow(SnapshotFlow):
             current.branch_name,
             self.settings.monitor,
             training_end=self.training_end,
+            cost=self.settings.decisions.cost,
         )
         self.realised, self.performance, self.drift = measured.realised, measured.performance, measured.drift
+        self.decision_quality = measured.decisions
         self.next(self.assess)
 
     @card(type="blank", id="monitoring")
@@ -86,6 +88,7 @@ class MonitorFlow(SnapshotFlow):
         verdict = judge(
             self.performance,
             self.drift,
+            self.decision_quality,
             self.champion,
             self.settings.monitor,
             data_end=self.data_end,

@@ -86,15 +86,22 @@ class BatchPredictFlow(SnapshotFlow):
     @card(type="blank", id="decisions")
     @step
     def decide(self):
-        """Buy / sell / hold on today's predictions, given the positions the previous day's run decided on; and the
-        same rule backtested on the champion's walk-forward predictions against buy-and-hold and the naive baseline."""
+        """Buy / sell / hold on today's predictions, given the positions the previous day's run decided on, published
+        once per day and model beside the predictions; and the same rule backtested on the champion's walk-forward
+        predictions against buy-and-hold and the naive baseline."""
         from stockcast.operate.decisions import decide_today
 
         rule = self.settings.decisions
         today = decide_today(
-            self.predictions, self.model_record, rule, branch=current.branch_name, service_url=self.service_url
+            self.predictions,
+            self.model_record,
+            rule,
+            branch=current.branch_name,
+            store=self.branch_registry().store,
+            service_url=self.service_url,
         )
-        self.decisions, self.strategies = today.decisions, today.strategies
+        self.decisions, self.strategies, self.decisions_url = today.decisions, today.strategies, today.url
+        print(f"{'Published' if today.written else 'Already published, kept'}: {today.url}")
         current.card["decisions"].extend(decisions_card(self.strategies, self.decisions, rule))
         self.next(self.end)
 

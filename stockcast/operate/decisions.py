@@ -39,7 +39,9 @@ from stockcast.core.config import Settings
 from stockcast.core.frames import require_columns
 from stockcast.core.registry import ModelRecord
 from stockcast.core.runs import run_by_pathspec
-from stockcast.operate.tables import previous_positions
+from stockcast.core.storage import ObjectStore
+from stockcast.operate.monitoring import join_realised
+from stockcast.operate.tables import previous_positions, publish_decisions
 from stockcast.serve.client import StockcastClient
 
 TRADING_DAYS_PER_YEAR = 252
@@ -324,24 +326,37 @@ def _require_finite(tickers: pd.Series, values: pd.Series, column: str, name: st
 
 @dataclass(frozen=True)
 class DayDecisions:
-    """One day's decisions, and the same rule backtested on the model's walk-forward predictions."""
+    """One day's decisions (the table of record: the one published first for that day and model), where they were
+    published, and the same rule backtested on the model's walk-forward predictions."""
 
     decisions: pd.DataFrame
     strategies: StrategyComparison
+    url: str
+    written: bool
 
 
 def decide_today(
-    table: pd.DataFrame, model: ModelRecord, rule: DecisionRule, *, branch: str, service_url: str = ""
+    table: pd.DataFrame,
+    model: ModelRecord,
+    rule: DecisionRule,
+    *,
+    branch: str,
+    store: ObjectStore,
+    service_url: str = "",
 ) -> DayDecisions:
     """Buy / sell / hold on the day's published prediction table, given the positions the branch's previous
     decisions left open; with ``service_url``, on the answers of the service deployed there instead (it must serve
-    the same model, for the same day). Beside them, the rule backtested on the model's walk-forward predictions from
-    its training run against buy-and-hold and the naive baseline."""
+    the same model, for the same day). The decisions are published once per day and model beside the predictions
+    (``stockcast.operate.tables.publish_decisions``). Beside them, the rule backtested on the model's walk-forward
+    predictions from its training run against buy-and-hold and the naive baseline."""
     as_of = pd.Timestamp(table["as_of"].max())
     predictions = table if not service_url else served_predictions(service_url, table["ticker"].tolist(), as_of, model)
-    decisions = decide(predictions, rule, previous_positions(branch, as_of))
+    decided = decide(predictions, rule, previous_positions(branch, as_of))
+    publication = publish_decisions(decided, store, branch, as_of=as_of, model_version=model.version)
     challenger, naive = walk_forward_predictions(model)
-    return DayDecisions(decisions, compare_strategies(challenger, naive, rule))
+    return DayDecisions(
+        publication.table, compare_strategies(challenger, naive, rule), publication.url, publication.written
+    )
 
 
 def served_predictions(service_url: str, tickers: list[str], as_of: pd.Timestamp, model: ModelRecord) -> pd.DataFrame:
@@ -362,3 +377,65 @@ def walk_forward_predictions(model: ModelRecord) -> tuple[pd.DataFrame, pd.DataF
     """The model's and the naive baseline's walk-forward predictions, as its TrainFlow run recorded them."""
     data = run_by_pathspec(model.run_pathspec).data
     return data.challenger_predictions, data.naive_predictions
+
+
+# --- MonitorFlow: the decisions' realised quality ------------------------------------------------------------------
+
+QUALITY_COLUMNS = [
+    "date",
+    "n_positions",
+    "hit_rate",
+    "turnover",
+    "net_return",
+    "benchmark_return",
+    "equity",
+    "benchmark_equity",
+    "drawdown",
+]
+
+
+def realised_decisions(
+    decisions: pd.DataFrame,
+    prices: pd.DataFrame,
+    actions: pd.DataFrame | None,
+    *,
+    model_version: str,
+    cost: float,
+) -> pd.DataFrame:
+    """What ``model_version``'s published decisions earned, one row per as-of ``date`` whose closes are known
+    (``QUALITY_COLUMNS``): the positions held, the share of them whose realised move had their sign (hit rate), the
+    turnover from the previous day's weights, the return net of ``cost`` per unit of turnover, the equal-weight
+    buy-and-hold return of every ticker predicted that day beside it, both equity curves and the drawdown of the
+    decisions' one. Returns are on the as-of day's share basis (a split in between is not a loss)."""
+    mine = decisions[(decisions["model_version"] == model_version) & decisions["predicted_return"].notna()]
+    if mine.empty:
+        return pd.DataFrame(columns=QUALITY_COLUMNS)
+    realised = join_realised(mine, prices, actions)
+    realised = realised.assign(
+        realised_return=realised["realised_close"].astype(float) / realised["last_close"].astype(float) - 1.0,
+        weight=realised["target_weight"].astype(float),
+    )
+    weights = realised.pivot_table(index="as_of", columns="ticker", values="weight", fill_value=0.0).sort_index()
+    turnover = weights.diff().abs().sum(axis=1)
+    turnover.iloc[0] = weights.iloc[0].abs().sum()  # the first day's positions were all entered that day
+    rows = []
+    for day, group in realised.groupby("as_of", sort=True):
+        held = group[group["weight"] != 0]
+        gross = float((held["weight"] * held["realised_return"]).sum())
+        rows.append(
+            {
+                "date": day,
+                "n_positions": len(held),
+                "hit_rate": float((np.sign(held["weight"]) == np.sign(held["realised_return"])).mean())
+                if len(held)
+                else float("nan"),
+                "turnover": float(turnover.loc[day]),
+                "net_return": gross - cost * float(turnover.loc[day]),
+                "benchmark_return": float(group["realised_return"].mean()),
+            }
+        )
+    quality = pd.DataFrame(rows)
+    quality["equity"] = (1.0 + quality["net_return"]).cumprod()
+    quality["benchmark_equity"] = (1.0 + quality["benchmark_return"]).cumprod()
+    quality["drawdown"] = quality["equity"] / quality["equity"].cummax() - 1.0
+    return quality[QUALITY_COLUMNS]

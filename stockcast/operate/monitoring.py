@@ -45,7 +45,7 @@ PERFORMANCE_COLUMNS = [
     "rolling_days",
 ]
 DRIFT_COLUMNS = ["feature", "psi", "ks", "reference_rows", "current_rows", "drifted"]
-AlertKind = Literal["performance", "decay", "drift", "freshness", "model_age"]
+AlertKind = Literal["performance", "decay", "drift", "freshness", "model_age", "decisions"]
 RETRAINING_KINDS: frozenset[str] = frozenset({"performance", "decay", "drift", "model_age"})
 """Alert kinds that trigger a retraining; "freshness" does not (see the module docstring)."""
 
@@ -302,6 +302,10 @@ class MonitorThresholds(Settings):
     shadow_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     # ... over at least this many realised trading days (the gate's own minimum).
     shadow_min_days: Annotated[int, Field(ge=2)] = 20
+    # The decisions' net return over the last window_days may trail equal-weight buy-and-hold by at most this much
+    # (a fraction of equity) before an alert; the alert is for people (the rule, its costs, the model's ranking), not
+    # a retrain: decisions can trail a rising market with an accurate model.
+    max_decision_shortfall: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
 
     @field_validator("min_days")
     @classmethod
@@ -339,6 +343,7 @@ def assess(
     model_age_days: int,
     backtest_return_rmse_vs_naive: float | None,
     thresholds: MonitorThresholds,
+    decision_quality: pd.DataFrame | None = None,
 ) -> MonitorReport:
     """Which alerts fire, and whether to retrain.
 
@@ -346,8 +351,9 @@ def assess(
     `min_days` realised days), `drift` from `feature_drift` (the share of drifted features among those with a
     statistic). Performance is judged on the scale-free rolling return RMSE over naive's; decay compares it with the
     backtest's when that is known. Every alert
-    but freshness sets `retrain` (see the module docstring). `summary` holds the figures, plain values only
-    (None where not measurable).
+    but freshness and decisions sets `retrain` (see the module docstring). `decision_quality`
+    (`stockcast.operate.decisions.realised_decisions`) is judged over its last `window_days` once it has `min_days`.
+    `summary` holds the figures, plain values only (None where not measurable).
     """
     alerts: list[Alert] = []
     realised_days = len(performance)
@@ -407,6 +413,18 @@ def assess(
                 float(thresholds.max_model_age_days),
             )
         )
+    shortfall = _decision_shortfall(decision_quality, thresholds)
+    if decision_quality is not None and np.isfinite(shortfall) and shortfall > thresholds.max_decision_shortfall:
+        alerts.append(
+            Alert(
+                "decisions",
+                f"the decisions trail equal-weight buy-and-hold by {shortfall:.1%} over the last "
+                f"{min(len(decision_quality), thresholds.window_days)} realised days "
+                f"(limit {thresholds.max_decision_shortfall:.0%}): review the rule and its costs",
+                shortfall,
+                thresholds.max_decision_shortfall,
+            )
+        )
     retrain = any(alert.kind in RETRAINING_KINDS for alert in alerts)
     summary = {
         "realised_days": realised_days,
@@ -418,10 +436,22 @@ def assess(
         "drifted_share": json_ready(drifted_share),
         "data_age_days": int(data_age_days),
         "model_age_days": int(model_age_days),
+        "decision_shortfall": json_ready(shortfall),
         "alerts": [alert.kind for alert in alerts],
         "retrain": retrain,
     }
     return MonitorReport(alerts=alerts, retrain=retrain, summary=summary)
+
+
+def _decision_shortfall(quality: pd.DataFrame | None, thresholds: MonitorThresholds) -> float:
+    """How far the decisions' compounded net return trails buy-and-hold's over the last ``window_days`` realised
+    days (positive: behind), or NaN before ``min_days``."""
+    if quality is None or len(quality) < thresholds.min_days:
+        return float("nan")
+    recent = quality.tail(thresholds.window_days)
+    decided = float((1.0 + recent["net_return"]).prod())
+    benchmark = float((1.0 + recent["benchmark_return"]).prod())
+    return benchmark - decided
 
 
 def _dates(values: pd.Series, frame: str, column: str) -> pd.Series:

@@ -1,11 +1,12 @@
-"""Published prediction tables, and the positions the previous day's decisions left open.
+"""Published prediction and decision tables, and the positions the previous day's decisions left open.
 
-A table is the ``predictions`` artefact of its BatchPredictFlow run and is also written to the object store beside
-the Metaflow datastore, keyed by its as-of date and model version
-(``predictions/<branch>/<as_of>/<model_version>.csv``): MonitorFlow needs every table ever published on the branch,
-once per day and model however often a run was repeated. Tables are records of what was predicted, so they are
-written once: a re-run for the same pair keeps the table already there, and monitoring later scores exactly what was
-predicted at the time, not a recomputation.
+A table is an artefact of its BatchPredictFlow run (``predictions``, ``decisions``) and is also written to the object
+store beside the Metaflow datastore, keyed by its as-of date and model version
+(``predictions/<branch>/<as_of>/<model_version>.csv``, ``decisions/<branch>/<as_of>/<model_version>.csv``):
+MonitorFlow needs every table ever published on the branch, once per day and model however often a run was
+repeated. Tables are records of what was predicted and decided, so they are written once: a re-run for the same pair
+keeps the table already there, and monitoring later scores exactly what was predicted and decided at the time, not a
+recomputation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from stockcast.serve.schema import TABLE_COLUMNS
 
 BATCH_PREDICT_FLOW = "BatchPredictFlow"
 PREDICTIONS_PREFIX = "predictions"
+DECISIONS_PREFIX = "decisions"
+DECISION_COLUMNS = [*TABLE_COLUMNS, "net_return", "action", "target_weight"]
+"""A published decision table: each ticker's prediction (empty for a position closed for want of one), the return
+expected net of costs, the action and the signed target weight."""
 
 
 @dataclass(frozen=True)
@@ -54,22 +59,44 @@ def publish_predictions(table: pd.DataFrame, store: ObjectStore, branch: str) ->
     """Write the table once per (as-of date, model version); a table already there is kept, and returned."""
     (as_of,) = pd.to_datetime(table["as_of"]).unique()
     (model_version,) = table["model_version"].unique()
-    key = prediction_key(branch, pd.Timestamp(as_of), str(model_version))
-    try:
-        store.put(key, table.to_csv(index=False, date_format="%Y-%m-%d").encode(), exclusive=True)
-    except ObjectExistsError:
-        return Publication(store.url(key), written=False, table=_read_table(store, key))
-    return Publication(store.url(key), written=True, table=table)
+    return _publish_once(table, store, prediction_key(branch, pd.Timestamp(as_of), str(model_version)), TABLE_COLUMNS)
+
+
+def publish_decisions(
+    decisions: pd.DataFrame, store: ObjectStore, branch: str, *, as_of: pd.Timestamp, model_version: str
+) -> Publication:
+    """Write a day's decisions once per (as-of date, model version), as ``publish_predictions`` writes predictions;
+    rows of positions closed for want of a prediction get the day and the model too."""
+    table = decisions.assign(as_of=pd.Timestamp(as_of), model_version=model_version)[DECISION_COLUMNS]
+    key = f"{DECISIONS_PREFIX}/{branch}/{pd.Timestamp(as_of):%Y-%m-%d}/{model_version}.csv"
+    return _publish_once(table, store, key, DECISION_COLUMNS)
 
 
 def load_predictions(store: ObjectStore, branch: str) -> pd.DataFrame:
     """Every prediction table published on ``branch``, concatenated (empty, with the table's columns, if none)."""
-    tables = [_read_table(store, key) for key in store.list(f"{PREDICTIONS_PREFIX}/{branch}/") if key.endswith(".csv")]
+    return _load_all(store, f"{PREDICTIONS_PREFIX}/{branch}/", TABLE_COLUMNS)
+
+
+def load_decisions(store: ObjectStore, branch: str) -> pd.DataFrame:
+    """Every decision table published on ``branch``, concatenated (empty, with the table's columns, if none)."""
+    return _load_all(store, f"{DECISIONS_PREFIX}/{branch}/", DECISION_COLUMNS)
+
+
+def _publish_once(table: pd.DataFrame, store: ObjectStore, key: str, columns: list[str]) -> Publication:
+    try:
+        store.put(key, table.to_csv(index=False, date_format="%Y-%m-%d").encode(), exclusive=True)
+    except ObjectExistsError:
+        return Publication(store.url(key), written=False, table=_read_table(store, key, columns))
+    return Publication(store.url(key), written=True, table=table)
+
+
+def _load_all(store: ObjectStore, prefix: str, columns: list[str]) -> pd.DataFrame:
+    tables = [_read_table(store, key, columns) for key in store.list(prefix) if key.endswith(".csv")]
     if not tables:
-        return pd.DataFrame({name: pd.Series(dtype="object") for name in TABLE_COLUMNS})
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in columns})
     return pd.concat(tables, ignore_index=True)
 
 
-def _read_table(store: ObjectStore, key: str) -> pd.DataFrame:
+def _read_table(store: ObjectStore, key: str, columns: list[str]) -> pd.DataFrame:
     table = pd.read_csv(io.BytesIO(store.get(key)), parse_dates=["as_of"], dtype={"ticker": "str"})
-    return table[TABLE_COLUMNS]
+    return table[columns]

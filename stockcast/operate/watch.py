@@ -23,6 +23,7 @@ from stockcast.core.registry import ModelRecord
 from stockcast.core.runs import successful_runs
 from stockcast.core.storage import ObjectStore
 from stockcast.data.snapshot import Snapshot, load_snapshot
+from stockcast.operate.decisions import realised_decisions
 from stockcast.operate.monitoring import (
     MonitorReport,
     MonitorThresholds,
@@ -32,7 +33,7 @@ from stockcast.operate.monitoring import (
     join_realised,
     population_stability_index,
 )
-from stockcast.operate.tables import load_predictions
+from stockcast.operate.tables import load_decisions, load_predictions
 
 TRAIN_FLOW = "TrainFlow"
 
@@ -181,11 +182,12 @@ def record_alerts(
 @dataclass(frozen=True)
 class Measurement:
     """What MonitorFlow measured of the champion: its realised predictions, realised performance per day against the
-    naive baseline's, and the drift of every feature against the training window."""
+    naive baseline's, the drift of every feature against the training window, and what its decisions earned."""
 
     realised: pd.DataFrame
     performance: pd.DataFrame
     drift: pd.DataFrame
+    decisions: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -212,9 +214,11 @@ def measure(
     thresholds: MonitorThresholds,
     *,
     training_end: str,
+    cost: float,
 ) -> Measurement:
-    """Score the champion's published predictions on the closes that followed, and measure input drift between the
-    snapshot's last days and the last months of its training data."""
+    """Score the champion's published predictions on the closes that followed, measure input drift between the
+    snapshot's last days and the last months of its training data, and realise its published decisions (net of
+    ``cost`` per unit of turnover)."""
     published = load_predictions(store, branch)
     realised = realised_predictions(published, snapshot.prices, champion.version, snapshot.actions)
     feature_set = get_feature_set(champion.feature_set)
@@ -232,12 +236,16 @@ def measure(
         realised=realised,
         performance=daily_performance(realised, window=thresholds.window_days),
         drift=calibrated_drift(windows, feature_set.feature_columns, psi_threshold=thresholds.psi_threshold),
+        decisions=realised_decisions(
+            load_decisions(store, branch), snapshot.prices, snapshot.actions, model_version=champion.version, cost=cost
+        ),
     )
 
 
 def judge(
     performance: pd.DataFrame,
     drift: pd.DataFrame,
+    decisions: pd.DataFrame,
     champion: ModelRecord,
     thresholds: MonitorThresholds,
     *,
@@ -257,6 +265,7 @@ def judge(
         model_age_days=days_between(training_end, today),
         backtest_return_rmse_vs_naive=backtest_expectation(champion),
         thresholds=thresholds,
+        decision_quality=decisions,
     )
     retrain, reason = retrain_call(
         report,

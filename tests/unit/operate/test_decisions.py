@@ -11,10 +11,12 @@ from stockcast.operate.decisions import (
     DAILY_COLUMNS,
     MODEL_RULE,
     NAIVE_RULE,
+    QUALITY_COLUMNS,
     DecisionRule,
     backtest_rule,
     compare_strategies,
     decide,
+    realised_decisions,
 )
 
 # 10 bp one-way cost, no threshold, two positions of at most half the capital each: the hand-worked example.
@@ -324,3 +326,42 @@ def test_a_held_ticker_that_stops_trading_is_closed_in_the_backtest() -> None:
     assert np.isfinite(daily["net_return"]).all()
     assert daily["gross_return"].tolist() == pytest.approx([0.5 * 0.1 + 0.5 * 0.1, 0.5 * 0.0])
     assert daily["turnover"].tolist() == pytest.approx([1.0, 0.5])  # day 2: GONE closed (0.5), A unchanged
+
+
+# --- What the published decisions earned ------------------------------------------------------------------------
+
+
+def test_realised_decisions_are_worked_out_by_hand() -> None:
+    dates = pd.to_datetime(["2024-12-02", "2024-12-03", "2024-12-04"])
+    prices = pd.DataFrame(
+        {
+            "date": list(dates) * 2,
+            "ticker": ["A"] * 3 + ["B"] * 3,
+            "close": [100.0, 110.0, 99.0, 50.0, 50.0, 55.0],
+        }
+    )
+    decisions = pd.DataFrame(
+        {
+            "ticker": ["A", "B", "A", "B", "A", "B"],
+            "as_of": [dates[0], dates[0], dates[1], dates[1], dates[2], dates[2]],
+            "last_close": [100.0, 50.0, 110.0, 50.0, 99.0, 55.0],
+            "predicted_return": [0.02, -0.01, 0.01, 0.02, 0.0, 0.0],
+            "predicted_close": [102.0, 49.5, 111.1, 51.0, 99.0, 55.0],
+            "model_version": "v1",
+            "target_weight": [0.5, 0.0, 0.5, 0.5, 0.0, 0.0],
+        }
+    )
+    other_model = decisions.assign(model_version="v2", target_weight=1.0)
+
+    quality = realised_decisions(pd.concat([decisions, other_model]), prices, None, model_version="v1", cost=0.001)
+
+    assert list(quality.columns) == QUALITY_COLUMNS and quality["date"].tolist() == list(dates[:2])  # day 3: unknown
+    # Day 1: half in A, which rose 10 %; entering costs 0.5 x 0.001. Buy-and-hold: (10 % + 0 %) / 2.
+    # Day 2: half in A (-10 %) and half in B (+10 %); adding B costs 0.5 x 0.001. Buy-and-hold: 0.
+    assert quality["n_positions"].tolist() == [1, 2] and quality["hit_rate"].tolist() == [1.0, 0.5]
+    assert quality["turnover"].tolist() == pytest.approx([0.5, 0.5])
+    assert quality["net_return"].tolist() == pytest.approx([0.0495, -0.0005])
+    assert quality["benchmark_return"].tolist() == pytest.approx([0.05, 0.0])
+    assert quality["equity"].tolist() == pytest.approx([1.0495, 1.0495 * 0.9995])
+    assert quality["drawdown"].tolist() == pytest.approx([0.0, -0.0005])
+    assert realised_decisions(decisions, prices, None, model_version="v9", cost=0.001).empty

@@ -341,3 +341,22 @@ def test_join_realised_refuses_a_prediction_without_a_date() -> None:
 
     with pytest.raises(ValueError, match="predictions: column 'as_of' has 1 missing or unreadable dates"):
         join_realised(predictions, prices())
+
+
+def decisions_of(days: int, net_return: float, benchmark_return: float) -> pd.DataFrame:
+    """Realised decision quality (``realised_decisions``' columns that are judged) of constant daily returns."""
+    return pd.DataFrame({"net_return": [net_return] * days, "benchmark_return": [benchmark_return] * days})
+
+
+def test_decisions_trailing_buy_and_hold_alert_for_people_not_for_a_retrain() -> None:
+    # Over the 20-day window: 1.001^20 = 1.020 against 1.004^20 = 1.083, a shortfall of 6.3 % > 5 %.
+    trailing = decisions_of(30, 0.001, 0.004)
+    report = assess(**HEALTHY, thresholds=THRESHOLDS, decision_quality=trailing)
+
+    assert [alert.kind for alert in report.alerts] == ["decisions"] and report.retrain is False
+    assert "the decisions trail equal-weight buy-and-hold by 6.3% over the last 20 realised days" in (
+        report.alerts[0].message
+    )
+    assert report.summary["decision_shortfall"] == pytest.approx(1.004**20 - 1.001**20)
+    assert verdict(decision_quality=decisions_of(30, 0.002, 0.004)) == ([], False)  # 4.1 %: within the limit
+    assert verdict(decision_quality=decisions_of(4, -0.05, 0.01)) == ([], False)  # fewer than min_days

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockcast.operate.tables import load_predictions, publish_predictions
+from stockcast.operate.tables import (
+    DECISION_COLUMNS,
+    load_decisions,
+    load_predictions,
+    publish_decisions,
+    publish_predictions,
+)
 from stockcast.serve.schema import TABLE_COLUMNS
 
 TABLE = pd.DataFrame(
@@ -38,3 +44,24 @@ def test_a_table_is_published_once_per_day_and_model(store) -> None:
     kept = loaded[loaded["model_version"] == "v42"].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, table, check_dtype=False)  # the first table, not the changed one
     assert load_predictions(store, "user.other").empty
+
+
+def test_a_days_decisions_are_published_once_with_the_day_and_model_on_every_row(store) -> None:
+    decided = pd.concat(
+        [
+            TABLE.assign(net_return=[0.009, -0.019], action=["buy", "hold"], target_weight=[0.5, 0.0]),
+            pd.DataFrame({"ticker": ["CCC"], "action": ["sell"], "target_weight": [0.0]}),  # closed: no prediction
+        ],
+        ignore_index=True,
+    )
+    as_of = pd.Timestamp("2024-12-31")
+
+    first = publish_decisions(decided, store, "user.test", as_of=as_of, model_version="v42")
+    again = publish_decisions(decided.assign(target_weight=1.0), store, "user.test", as_of=as_of, model_version="v42")
+
+    assert first.written and not again.written
+    assert first.url == store.url("decisions/user.test/2024-12-31/v42.csv")
+    loaded = load_decisions(store, "user.test")
+    assert list(loaded.columns) == DECISION_COLUMNS and loaded["target_weight"].tolist() == [0.5, 0.0, 0.0]
+    assert (loaded["as_of"] == as_of).all() and (loaded["model_version"] == "v42").all()
+    assert load_decisions(store, "user.other").empty
