@@ -411,6 +411,8 @@ def realised_decisions(
     if mine.empty:
         return pd.DataFrame(columns=QUALITY_COLUMNS)
     realised = join_realised(mine, prices, actions)
+    if realised.empty:  # no close has followed them yet
+        return pd.DataFrame(columns=QUALITY_COLUMNS)
     realised = realised.assign(
         realised_return=realised["realised_close"].astype(float) / realised["last_close"].astype(float) - 1.0,
         weight=realised["target_weight"].astype(float),

@@ -24,6 +24,7 @@ from features.adjust import PRICE_ACTIONS, price_factor
 from stockcast.core.config import Settings
 from stockcast.core.frames import json_ready, require_columns
 from stockcast.serve.schema import PREDICTION_FIELDS
+from stockcast.train.backtest import daily_information_coefficients
 
 PSI_EMPTY_BIN_SHARE = 1e-4
 """The share given to a bin that one side leaves empty: PSI takes log(current / reference) per bin, infinite for
@@ -43,11 +44,13 @@ PERFORMANCE_COLUMNS = [
     "return_rmse_vs_naive",
     "rolling_return_rmse_vs_naive",
     "rolling_days",
+    "ic",
+    "rank_ic",
 ]
 DRIFT_COLUMNS = ["feature", "psi", "ks", "reference_rows", "current_rows", "drifted"]
 AlertKind = Literal["performance", "decay", "drift", "freshness", "model_age", "decisions"]
 RETRAINING_KINDS: frozenset[str] = frozenset({"performance", "decay", "drift", "model_age"})
-"""Alert kinds that trigger a retraining; "freshness" does not (see the module docstring)."""
+"""Alert kinds that trigger a retraining; "freshness" and "decisions" do not (see the module docstring)."""
 
 
 # --- Drift statistics ------------------------------------------------------------------------------------------
@@ -211,14 +214,18 @@ def daily_performance(joined: pd.DataFrame, *, window: int) -> pd.DataFrame:
 
     One row per `date` (= realised_date) with `n` predictions; on price (dollars, for people): `rmse`, `naive_rmse`,
     `rmse_vs_naive`; on returns (scale-free, what monitoring decides on: a $500 stock weighs as a $5 one):
-    `return_rmse`, `naive_return_rmse`, `return_rmse_vs_naive` (below 1: better than naive). The `rolling_*` columns
-    pool the squared errors of the last `window` days (at most; fewer at the start, counted in `rolling_days`) rather
-    than averaging daily RMSEs, so a day with more predictions weighs more. An empty input gives an empty frame.
+    `return_rmse`, `naive_return_rmse`, `return_rmse_vs_naive` (below 1: better than naive); `ic` and `rank_ic`,
+    the day's information coefficients (``stockcast.train.backtest.daily_information_coefficients``). The `rolling_*`
+    columns pool the squared errors of the last `window` days (at most; fewer at the start, counted in
+    `rolling_days`) rather than averaging daily RMSEs, so a day with more predictions weighs more. An empty input
+    gives an empty frame.
     """
     if window < 1:
         raise ValueError(f"window must be a positive number of days, got {window}")
     require_columns(
-        joined, ["realised_date", "error", "naive_error", "return_error", "naive_return_error"], "joined predictions"
+        joined,
+        ["realised_date", "predicted_return", "error", "naive_error", "return_error", "naive_return_error"],
+        "joined predictions",
     )
     squared = pd.DataFrame(
         {
@@ -249,6 +256,15 @@ def daily_performance(joined: pd.DataFrame, *, window: int) -> pd.DataFrame:
     performance["rolling_rmse_vs_naive"] = _ratio(performance["rolling_rmse"], performance["rolling_naive_rmse"])
     performance["return_rmse_vs_naive"] = _ratio(performance["return_rmse"], performance["naive_return_rmse"])
     performance["rolling_return_rmse_vs_naive"] = _ratio(rolling["return_sse"], rolling["naive_return_sse"]) ** 0.5
+    # How well the day's predictions ranked the tickers (what a top-k rule lives on): realised return = predicted
+    # return - return error.
+    coefficients = daily_information_coefficients(
+        squared["date"],
+        joined["predicted_return"].astype(float),
+        joined["predicted_return"].astype(float) - joined["return_error"].astype(float),
+    ).set_index("date")
+    performance["ic"] = coefficients["ic"].reindex(performance.index)
+    performance["rank_ic"] = coefficients["rank_ic"].reindex(performance.index)
     return performance.reset_index()[PERFORMANCE_COLUMNS]
 
 

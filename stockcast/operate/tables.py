@@ -66,8 +66,9 @@ def publish_decisions(
     decisions: pd.DataFrame, store: ObjectStore, branch: str, *, as_of: pd.Timestamp, model_version: str
 ) -> Publication:
     """Write a day's decisions once per (as-of date, model version), as ``publish_predictions`` writes predictions;
-    rows of positions closed for want of a prediction get the day and the model too."""
-    table = decisions.assign(as_of=pd.Timestamp(as_of), model_version=model_version)[DECISION_COLUMNS]
+    rows of positions closed for want of a prediction get the day and the model too, and decisions taken on a
+    service's answers (which carry no feature fingerprint) an empty one."""
+    table = decisions.assign(as_of=pd.Timestamp(as_of), model_version=model_version).reindex(columns=DECISION_COLUMNS)
     key = f"{DECISIONS_PREFIX}/{branch}/{pd.Timestamp(as_of):%Y-%m-%d}/{model_version}.csv"
     return _publish_once(table, store, key, DECISION_COLUMNS)
 

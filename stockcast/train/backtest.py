@@ -369,6 +369,37 @@ def direction_hit_rate(predicted_return: Any, realised_return: Any) -> float:
     return float(np.mean(np.where(no_call, 0.5, (predicted_sign == realised_sign).astype(float))))
 
 
+def daily_information_coefficients(dates: pd.Series, predicted: pd.Series, realised: pd.Series) -> pd.DataFrame:
+    """Each day's information coefficient (the cross-sectional Pearson correlation of predicted and realised
+    returns) and rank IC (Spearman's: what a rule that buys the top-ranked tickers lives on), one row per date
+    (``date``, ``n``, ``ic``, ``rank_ic``). NaN on a day with fewer than three tickers or a constant side (the naive
+    baseline predicts no move: it ranks nothing)."""
+    frame = pd.DataFrame(
+        {
+            "date": dates.to_numpy(),
+            "predicted": predicted.astype(float).to_numpy(),
+            "realised": realised.astype(float).to_numpy(),
+        }
+    ).dropna()
+    frame = frame.assign(
+        predicted_rank=frame.groupby("date")["predicted"].rank(), realised_rank=frame.groupby("date")["realised"].rank()
+    )
+    rows = []
+    for day, group in frame.groupby("date", sort=True):
+        varied = len(group) >= 3 and group["predicted"].nunique() > 1 and group["realised"].nunique() > 1
+        rows.append(
+            {
+                "date": day,
+                "n": len(group),
+                "ic": float(np.corrcoef(group["predicted"], group["realised"])[0, 1]) if varied else float("nan"),
+                "rank_ic": float(np.corrcoef(group["predicted_rank"], group["realised_rank"])[0, 1])
+                if varied
+                else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["date", "n", "ic", "rank_ic"])
+
+
 def _metrics(predictions: pd.DataFrame) -> dict[str, Any]:
     """Every metric on one set of prediction rows; the naive and oracle references use the very same rows."""
     actual = predictions["next_close"]
@@ -391,6 +422,11 @@ def _metrics(predictions: pd.DataFrame) -> dict[str, Any]:
         "mape": mape(actual, predictions["predicted_close"]),
         "hit_rate": direction_hit_rate(predictions["predicted_return"], predictions[TARGET_COLUMN]),
     }
+    coefficients = daily_information_coefficients(
+        predictions["date"], predictions["predicted_return"], predictions[TARGET_COLUMN]
+    )
+    metrics["mean_daily_ic"] = _mean_or_nan(coefficients["ic"])
+    metrics["mean_daily_rank_ic"] = _mean_or_nan(coefficients["rank_ic"])
     if ORACLE_COLUMN in predictions.columns:
         oracle_rmse = rmse(actual, predictions[ORACLE_COLUMN])
         metrics["rmse_oracle"] = oracle_rmse
@@ -398,12 +434,18 @@ def _metrics(predictions: pd.DataFrame) -> dict[str, Any]:
     return metrics
 
 
+def _mean_or_nan(values: pd.Series) -> float:
+    known = values.dropna()
+    return float(known.mean()) if len(known) else float("nan")
+
+
 def score_predictions(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-fold metrics (one row per fold) and overall metrics for one candidate's backtest predictions.
 
     Scale-free: `rmse_return` (RMSE of the predicted next-day return), `rmse_return_vs_naive` (over the naive
     baseline's on the same rows: below 1 beats it), `rmse_vs_naive` (the same ratio on price), `hit_rate` (see
-    `direction_hit_rate`) and, when the oracle column is present, `rmse_vs_oracle` (1 is the best achievable).
+    `direction_hit_rate`), `mean_daily_ic` and `mean_daily_rank_ic` (``daily_information_coefficients``) and,
+    when the oracle column is present, `rmse_vs_oracle` (1 is the best achievable).
     Price metrics: `rmse`, `mae`, `mape` (fraction). `n_clipped` counts predictions clipped to the plausible band.
     Overall figures pool every test row; `mean_fold_rmse_return` (the selection criterion), `mean_fold_rmse` and
     `std_fold_rmse` summarise the folds.

@@ -365,3 +365,5 @@ def test_realised_decisions_are_worked_out_by_hand() -> None:
     assert quality["equity"].tolist() == pytest.approx([1.0495, 1.0495 * 0.9995])
     assert quality["drawdown"].tolist() == pytest.approx([0.0, -0.0005])
     assert realised_decisions(decisions, prices, None, model_version="v9", cost=0.001).empty
+    not_yet = decisions[decisions["as_of"] == dates[2]]  # no close has followed the last day yet
+    assert realised_decisions(not_yet, prices, None, model_version="v1", cost=0.001).empty

@@ -65,3 +65,5 @@ def test_a_days_decisions_are_published_once_with_the_day_and_model_on_every_row
     assert list(loaded.columns) == DECISION_COLUMNS and loaded["target_weight"].tolist() == [0.5, 0.0, 0.0]
     assert (loaded["as_of"] == as_of).all() and (loaded["model_version"] == "v42").all()
     assert load_decisions(store, "user.other").empty
+    served = decided.drop(columns="feature_fingerprint")  # decisions on a service's answers
+    assert publish_decisions(served, store, "user.test", as_of=as_of, model_version="v43").written

@@ -13,6 +13,7 @@ from stockcast.data.monthly import MonthlyWriter
 from stockcast.train.backtest import (
     Fold,
     backtest,
+    daily_information_coefficients,
     direction_hit_rate,
     evaluate_candidate,
     leaderboard,
@@ -371,3 +372,18 @@ def test_on_a_pure_random_walk_the_best_model_does_not_beat_naive() -> None:
     decision = decide(predictions[best["candidate_id"]], predictions["naive"], None, alpha=0.05)
     assert not decision.promote
     assert "does not beat the naive baseline" in decision.reason
+
+
+def test_daily_information_coefficients_measure_how_well_each_day_is_ranked() -> None:
+    dates = pd.Series(pd.to_datetime(["2024-01-02"] * 4 + ["2024-01-03"] * 4 + ["2024-01-04"] * 2))
+    predicted = pd.Series([0.01, 0.02, 0.03, 0.04, 0.04, 0.03, 0.02, 0.01, 0.01, 0.02])
+    realised = pd.Series([0.001, 0.002, 0.005, 0.009, 0.001, 0.002, 0.005, 0.009, 0.01, 0.02])
+
+    coefficients = daily_information_coefficients(dates, predicted, realised)
+
+    assert coefficients["n"].tolist() == [4, 4, 2]
+    assert coefficients["rank_ic"].tolist()[:2] == pytest.approx([1.0, -1.0])  # same order; reversed order
+    assert 0.9 < coefficients["ic"].iloc[0] < 1.0  # ordered alike, not linearly
+    assert np.isnan(coefficients["ic"].iloc[2]), "two tickers rank nothing"
+    naive = daily_information_coefficients(dates, predicted * 0, realised)
+    assert naive["ic"].isna().all(), "a constant prediction (naive) ranks nothing"
