@@ -162,7 +162,7 @@ class StockcastService:
 
     @bentoml.api(route="/predict")
     async def predict(self, request: PredictRequest, /) -> PredictResponse:
-        """Predicted next-day close of each requested ticker, from the latest data the model was deployed with."""
+        """Predicted next-day close of each requested ticker, from the latest rows of the data served."""
         # A coroutine on the event loop, and micro-batched: the /predict requests that arrive together are answered
         # by one model call (`stockcast.serve.coalescing`), each with its own answer or error. A model call costs about
         # as much for one row as for a dozen, so under load this halves the CPU a request costs (BENCHMARKS.md,

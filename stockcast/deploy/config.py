@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
 from pydantic import (
     Field,
@@ -31,6 +31,9 @@ from stockcast.core.config import (
     load_settings,
     parse_settings,
 )
+
+if TYPE_CHECKING:
+    from stockcast.serve.feed import FeedSettings
 
 DEPLOY_CONFIG_FILE = CONFIG_DIR / "deploy.toml"
 SOURCE = "deploy configuration"
@@ -94,13 +97,14 @@ class DataSettings(Settings):
     """The object store holding the snapshot heads (a folder, or ``s3://bucket/prefix/stockcast``); empty: the one
     beside the Metaflow datastore configured where the roll-out runs."""
 
-    def feed_environment(self) -> dict[str, str]:
-        """The environment variables that give a replica these settings."""
+    def feed_settings(self) -> FeedSettings:
+        """What a replica is told (as environment variables: ``FeedSettings.environment``), and what the smoke test
+        needs to know of the data a replica serves."""
         from stockcast.core.storage import datastore_store
         from stockcast.serve.feed import FeedSettings
 
         store = (self.store or datastore_store().root) if self.follow else ""
-        return FeedSettings(store=store, refresh_s=self.refresh_s, max_age_days=self.max_age_days).environment()
+        return FeedSettings(store=store, refresh_s=self.refresh_s, max_age_days=self.max_age_days)
 
 
 class LocalSettings(Settings):

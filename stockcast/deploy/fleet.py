@@ -18,8 +18,8 @@ the live version with another by the configured strategy:
 - ``shadow``: start the new replicas, check them through the preview address, then mirror every live request to
   them for ``rollout.step_s`` (the proxy discards their answers; callers get the old version's), judging them by
   their ``/metrics`` as a canary step is judged, and checking their predictions again; then switch as blue-green
-  does. Each replica logs its answers to ``replica-<n>/predictions`` (``stockcast.serve.prediction_log``), so what the
-  shadow would have answered can be scored on the realised closes.
+  does. Each replica logs its answers to ``replica-<n>/predictions`` (``stockcast.serve.prediction_log``): the record
+  of what was answered live, the shadow's discarded answers included.
 
 Any failure (a replica that does not start, a check that fails, errors or latency over ``rollout.max_error_rate`` or
 ``rollout.max_p99_ms``) rolls back: the old version is routed again (restarted where rolling had already stopped
@@ -55,8 +55,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stockcast.deploy.config import EXECUTED, DataSettings, LocalSettings, RolloutSettings, SmokeSettings, Strategy
 from stockcast.deploy.proxy import Backend, NginxProxy, Routes, weighted
-from stockcast.deploy.targets import DeployError, DeployTarget, LocalServe
-from stockcast.serve.feed import DATA_STORE_ENV
+from stockcast.deploy.targets import DeployError, DeployTarget, LocalServe, is_ready
 from stockcast.serve.prediction_log import PREDICTION_LOG_ENV
 
 PREDICT_ENDPOINT = "/predict"
@@ -308,7 +307,7 @@ class LocalFleet(DeployTarget):
             return None
         self._steps, self._started = [], time.monotonic()
         if self.proxy.adopt():
-            self._step(f"adopted nginx (pid {self.proxy._master.pid})")  # type: ignore[union-attr]
+            self._step(f"adopted nginx (pid {self.proxy.pid})")
         switch = state.get("switch")
         if switch:
             for replica in switch["replicas"]:
@@ -320,18 +319,24 @@ class LocalFleet(DeployTarget):
             return None
         kept: list[Replica] = []
         for replica in (ReplicaState(**item) for item in live["replicas"]):
-            if replica.process() is not None and is_answering(replica.endpoint):
+            if replica.process() is not None and is_ready(replica.endpoint):
                 kept.append(AdoptedReplica(replica))
             else:
                 stop_group(replica)  # hung, or gone already
         self._step(f"adopted {len(kept)} running replica(s) of {live['bento_tag']}")
         self.live = Serving(live["bento_tag"], kept)
+        # Replicas started now are recorded as they start, so that a driver killed during the recovery leaves none
+        # that the next recovery does not know of.
+        self._switching, self._switch_strategy = Serving(live["bento_tag"]), "recovery"
         self._save()
         try:
             self.live.replicas += self._start(live["bento_tag"], max(self.replicas - len(kept), 0))
+            self._switching = None
             self._save()
             self._route(self.live.replicas)
         except DeployError as exc:
+            self._switching = None
+            self._save()
             self._record("recovery", live["bento_tag"], switch["bento_tag"] if switch else None, rolled_back=str(exc))
             raise DeployError(f"recovering the fleet in {self.state_dir} failed: {exc}") from exc
         self._save()
@@ -600,14 +605,6 @@ def _locked(folder: Path) -> IO[str]:
     return lock
 
 
-def is_answering(endpoint: str) -> bool:
-    """Whether a replica answers ``/readyz`` with 200."""
-    try:
-        return httpx.get(f"{endpoint}/readyz", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _address(replica: Replica) -> str:
     return replica.endpoint.removeprefix("http://")
 
@@ -638,7 +635,7 @@ def local_fleet(
     from stockcast.deploy.package import bento_bundle
     from stockcast.deploy.smoke import smoke_test
 
-    feed = (data or DataSettings()).feed_environment()
+    feed = (data or DataSettings()).feed_settings()
     workdir = workdir or Path(tempfile.gettempdir()) / f"stockcast-fleet-{settings.port}"
     workdir.mkdir(parents=True, exist_ok=True)
     # Numbered after the replicas of earlier drivers, whose folders may still be in use by adopted replicas.
@@ -652,7 +649,7 @@ def local_fleet(
             startup_timeout=settings.startup_timeout_s,
             log_path=workdir / f"replica-{number}.log",
             home=home,
-            environment={**feed, PREDICTION_LOG_ENV: str(home / "predictions")},
+            environment={**feed.environment(), PREDICTION_LOG_ENV: str(home / "predictions")},
         )
         replica.deploy(bento_tag)
         return replica
@@ -661,13 +658,12 @@ def local_fleet(
     fleet = LocalFleet(
         proxy,
         start_replica,
-        lambda endpoint, bento_tag: smoke_test(
-            endpoint, bento_bundle(bento_tag), smoke, data_store=feed[DATA_STORE_ENV]
-        ),
+        lambda endpoint, bento_tag: smoke_test(endpoint, bento_bundle(bento_tag), smoke, feed=feed),
         replicas=settings.replicas,
         strategy=strategy,
         rollout=rollout,
         state_dir=workdir,
     )
+    fleet.feed = feed
     fleet.recover()
     return fleet

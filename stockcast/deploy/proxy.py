@@ -217,6 +217,11 @@ class NginxProxy:
         self.generation = int(match.group(1)) if match else 0
         return self.running()
 
+    @property
+    def pid(self) -> int | None:
+        """The nginx master's process id, once started or adopted."""
+        return self._master.pid if self._master is not None else None
+
     def running(self) -> bool:
         """Whether nginx runs."""
         try:

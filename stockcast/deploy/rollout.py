@@ -81,7 +81,7 @@ def build_target(config: DeployConfig, environ: Mapping[str, str] = os.environ) 
         config.kubernetes,
         endpoint=endpoint,
         strategy=config.rollout_strategy,
-        environment=config.data.feed_environment(),
+        environment=config.data.feed_settings().environment(),
     )
 
 
@@ -127,7 +127,7 @@ def _deploy(registry: Registry, version: str, target: DeployTarget, smoke: Smoke
     bento_tag = registered_bento(registry, version)
     bundle = bento_bundle(bento_tag, sha256=registry.bento(version)["bundle_sha256"])
     endpoint = target.deploy(bento_tag)
-    smoke_test(endpoint, bundle, smoke)
+    smoke_test(endpoint, bundle, smoke, feed=target.feed)
     return RolloutResult(registry.branch, version, bento_tag, endpoint)
 
 

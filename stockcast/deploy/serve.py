@@ -40,7 +40,7 @@ def print_manifests(config_path: str, version: str, live: str | None, strategy: 
     if config.kubernetes is None:
         print(f"stockcast.deploy: {config_path} has no [kubernetes] section (image, namespace, name)", file=sys.stderr)
         return 1
-    settings, environment = config.kubernetes, config.data.feed_environment()
+    settings, environment = config.kubernetes, config.data.feed_settings().environment()
     phases = rollout_phases(
         strategy or config.rollout_strategy,
         settings,

@@ -24,49 +24,57 @@ from stockcast.deploy.targets import DeployError
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.bundle import ServingBundle
 from stockcast.serve.client import ServiceRequestError, StockcastClient
-from stockcast.serve.feed import refreshed
+from stockcast.serve.feed import FeedSettings, refreshed
 
 
 class SmokeTestError(DeployError):
     """The deployment answered, but not as the model it should serve; the message says what differed."""
 
 
-SNAPSHOT_RACE_ATTEMPTS = 3
-"""Times the test is asked again when the service's data changed while it was being asked (a snapshot published
-during a roll-out): a data version in the answers other than the one ``GET /model`` named just before."""
+DATA_WAIT_EXTRA_S = 5.0
+"""Beyond two refresh periods, how long a following service may take to serve the branch's newest snapshot (the time
+to read it and build its rows) before the smoke test gives up on it."""
 
 
 def smoke_test(
-    endpoint: str, bundle: ServingBundle, settings: SmokeSettings | None = None, *, data_store: str = ""
+    endpoint: str, bundle: ServingBundle, settings: SmokeSettings | None = None, *, feed: FeedSettings | None = None
 ) -> None:
     """``SmokeTestError`` unless the service at ``endpoint`` serves ``bundle``'s model and predicts exactly what the
-    library predicts from ``bundle`` for ``settings.tickers`` of its tickers with a full look-back. A service that
-    follows the snapshot heads in ``data_store`` may serve the branch's newest snapshot instead of the bundle's: then
-    the library's answer is computed from that snapshot (each answer names its data version)."""
-    settings = settings or SmokeSettings()
+    library predicts from ``bundle`` for ``settings.tickers`` of its tickers with a full look-back.
+
+    A service that follows the snapshot heads in ``feed.store`` may serve the branch's newest snapshot instead of the
+    bundle's: the library's answer is then computed from that snapshot, and each answer must name it. A service
+    between two snapshots (one was published while it was asked, or it has not looked yet) is asked again until it
+    serves one of them, for at most two refresh periods and ``DATA_WAIT_EXTRA_S``.
+    """
+    settings, feed = settings or SmokeSettings(), feed or FeedSettings()
+    deadline = time.monotonic() + (2 * feed.refresh_s + DATA_WAIT_EXTRA_S if feed.store else 0.0)
     try:
         with StockcastClient(endpoint, timeout=settings.timeout_s) as client:
-            for _ in range(SNAPSHOT_RACE_ATTEMPTS):
+            while True:
                 served = client.model()
                 if served.get("model_version") != bundle.model_version:
                     raise SmokeTestError(
                         f"{endpoint} serves model {served.get('model_version')}, not {bundle.model_version}"
                     )
-                data_version = served.get("data", {}).get("version")
-                expected_from = _serving(bundle, data_version, data_store)
+                # A service from before data versions were reported serves the rows it was built with.
+                data_version = served.get("data", {}).get("version", bundle.data_version)
+                expected_from = _serving(bundle, data_version, feed.store)
                 if expected_from is not None:
                     tickers = _warm_tickers(expected_from, settings.tickers)
                     answer = pd.DataFrame(client.predict(tickers))
-                    if set(answer["data_version"]) == {data_version}:
+                    if set(answer.get("data_version", pd.Series([bundle.data_version]))) == {data_version}:
                         break
+                if time.monotonic() >= deadline:
+                    raise SmokeTestError(
+                        f"{endpoint} serves data {data_version}, neither the deployed snapshot {bundle.data_version} "
+                        f"nor the newest one of branch {bundle.record.branch}, or kept changing it while asked"
+                    )
                 time.sleep(1.0)
-            else:
-                raise SmokeTestError(
-                    f"{endpoint} serves data {data_version}, neither the deployed snapshot {bundle.data_version} nor "
-                    f"the newest one of branch {bundle.record.branch}, or kept changing it while asked"
-                )
     except (httpx.HTTPError, ServiceRequestError) as exc:
         raise SmokeTestError(f"{endpoint} did not answer as a healthy service: {exc}") from exc
+    except (OSError, ValueError, KeyError) as exc:  # reading the newest snapshot: the store, its Parquet files
+        raise SmokeTestError(f"the data {endpoint} serves could not be read to check it: {exc}") from exc
     try:
         expected = predict_tickers(expected_from, tickers)
     except RuntimeError as exc:  # the model itself predicts NaN: nothing it serves can be right

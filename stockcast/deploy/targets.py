@@ -38,7 +38,7 @@ from stockcast.deploy.config import (
 )
 from stockcast.deploy.manifests import Release, image_of, rollout_phases
 from stockcast.serve.bundle import BENTO_MODEL_NAME, MODEL_TAG_ENV
-from stockcast.serve.feed import DATA_STORE_ENV
+from stockcast.serve.feed import DATA_STORE_ENV, FeedSettings
 from stockcast.serve.prediction_log import PREDICTION_LOG_ENV
 
 ENDPOINT_ENV = "STOCKCAST_ENDPOINT"
@@ -88,7 +88,10 @@ def wait_ready(endpoint: str, timeout: float, *, gave_up: Callable[[], str | Non
 
 class DeployTarget(ABC):
     """Somewhere a Bento runs: deploy it, ask whether it is healthy, stop it. Usable as a context manager that
-    stops the deployment on exit."""
+    stops the deployment on exit. ``feed`` says where its replicas follow newer data (no store: they serve the rows
+    they were built with), which the smoke test needs to know what they should answer."""
+
+    feed: FeedSettings = FeedSettings()
 
     @abstractmethod
     def deploy(self, bento_tag: str) -> str:
@@ -260,6 +263,7 @@ class KubernetesManifest(DeployTarget):
         self.settings = settings
         self.strategy = strategy
         self.environment = dict(environment or {})
+        self.feed = FeedSettings.from_environment(self.environment)
         self.endpoint = endpoint.rstrip("/")
         self._run = run
 

@@ -404,9 +404,10 @@ def realised_decisions(
 ) -> pd.DataFrame:
     """What ``model_version``'s published decisions earned, one row per as-of ``date`` whose closes are known
     (``QUALITY_COLUMNS``): the positions held, the share of them whose realised move had their sign (hit rate), the
-    turnover from the previous day's weights, the return net of ``cost`` per unit of turnover, the equal-weight
-    buy-and-hold return of every ticker predicted that day beside it, both equity curves and the drawdown of the
-    decisions' one. Returns are on the as-of day's share basis (a split in between is not a loss)."""
+    turnover from the previous day's weights, the return net of ``cost`` per unit of turnover, beside it the return
+    of an equal-weight basket of every ticker predicted that day (rebalanced daily, no costs: the market the rule
+    picks from), both equity curves and the drawdown of the decisions' one. Returns are on the as-of day's share
+    basis (a split in between is not a loss)."""
     mine = decisions[(decisions["model_version"] == model_version) & decisions["predicted_return"].notna()]
     if mine.empty:
         return pd.DataFrame(columns=QUALITY_COLUMNS)

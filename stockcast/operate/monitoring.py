@@ -318,7 +318,8 @@ class MonitorThresholds(Settings):
     shadow_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     # ... over at least this many realised trading days (the gate's own minimum).
     shadow_min_days: Annotated[int, Field(ge=2)] = 20
-    # The decisions' net return over the last window_days may trail equal-weight buy-and-hold by at most this much
+    # The decisions' net return over the last window_days may trail the equal-weight basket of the day's tickers by
+    # at most this much
     # (a fraction of equity) before an alert; the alert is for people (the rule, its costs, the model's ranking), not
     # a retrain: decisions can trail a rising market with an accurate model.
     max_decision_shortfall: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
@@ -434,7 +435,7 @@ def assess(
         alerts.append(
             Alert(
                 "decisions",
-                f"the decisions trail equal-weight buy-and-hold by {shortfall:.1%} over the last "
+                f"the decisions trail the equal-weight basket of their tickers by {shortfall:.1%} over the last "
                 f"{min(len(decision_quality), thresholds.window_days)} realised days "
                 f"(limit {thresholds.max_decision_shortfall:.0%}): review the rule and its costs",
                 shortfall,
@@ -460,8 +461,8 @@ def assess(
 
 
 def _decision_shortfall(quality: pd.DataFrame | None, thresholds: MonitorThresholds) -> float:
-    """How far the decisions' compounded net return trails buy-and-hold's over the last ``window_days`` realised
-    days (positive: behind), or NaN before ``min_days``."""
+    """How far the decisions' compounded net return trails the equal-weight basket's over the last ``window_days``
+    realised days (positive: behind), or NaN before ``min_days``."""
     if quality is None or len(quality) < thresholds.min_days:
         return float("nan")
     recent = quality.tail(thresholds.window_days)

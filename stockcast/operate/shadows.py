@@ -7,12 +7,17 @@ day BatchPredictFlow also predicts with the branch's **shadows** and publishes t
 - the **previous champion**, the model the current one replaced (was replacing it right?);
 - the **latest challenger**, the newest registered model the gate did not promote (was refusing it right?).
 
-MonitorFlow realises their tables as it realises the champion's and compares each shadow with the champion on the
-days and tickers both predicted, by the gate's one-sided Diebold–Mariano test on daily squared return errors
-(``stockcast.train.gate``), and with the naive baseline on the shadow's own rows. A shadow significantly better
-than both, over at least ``min_days`` realised days, is promoted: realised evidence is what the gate's backtest
-only estimates. Each comparison is a test at ``alpha`` and a shadow must pass both, so a shadow no better than the
-champion is promoted at most ``alpha`` of the time it is judged.
+MonitorFlow realises their tables as it realises the champion's and compares each shadow with the champion, and
+with the naive baseline, on the days and tickers the shadow and the champion both predicted, by the gate's
+one-sided Diebold–Mariano test on daily squared return errors (``stockcast.train.gate``). A shadow significantly
+better than both, over at least ``min_days`` realised days, is promoted: realised evidence is what the gate's
+backtest only estimates.
+
+Monitoring judges every day, on a record that grows by a day each time, and there may be two shadows: each of those
+looks is a chance of a false promotion. So a test passes only at the Bonferroni level alpha / (shadows x looks), the
+looks being the realised days from ``min_days`` on: over all the days it is judged, a shadow no better than the
+champion is promoted with probability at most ``alpha``. (Conservative: a clearly better shadow, p far below it,
+still passes within weeks.)
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ SCORE_COLUMNS = [
     "naive_return_rmse",
     "p_vs_champion",
     "p_vs_naive",
+    "level",
     "promote",
 ]
 
@@ -100,7 +106,8 @@ def score_shadows(
     min_days: int,
 ) -> pd.DataFrame:
     """Each shadow's realised record against the champion's and the naive baseline's (``SCORE_COLUMNS``; see the
-    module's description): ``promote`` is true when it beats both beyond chance over at least ``min_days`` days."""
+    module's description): ``promote`` is true when it beats both beyond chance (p below ``level``, the Bonferroni
+    level of its looks) over at least ``min_days`` days."""
     if not shadows:
         return pd.DataFrame(columns=SCORE_COLUMNS)
     realised = join_realised(published, prices, actions)
@@ -117,6 +124,7 @@ def score_shadows(
         naive_loss = _daily_losses(paired, column="naive_return_error")
         n_days = len(shadow_loss)
         judged = n_days >= max(min_days, 2)
+        level = alpha / (len(shadows) * (n_days - min_days + 1)) if judged else float("nan")
         p_champion = diebold_mariano(shadow_loss, champion_loss).p_value if judged else float("nan")
         p_naive = diebold_mariano(shadow_loss, naive_loss).p_value if judged else float("nan")
         rows.append(
@@ -129,7 +137,8 @@ def score_shadows(
                 "naive_return_rmse": _rmse(paired["naive_return_error"]),
                 "p_vs_champion": p_champion,
                 "p_vs_naive": p_naive,
-                "promote": bool(judged and p_champion < alpha and p_naive < alpha),
+                "level": level,
+                "promote": bool(judged and p_champion < level and p_naive < level),
             }
         )
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
@@ -143,13 +152,13 @@ def shadow_to_promote(scores: pd.DataFrame) -> pd.Series | None:
     return candidates.sort_values(["return_rmse", "version"]).iloc[0]
 
 
-def promotion_reason(row: pd.Series, champion: str, alpha: float) -> str:
+def promotion_reason(row: pd.Series, champion: str) -> str:
     """Why a shadow replaces the champion, with the numbers, for the registry's event."""
     return (
         f"Promote {row['version']} ({row['role']}, scored in shadow): over {row['n_days']} realised days its return "
         f"RMSE {row['return_rmse']:.4g} beats the champion {champion}'s {row['champion_return_rmse']:.4g} "
-        f"(one-sided DM p = {row['p_vs_champion']:.3g} < alpha {alpha:g}) and the naive baseline's "
-        f"{row['naive_return_rmse']:.4g} (p = {row['p_vs_naive']:.3g})."
+        f"(one-sided DM p = {row['p_vs_champion']:.3g} < {row['level']:.3g}, alpha shared out over the shadows and "
+        f"the days judged) and the naive baseline's {row['naive_return_rmse']:.4g} (p = {row['p_vs_naive']:.3g})."
     )
 
 
@@ -171,7 +180,7 @@ def judge_shadows(
     best = shadow_to_promote(scores)
     if best is None or registry.champion_version() != champion.version:
         return scores, ""
-    reason = promotion_reason(best, champion.version, thresholds.shadow_alpha)
+    reason = promotion_reason(best, champion.version)
     promote_shadow(registry, registry.get(best["version"]), reason=reason, expected_champion=champion.version)
     return scores, reason
 

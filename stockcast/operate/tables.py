@@ -55,6 +55,11 @@ def prediction_key(branch: str, as_of: pd.Timestamp, model_version: str) -> str:
     return f"{PREDICTIONS_PREFIX}/{branch}/{as_of:%Y-%m-%d}/{model_version}.csv"
 
 
+def decision_key(branch: str, as_of: pd.Timestamp, model_version: str) -> str:
+    """The store key of the decisions taken as of ``as_of`` on ``model_version``'s predictions on ``branch``."""
+    return f"{DECISIONS_PREFIX}/{branch}/{as_of:%Y-%m-%d}/{model_version}.csv"
+
+
 def publish_predictions(table: pd.DataFrame, store: ObjectStore, branch: str) -> Publication:
     """Write the table once per (as-of date, model version); a table already there is kept, and returned."""
     (as_of,) = pd.to_datetime(table["as_of"]).unique()
@@ -69,7 +74,7 @@ def publish_decisions(
     rows of positions closed for want of a prediction get the day and the model too, and decisions taken on a
     service's answers (which carry no feature fingerprint) an empty one."""
     table = decisions.assign(as_of=pd.Timestamp(as_of), model_version=model_version).reindex(columns=DECISION_COLUMNS)
-    key = f"{DECISIONS_PREFIX}/{branch}/{pd.Timestamp(as_of):%Y-%m-%d}/{model_version}.csv"
+    key = decision_key(branch, pd.Timestamp(as_of), model_version)
     return _publish_once(table, store, key, DECISION_COLUMNS)
 
 

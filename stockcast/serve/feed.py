@@ -156,6 +156,8 @@ class DataFeed:
         self._on_failure = on_failure
         self.checked_at: float | None = None
         self.last_error = ""
+        self._refused = ""
+        """The version of a snapshot refused for what it is (older, or unanswerable): not read again every poll."""
 
     @property
     def bundle(self) -> ServingBundle:
@@ -177,8 +179,15 @@ class DataFeed:
             if head is None or head.version == current.data_version:
                 self._checked("")
                 return False
+            if head.version == self._refused:  # said once already: nothing new to read or report
+                self.checked_at = self._clock()
+                return False
             new = refreshed(current, head)
             check_servable(current, new)
+        except RefusedSnapshotError as exc:
+            self._refused = head.version
+            self._checked(f"{type(exc).__name__}: {exc}")
+            return False
         except Exception as exc:  # nothing a feed meets may stop a replica answering: it is reported instead
             self._checked(f"{type(exc).__name__}: {exc}")
             return False

@@ -86,8 +86,8 @@ class GateConfig(Settings):
     """The fewest paired test days the gate will judge on; fewer means no promotion."""
     refresh_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     """A refit of the champion's own spec on newer data is promoted when its daily squared return error is at most
-    this much (relative) above the champion's, beyond chance (a non-inferiority test); 0: never refresh, a refit
-    must beat the champion like any challenger."""
+    this much (relative) above the champion's as it served, beyond chance (a non-inferiority test on at least
+    ``min_days`` served days); 0: never refresh, a refit must beat the champion like any challenger."""
 
 
 class TargetConfig(Settings):

@@ -18,16 +18,18 @@ that), never from its old numbers: the decision is only meaningful on the same d
 
 Two more rules keep the served model fresh without letting a worse one through:
 
-- **A refresh needs to be no worse, not better.** A challenger that is the champion's own spec refitted on newer data
-  is judged against the champion by a non-inferiority test with a relative margin m (``refresh_margin``):
-  H0: E[L_challenger] >= (1 + m) E[L_reference], the same one-sided DM test on L_challenger - (1 + m) L_reference.
-  Re-scored on the same folds the two are the same model, so the walk-forward comparison alone cannot tell them
-  apart (identical predictions: p = 0.5 under a superiority test, and never a refresh). A new spec must still be
-  better (m = 0).
 - **The champion is also judged as it served.** What the deployed, frozen champion predicted on the days after its
   training data ended is genuine out-of-sample evidence (``served``: its published predictions, paired with the
-  challenger's walk-forward predictions and realised returns on the same rows). It is a third comparison under the
-  same rule as the champion's, judged once there are ``min_days`` such days; before that it is shown, not required.
+  challenger's walk-forward predictions and realised returns on the same rows). For a new spec it is a third
+  comparison under the champion's rule, judged once there are ``min_days`` such days (before that it is shown, not
+  required).
+- **A refresh needs to be no worse, not better, and that is judged on what the champion served.** A challenger that
+  is the champion's own spec refitted on newer data is, re-scored on the same folds, the champion itself: identical
+  predictions, no evidence either way (p = 0.5), so that comparison is left out. Instead the refit must beat naive
+  and pass a non-inferiority test against the champion as it served, with a relative margin m
+  (``refresh_margin``): H0: E[L_refit] >= (1 + m) E[L_served], the same one-sided DM test on
+  L_refit - (1 + m) L_served, required, on at least ``min_days`` served days. A champion that has not served that
+  long is not refreshed yet. At the boundary of H0 it is passed at the nominal rate ``alpha`` (tested).
 """
 
 from __future__ import annotations
@@ -188,10 +190,10 @@ def decide(
     refresh_margin: float | None = None,
     served_predictions: pd.DataFrame | None = None,
 ) -> GateDecision:
-    """Promote the challenger only if it significantly beats the naive baseline and the champion (if any), or, for
-    a refresh (``refresh_margin`` given: the champion's own spec refitted), is not worse than the champion by more
-    than that margin beyond chance. ``served_predictions`` (the champion as it served, ``served_reference``) is
-    judged by the champion's rule once it has ``min_days`` paired days.
+    """Promote the challenger only if it significantly beats the naive baseline and the champion (if any), and the
+    champion as it served (``served_predictions``, ``served_reference``) once that has ``min_days`` paired days. A
+    refresh (``refresh_margin`` given: the champion's own spec refitted) must beat naive and be no worse than the
+    champion as it served by more than that margin, beyond chance, on at least ``min_days`` served days.
 
     All inputs but the served ones are backtest predictions (`stockcast.train.backtest.backtest`) on the same folds;
     each comparison pairs the rows both frames share and needs at least `min_days` paired days. A new spec whose
@@ -203,12 +205,15 @@ def decide(
     if challenger_predictions.empty:
         raise ValueError("the challenger has no backtest predictions to judge")
     challenger_id = str(challenger_predictions["candidate_id"].iloc[0])
-    margin = refresh_margin or 0.0
     references = [("naive", naive_predictions, 0.0, True)]
-    if champion_predictions is not None:
-        references.append(("champion", champion_predictions, margin, True))
-    if served_predictions is not None and champion_predictions is not None:
-        references.append(("served champion", served_predictions, margin, False))
+    if champion_predictions is not None and refresh_margin is not None:
+        # The refit re-scored on the folds is the champion itself: only what the champion served tells them apart.
+        served = served_predictions if served_predictions is not None else champion_predictions.iloc[0:0]
+        references.append(("served champion", served, refresh_margin, True))
+    elif champion_predictions is not None:
+        references.append(("champion", champion_predictions, 0.0, True))
+        if served_predictions is not None:
+            references.append(("served champion", served_predictions, 0.0, False))
     comparisons = [
         compare(
             challenger_predictions,
@@ -276,7 +281,7 @@ def _strip_suffix(suffix: str) -> dict[str, str]:
 def _name(comparison: dict[str, Any]) -> str:
     if comparison["against"] == "naive":
         return "the naive baseline"
-    return f"the {comparison['against']} {comparison['reference_id']}"
+    return f"the {comparison['against']} {comparison['reference_id']}".rstrip()
 
 
 def _claim(comparison: dict[str, Any], *, negated: bool = False) -> str:

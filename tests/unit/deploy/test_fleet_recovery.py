@@ -103,7 +103,7 @@ def test_a_switch_killed_half_way_is_undone_by_the_next_driver_without_a_failed_
     first = driver.fleet(strategy)
     first.check = killed_at(kill(first))
     first.deploy("stockcast:v1")
-    nginx = first.proxy._master.pid
+    nginx = first.proxy.pid
     with pytest.raises(Killed):
         first.deploy("stockcast:v2")
     driver.killed(first)
@@ -117,7 +117,7 @@ def test_a_switch_killed_half_way_is_undone_by_the_next_driver_without_a_failed_
     assert recovery is not None and recovery.rolled_back is None
     assert (recovery.strategy, recovery.previous, recovery.bento_tag) == ("recovery", "stockcast:v2", "stockcast:v1")
     assert f"adopted nginx (pid {nginx})" in [step for step, _ in recovery.steps]
-    assert second.proxy._master.pid == nginx, "callers kept the address: nginx was adopted, not restarted"
+    assert second.proxy.pid == nginx, "callers kept the address: nginx was adopted, not restarted"
     assert driver.running("stockcast:v2") == 0 and driver.running("stockcast:v1") == 2
     assert served_versions(second.proxy.endpoint) == {"stockcast:v1"}
 

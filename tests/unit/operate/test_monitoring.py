@@ -354,13 +354,13 @@ def decisions_of(days: int, net_return: float, benchmark_return: float) -> pd.Da
     return pd.DataFrame({"net_return": [net_return] * days, "benchmark_return": [benchmark_return] * days})
 
 
-def test_decisions_trailing_buy_and_hold_alert_for_people_not_for_a_retrain() -> None:
+def test_decisions_trailing_the_basket_alert_for_people_not_for_a_retrain() -> None:
     # Over the 20-day window: 1.001^20 = 1.020 against 1.004^20 = 1.083, a shortfall of 6.3 % > 5 %.
     trailing = decisions_of(30, 0.001, 0.004)
     report = assess(**HEALTHY, thresholds=THRESHOLDS, decision_quality=trailing)
 
     assert [alert.kind for alert in report.alerts] == ["decisions"] and report.retrain is False
-    assert "the decisions trail equal-weight buy-and-hold by 6.3% over the last 20 realised days" in (
+    assert "the decisions trail the equal-weight basket of their tickers by 6.3% over the last 20 realised days" in (
         report.alerts[0].message
     )
     assert report.summary["decision_shortfall"] == pytest.approx(1.004**20 - 1.001**20)

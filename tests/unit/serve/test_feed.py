@@ -98,6 +98,9 @@ def test_an_older_snapshot_is_refused_and_reported(market, days, store, deployed
     assert "RefusedSnapshotError" in feed.last_error and f"before the {days[0].date()}" in feed.last_error
     assert failures == ["failed"]
     assert feed.status()["last_error"] == feed.last_error
+    assert feed.refresh() is False and failures == ["failed"], "a refused snapshot is not read and counted again"
+    publish_market(store, RECORD.branch, market, days[1])
+    assert feed.refresh() is True and feed.last_error == "", "the next one is served"
 
 
 def test_an_unreadable_snapshot_leaves_the_rows_served(market, days, store, deployed):

@@ -244,29 +244,58 @@ def test_predictions_scored_on_different_data_cannot_be_compared() -> None:
 # --- Refreshes and the champion as it served ---------------------------------------------------------------------
 
 
-def test_a_refresh_no_worse_than_the_champion_is_promoted_as_a_refresh() -> None:
+def as_served(predictions: pd.DataFrame) -> pd.DataFrame:
+    """A model's predictions as its published tables hold them (``as_of``, ticker, predicted return)."""
+    return predictions.assign(as_of=predictions["date"])
+
+
+def test_a_refresh_no_worse_than_the_champion_as_it_served_is_promoted_as_a_refresh() -> None:
     frame = market()
     champion = better_than_naive(frame, "v3 (catboost[depth=4])", error_share=0.5, seed=1)
-    refit = champion.assign(candidate_id="catboost[depth=4]")  # the same spec, re-scored on the same folds
+    refit = champion.assign(candidate_id="catboost[depth=4]")  # the same spec: re-scored, the champion itself
+    served = served_reference(refit, as_served(champion), "v3 (catboost[depth=4])")
 
-    decision = decide(refit, naive(frame), champion, alpha=0.05, refresh_margin=0.05)
+    decision = decide(refit, naive(frame), champion, alpha=0.05, refresh_margin=0.05, served_predictions=served)
 
     assert decision.promote, decision.reason
     assert decision.reason.startswith("Promote refresh catboost[depth=4]: it beats the naive baseline (")
-    assert "and is not worse than the champion v3 (catboost[depth=4]) by more than 5% (" in decision.reason
+    assert "and is not worse than the served champion v3 (catboost[depth=4]) by more than 5% (" in decision.reason
     assert "against a 5% margin" in decision.reason
-    assert decision.comparisons[1]["margin"] == 0.05 and decision.comparisons[1]["mean_loss_difference"] == 0.0
+    assert [c["against"] for c in decision.comparisons] == ["naive", "served champion"]  # the re-scored one is it
 
 
-def test_a_refresh_clearly_worse_than_the_champion_is_not_promoted() -> None:
+def test_a_refresh_needs_the_champion_to_have_served_long_enough() -> None:
+    frame = market()
+    champion = better_than_naive(frame, "v3 (catboost[depth=4])", error_share=0.5, seed=1)
+    refit = champion.assign(candidate_id="catboost[depth=4]")
+    recent = as_served(champion)[champion["date"] >= sorted(champion["date"].unique())[-10]]
+
+    never = decide(refit, naive(frame), champion, alpha=0.05, refresh_margin=0.05)
+    young = decide(
+        refit,
+        naive(frame),
+        champion,
+        alpha=0.05,
+        refresh_margin=0.05,
+        served_predictions=served_reference(refit, recent, "v3"),
+    )
+
+    assert not never.promote and "is not shown to be within 5% of the served champion (only 0 paired" in never.reason
+    assert not young.promote and "of the served champion v3 (only 10 paired test days, fewer than the 20" in (
+        young.reason
+    )
+
+
+def test_a_refresh_clearly_worse_than_the_champion_as_it_served_is_not_promoted() -> None:
     frame = market()
     champion = better_than_naive(frame, "v3 (ridge[alpha=1.0])", error_share=0.5, seed=1)
     worse = better_than_naive(frame, "ridge[alpha=1.0]", error_share=0.8, seed=2)
+    served = served_reference(worse, as_served(champion), "v3 (ridge[alpha=1.0])")
 
-    decision = decide(worse, naive(frame), champion, alpha=0.05, refresh_margin=0.05)
+    decision = decide(worse, naive(frame), champion, alpha=0.05, refresh_margin=0.05, served_predictions=served)
 
     assert not decision.promote
-    assert "Do not promote refresh ridge[alpha=1.0]: it is not shown to be within 5% of the champion v3" in (
+    assert "Do not promote refresh ridge[alpha=1.0]: it is not shown to be within 5% of the served champion v3" in (
         decision.reason
     )
 

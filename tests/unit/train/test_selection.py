@@ -125,7 +125,8 @@ def test_an_identical_champion_on_the_same_data_is_not_beaten_and_is_named_by_ve
 
 def test_a_refit_of_the_champion_on_newer_data_is_judged_as_a_refresh(data):
     """On this market nothing beats naive, so the champion is naive and its refit is naive again: a refresh, judged
-    against the champion with the margin (and still refused: it does not beat the naive baseline, itself)."""
+    against the champion as it served with the margin (and refused: it does not beat the naive baseline, itself,
+    and the champion has served nothing yet)."""
     results = _results(data, backtest_items([NAIVE, DRIFT], "full", None))
     champion = _champion(NAIVE)
 
@@ -134,9 +135,11 @@ def test_a_refit_of_the_champion_on_newer_data_is_judged_as_a_refresh(data):
     never = select_and_gate(results, champion, GateConfig(alpha=0.05, min_days=5, refresh_margin=0.0), data_version="x")
 
     assert refresh.challenger == NAIVE and refresh.decision.reason.startswith("Do not promote refresh naive: ")
+    assert refresh.decision.comparisons[1]["against"] == "served champion"
     assert refresh.decision.comparisons[1]["margin"] == GATE.refresh_margin == 0.05
     for not_a_refresh in (same_data, never):
         assert not_a_refresh.decision.reason.startswith("Do not promote naive: ")
+        assert not_a_refresh.decision.comparisons[1]["against"] == "champion"
         assert not_a_refresh.decision.comparisons[1]["margin"] == 0.0
 
 
