@@ -105,8 +105,12 @@ def test_prediction_and_monitoring_on_the_s3_datastore(s3_champion, market, conf
 
     prefix = f"metaflow/stockcast/predictions/test.{branch}/"
     keys = [item["Key"] for item in s3_client.list_objects_v2(Bucket="stockcast-test", Prefix=prefix)["Contents"]]
-    assert keys == [
-        f"{prefix}{predicted.run.data.predictions['as_of'].max():%Y-%m-%d}/{training.data.model_version}.csv"
-    ]
+    day = f"{prefix}{predicted.run.data.predictions['as_of'].max():%Y-%m-%d}"
+    # The champion's table, and its shadow's: the model the run interrupted by the outage registered, never promoted.
+    (shadow,) = predicted.run.data.shadow_tables
+    assert shadow["role"] == "latest challenger" and shadow["outcome"].startswith("published: s3://")
+    assert sorted(keys) == sorted([f"{day}/{training.data.model_version}.csv", f"{day}/{shadow['version']}.csv"])
+    decisions = f"metaflow/stockcast/decisions/test.{branch}/"
+    assert s3_client.list_objects_v2(Bucket="stockcast-test", Prefix=decisions)["KeyCount"] == 1
     assert monitored.run["assess"].task.metadata_dict["ds-type"] == "s3"
     assert monitored.run.data.retrain is False and len(monitored.run.data.drift) > 0
