@@ -228,19 +228,14 @@ class TrainFlow(SnapshotFlow):
             expected_champion=self.champion.version if self.champion else None,
         )
         self.model_version = self.record.version
-        snapshot = self.snapshot()
         outcome = release(
             registry,
             self.record,
             promote=self.selection.decision.promote,
             reason=self.selection.decision.reason,
             expected_champion=expected_champion,
-            prices=snapshot.prices,
-            financials=snapshot.financials,
-            actions=snapshot.actions,
+            snapshot=self.snapshot(),
             estimator=self.model,
-            calendar=snapshot.calendar,
-            ticker_pattern=snapshot.ticker_pattern,
         )
         self.promoted, self.bento, self.champion_version = outcome.promoted, outcome.bento, outcome.champion_version
         current.card["training"].extend(

@@ -29,7 +29,7 @@ from contextlib import chdir, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 import pandas as pd
@@ -55,6 +55,9 @@ from stockcast.serve.bundle import (
     write_bundle,
 )
 from stockcast.train.zoo import Estimator
+
+if TYPE_CHECKING:
+    from stockcast.data.snapshot import Snapshot
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The Bento's build context: ``bentos/`` and the packages the service imports."""
@@ -195,16 +198,13 @@ def release(
     promote: bool,
     reason: str,
     expected_champion: str | None,
-    prices: pd.DataFrame,
-    financials: pd.DataFrame | None,
-    actions: pd.DataFrame | None = None,
+    snapshot: Snapshot,
     estimator: Estimator | None = None,
-    calendar: str = DATA_CALENDAR,
-    ticker_pattern: str = DEFAULT_TICKER_PATTERN,
 ) -> Release:
-    """When the gate said ``promote``: package the model (``package_champion``), record its Bento in the registry and
-    promote it, provided the champion is still ``expected_champion`` (the one the gate judged against; otherwise the
-    registry's ``ChampionChangedError`` names both). When it did not, build nothing: the champion's Bento stays.
+    """When the gate said ``promote``: package the model from ``snapshot``, the data it was trained on
+    (``package_champion``), record its Bento in the registry and promote it, provided the champion is still
+    ``expected_champion`` (the one the gate judged against; otherwise the registry's ``ChampionChangedError`` names
+    both). When it did not, build nothing (nor read the snapshot's tables): the champion's Bento stays.
 
     A retried step finds the model already packaged and promoted and changes nothing.
     """
@@ -212,13 +212,13 @@ def release(
         return Release(promoted=False, bento=None, champion_version=registry.champion_version())
     bento = package_champion(
         record,
-        prices,
-        financials,
+        snapshot.prices,
+        snapshot.financials,
         registry.store,
-        actions=actions,
+        actions=snapshot.actions,
         estimator=estimator,
-        calendar=calendar,
-        ticker_pattern=ticker_pattern,
+        calendar=snapshot.calendar,
+        ticker_pattern=snapshot.ticker_pattern,
     )
     registry.record_bento(record.version, bento)
     if registry.champion_version() != record.version:

@@ -193,18 +193,13 @@ def promote_shadow(registry: Registry, record: ModelRecord, *, reason: str, expe
         return
     from stockcast.deploy.package import release
 
-    trained_on = load_snapshot(record.snapshot_run)
     release(
         registry,
         record,
         promote=True,
         reason=reason,
         expected_champion=expected_champion,
-        prices=trained_on.prices,
-        financials=trained_on.financials,
-        actions=trained_on.actions,
-        calendar=trained_on.calendar,
-        ticker_pattern=trained_on.ticker_pattern,
+        snapshot=load_snapshot(record.snapshot_run),
     )
 
 
