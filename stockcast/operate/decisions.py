@@ -414,10 +414,7 @@ def realised_decisions(
     realised = join_realised(mine, prices, actions)
     if realised.empty:  # no close has followed them yet
         return pd.DataFrame(columns=QUALITY_COLUMNS)
-    realised = realised.assign(
-        realised_return=realised["realised_close"].astype(float) / realised["last_close"].astype(float) - 1.0,
-        weight=realised["target_weight"].astype(float),
-    )
+    realised = realised.assign(weight=realised["target_weight"].astype(float))
     weights = realised.pivot_table(index="as_of", columns="ticker", values="weight", fill_value=0.0).sort_index()
     turnover = weights.diff().abs().sum(axis=1)
     turnover.iloc[0] = weights.iloc[0].abs().sum()  # the first day's positions were all entered that day

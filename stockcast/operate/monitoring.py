@@ -151,9 +151,10 @@ def join_realised(predictions: pd.DataFrame, prices: pd.DataFrame, actions: pd.D
     trading day, even when it skipped days). Adds `realised_date`, `realised_close` (on the basis of day d: a split or
     spin-off in between, from ``actions``, is undone, so a 2-for-1 split is not a 50 % miss), `error`
     (predicted_close - realised_close), `naive_error` (last_close - realised_close: the naive baseline's error on the
-    same row) and both as returns, `return_error` and `naive_return_error` (divided by last_close: scale-free).
-    Predictions whose ticker has no later price yet are left out: they are judged when their close arrives. All
-    predictions are kept, several model versions' for the same (as_of, ticker) included: the caller filters.
+    same row) and both as returns, `return_error` and `naive_return_error` (divided by last_close: scale-free), and
+    `realised_return` (the realised close over last_close, less one). Predictions whose ticker has no later price
+    yet are left out: they are judged when their close arrives. All predictions are kept, several model versions'
+    for the same (as_of, ticker) included: the caller filters.
     Sorted by (as_of, ticker, model_version).
     """
     require_columns(predictions, PREDICTION_FIELDS, "predictions")
@@ -189,6 +190,7 @@ def join_realised(predictions: pd.DataFrame, prices: pd.DataFrame, actions: pd.D
     joined = joined.assign(
         return_error=joined["error"] / joined["last_close"],
         naive_return_error=joined["naive_error"] / joined["last_close"],
+        realised_return=joined["realised_close"] / joined["last_close"] - 1.0,
     )
     return joined.sort_values(["as_of", "ticker", "model_version"], ignore_index=True)
 
@@ -224,7 +226,15 @@ def daily_performance(joined: pd.DataFrame, *, window: int) -> pd.DataFrame:
         raise ValueError(f"window must be a positive number of days, got {window}")
     require_columns(
         joined,
-        ["realised_date", "predicted_return", "error", "naive_error", "return_error", "naive_return_error"],
+        [
+            "realised_date",
+            "predicted_return",
+            "realised_return",
+            "error",
+            "naive_error",
+            "return_error",
+            "naive_return_error",
+        ],
         "joined predictions",
     )
     squared = pd.DataFrame(
@@ -256,12 +266,9 @@ def daily_performance(joined: pd.DataFrame, *, window: int) -> pd.DataFrame:
     performance["rolling_rmse_vs_naive"] = _ratio(performance["rolling_rmse"], performance["rolling_naive_rmse"])
     performance["return_rmse_vs_naive"] = _ratio(performance["return_rmse"], performance["naive_return_rmse"])
     performance["rolling_return_rmse_vs_naive"] = _ratio(rolling["return_sse"], rolling["naive_return_sse"]) ** 0.5
-    # How well the day's predictions ranked the tickers (what a top-k rule lives on): realised return = predicted
-    # return - return error.
+    # How well the day's predictions ranked the tickers: what a top-k rule lives on.
     coefficients = daily_information_coefficients(
-        squared["date"],
-        joined["predicted_return"].astype(float),
-        joined["predicted_return"].astype(float) - joined["return_error"].astype(float),
+        squared["date"], joined["predicted_return"].astype(float), joined["realised_return"].astype(float)
     ).set_index("date")
     performance["ic"] = coefficients["ic"].reindex(performance.index)
     performance["rank_ic"] = coefficients["rank_ic"].reindex(performance.index)

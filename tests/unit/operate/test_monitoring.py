@@ -201,6 +201,7 @@ def test_daily_performance_pools_squared_errors_over_the_window() -> None:
         {
             "realised_date": [D1, D1, D2, D3, D3, D3],
             "predicted_return": [0.0, 0.0, 0.0, 0.01, 0.02, 0.03],
+            "realised_return": [0.0, 0.0, 0.0, 0.01, 0.02, -0.03],
             "error": [1.0, 3.0, 2.0, 0.0, 0.0, 6.0],
             "naive_error": [2.0, 2.0, 2.0, 2.0, 2.0, 2.0],
             # The same errors on a $100 and a $1 stock: on price the first would decide alone.
@@ -223,7 +224,7 @@ def test_daily_performance_pools_squared_errors_over_the_window() -> None:
     assert performance["rolling_days"].tolist() == [1, 2, 2]
     assert performance["return_rmse_vs_naive"].iloc[0] == pytest.approx(np.sqrt((1e-4 + 9) / (4e-4 + 4)))
     assert performance["rolling_return_rmse_vs_naive"].iloc[-1] == pytest.approx(np.sqrt(40e-4 / 16e-4))
-    # Day 3 ranks three tickers: predicted 1 %, 2 %, 3 %; realised (predicted - return error) 1 %, 2 %, -3 %.
+    # Day 3 ranks three tickers: predicted 1 %, 2 %, 3 %; realised 1 %, 2 %, -3 %.
     assert performance["ic"].iloc[-1] == pytest.approx(np.corrcoef([0.01, 0.02, 0.03], [0.01, 0.02, -0.03])[0, 1])
     assert performance["rank_ic"].iloc[-1] == pytest.approx(-0.5)  # ranks 1, 2, 3 against 2, 3, 1
     assert performance["ic"].iloc[:2].isna().all(), "fewer than three tickers rank nothing"
@@ -250,6 +251,7 @@ def performance_of(days: int, rmse_vs_naive: float) -> pd.DataFrame:
         {
             "realised_date": dates,
             "predicted_return": 0.0,
+            "realised_return": 0.0,
             "error": rmse_vs_naive,
             "naive_error": 1.0,
             "return_error": rmse_vs_naive / 100,
