@@ -49,6 +49,7 @@ def smoke_test(
     """
     settings, feed = settings or SmokeSettings(), feed or FeedSettings()
     deadline = time.monotonic() + (2 * feed.refresh_s + DATA_WAIT_EXTRA_S if feed.store else 0.0)
+    known = {bundle.data_version: bundle}  # the rows of each snapshot met, built once however often it is asked
     try:
         with StockcastClient(endpoint, timeout=settings.timeout_s) as client:
             while True:
@@ -59,7 +60,9 @@ def smoke_test(
                     )
                 # A service from before data versions were reported serves the rows it was built with.
                 data_version = served.get("data", {}).get("version", bundle.data_version)
-                expected_from = _serving(bundle, data_version, feed.store)
+                if data_version not in known:
+                    known.update(_newest(bundle, data_version, feed.store))
+                expected_from = known.get(data_version)
                 if expected_from is not None:
                     tickers = _warm_tickers(expected_from, settings.tickers)
                     answer = pd.DataFrame(client.predict(tickers))
@@ -96,10 +99,8 @@ def _warm_tickers(bundle: ServingBundle, count: int) -> list[str]:
     return tickers
 
 
-def _serving(bundle: ServingBundle, data_version: str | None, data_store: str) -> ServingBundle | None:
-    """The bundle a service saying it serves ``data_version`` answers from: the deployed one, or the branch's newest
-    snapshot in ``data_store``; None when it is neither (or no longer the newest)."""
-    if data_version == bundle.data_version:
-        return bundle
+def _newest(bundle: ServingBundle, data_version: str, data_store: str) -> dict[str, ServingBundle]:
+    """``bundle``'s model on the branch's newest snapshot in ``data_store``, keyed by its version, when that is the
+    ``data_version`` a service says it serves (nothing otherwise: it is between snapshots, or serves another)."""
     head = read_head(store_at(data_store), bundle.record.branch) if data_store else None
-    return refreshed(bundle, head) if head is not None and head.version == data_version else None
+    return {head.version: refreshed(bundle, head)} if head is not None and head.version == data_version else {}
