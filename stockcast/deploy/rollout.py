@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", default=str(DEPLOY_CONFIG_FILE), help="deploy configuration TOML (target, smoke test)"
     )
-    parser.add_argument("--strategy", default=None, help="recreate, rolling, blue-green or canary (default: config's)")
+    parser.add_argument(
+        "--strategy", default=None, help="recreate, rolling, blue-green, canary or shadow (default: config's)"
+    )
     parser.add_argument(
         "--follow", action="store_true", help="keep serving, and roll out every new champion until interrupted"
     )

@@ -466,9 +466,10 @@ def select_and_gate(
     """Rank the candidates by mean fold RMSE of the return (row 0 is the challenger) and decide whether it replaces
     the champion: it must beat the naive baseline and the re-scored champion on the same folds. A challenger that is
     the champion's own spec, on data other than the champion's (``data_version``), is a refresh: it must be no worse
-    than the champion by more than ``gate.refresh_margin``. ``served`` (the champion's published predictions, when
-    the flow has them) judges the challenger against the champion as it served too (``gate.decide``). A branch
-    without a champion where nothing beats naive gets naive itself as its baseline champion (``gate.as_baseline``)."""
+    than the champion as it served by more than ``gate.refresh_margin``. ``served`` (the champion's published
+    predictions, when the flow has them) judges the challenger against the champion as it served (``gate.decide``).
+    A branch without a champion where nothing beats naive gets naive itself as its baseline champion
+    (``gate.as_baseline``)."""
     candidates = [r for r in results if r.item.role == "candidate"]
     board = leaderboard(
         [{**r.evaluation.overall, "train_seconds": r.seconds, "factory": r.item.spec.factory} for r in candidates]
