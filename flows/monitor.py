@@ -34,7 +34,13 @@ from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.operate.cards import monitoring_card
 from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
 from stockcast.operate.shadows import judge_shadows
-from stockcast.operate.watch import backtest_expectation, judge, measure, training_data_end
+from stockcast.operate.watch import (
+    backtest_expectation,
+    judge,
+    last_training_data_end,
+    measure,
+    training_data_end,
+)
 
 
 # Deployed: after every batch prediction, and every weekday evening even when no data came (freshness is watched).
@@ -94,6 +100,7 @@ class MonitorFlow(SnapshotFlow):
             data_end=self.data_end,
             training_end=self.training_end,
             today=self.as_of_today,
+            last_trained_on=last_training_data_end(current.branch_name),
             store=self.branch_registry().store,
             branch=current.branch_name,
             run_pathspec=f"{current.flow_name}/{current.run_id}",

@@ -200,6 +200,7 @@ class TrainFlow(SnapshotFlow):
                 spec=as_trained(self.selection.challenger, self.model),  # a GPU candidate may have run on the CPU
                 data=self.modelling[self.settings.feature_set],
                 data_version=self.data_version,
+                data_end=self.data_end,
                 snapshot_run=self.snapshot_pathspec,
                 code_version=current_code_version(),
                 metrics=self.selection.challenger_metrics,

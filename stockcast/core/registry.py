@@ -81,6 +81,9 @@ class ModelRecord:
     metrics: dict[str, Any]
     gate: dict[str, Any]
     registered_at: str = field(default_factory=_now)
+    data_end: str | None = None
+    """The last day of the data the model was trained on (``YYYY-MM-DD``): its age counts from it. None in records
+    registered before it was kept, whose snapshot says it."""
 
     @property
     def candidate_id(self) -> str:

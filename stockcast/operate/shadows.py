@@ -22,8 +22,9 @@ still passes within weeks.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -75,18 +76,24 @@ def shadow_models(registry: Registry) -> list[Shadow]:
 
 
 def publish_shadow_predictions(
-    registry: Registry, snapshot: Snapshot, store: ObjectStore, branch: str
+    registry: Registry,
+    snapshot: Snapshot,
+    store: ObjectStore,
+    branch: str,
+    *,
+    load_model: Callable[[ModelRecord], Any] = ModelRecord.load_model,
 ) -> list[dict[str, str]]:
     """Predict the snapshot's last day with every shadow and publish each table (once per day and model); what was
     done for each, as rows for the run's artefact. A shadow this code cannot predict with (another feature-set
-    version, nothing to answer) is skipped with the reason: shadows never stop the champion's day."""
+    version, nothing to answer) is skipped with the reason: shadows never stop the champion's day. ``load_model``
+    gives a record's fitted model (by default from its training task; a replay keeps its models in memory)."""
     from stockcast.serve.batch import predict_snapshot
 
     done = []
     for shadow in shadow_models(registry):
         record: ModelRecord = registry.get(shadow.version)
         try:
-            publication = publish_predictions(predict_snapshot(record, snapshot), store, branch)
+            publication = publish_predictions(predict_snapshot(record, snapshot, load_model(record)), store, branch)
         except (ValueError, RuntimeError) as exc:  # FeatureSetMismatch, IncompatibleInputsError, NaN predictions
             done.append({"version": shadow.version, "role": shadow.role, "outcome": f"skipped: {exc}"})
             continue
@@ -163,11 +170,19 @@ def promotion_reason(row: pd.Series, champion: str) -> str:
 
 
 def judge_shadows(
-    registry: Registry, snapshot: Snapshot, champion: ModelRecord, thresholds: MonitorThresholds, *, branch: str
+    registry: Registry,
+    snapshot: Snapshot,
+    champion: ModelRecord,
+    thresholds: MonitorThresholds,
+    *,
+    branch: str,
+    promote: Callable[..., None] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Score the branch's shadows on the snapshot's closes (``score_shadows``) and promote the best one that beats
     the champion and naive beyond chance; the scores, and the promotion's reason (empty when there was none). Nothing
-    is promoted when the champion changed since ``champion`` was read: the scores judged another one."""
+    is promoted when the champion changed since ``champion`` was read: the scores judged another one. ``promote``
+    (default ``promote_shadow``, which packages a Bento first) takes the registry, the record, ``reason`` and
+    ``expected_champion``; a replay promotes in its registry alone."""
     scores = score_shadows(
         load_predictions(registry.store, branch),
         snapshot.prices,
@@ -181,7 +196,9 @@ def judge_shadows(
     if best is None or registry.champion_version() != champion.version:
         return scores, ""
     reason = promotion_reason(best, champion.version)
-    promote_shadow(registry, registry.get(best["version"]), reason=reason, expected_champion=champion.version)
+    (promote or promote_shadow)(
+        registry, registry.get(best["version"]), reason=reason, expected_champion=champion.version
+    )
     return scores, reason
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pandas as pd
 
@@ -26,6 +27,9 @@ DECISIONS_PREFIX = "decisions"
 DECISION_COLUMNS = [*TABLE_COLUMNS, "net_return", "action", "target_weight"]
 """A published decision table: each ticker's prediction (empty for a position closed for want of one), the return
 expected net of costs, the action and the signed target weight."""
+PARSED_TABLES_KEPT = 8192
+"""Published tables kept parsed in memory (``_parse_table``): a replayed year's tables of the champion and its
+shadows, predictions and decisions, a few megabytes."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,14 @@ def previous_positions(branch: str, as_of: pd.Timestamp) -> dict[str, float]:
         decisions = run.data.decisions
         if decisions.empty or pd.Timestamp(decisions["as_of"].max()) >= as_of:
             continue
-        held = decisions[decisions["target_weight"] != 0]
-        return dict(zip(held["ticker"], held["target_weight"].astype(float), strict=True))
+        return held_positions(decisions)
     return {}
+
+
+def held_positions(decisions: pd.DataFrame) -> dict[str, float]:
+    """The positions a day's decisions leave open (ticker → signed weight): what the next day starts from."""
+    held = decisions[decisions["target_weight"] != 0]
+    return dict(zip(held["ticker"], held["target_weight"].astype(float), strict=True))
 
 
 def prediction_key(branch: str, as_of: pd.Timestamp, model_version: str) -> str:
@@ -92,7 +101,7 @@ def _publish_once(table: pd.DataFrame, store: ObjectStore, key: str, columns: li
     try:
         store.put(key, table.to_csv(index=False, date_format="%Y-%m-%d").encode(), exclusive=True)
     except ObjectExistsError:
-        return Publication(store.url(key), written=False, table=_read_table(store, key, columns))
+        return Publication(store.url(key), written=False, table=_read_table(store, key, columns).copy())
     return Publication(store.url(key), written=True, table=table)
 
 
@@ -104,5 +113,12 @@ def _load_all(store: ObjectStore, prefix: str, columns: list[str]) -> pd.DataFra
 
 
 def _read_table(store: ObjectStore, key: str, columns: list[str]) -> pd.DataFrame:
-    table = pd.read_csv(io.BytesIO(store.get(key)), parse_dates=["as_of"], dtype={"ticker": "str"})
-    return table[columns]
+    """A published table, parsed once per content (``_parse_table``): treat it as read-only."""
+    return _parse_table(store.get(key), tuple(columns))
+
+
+@lru_cache(maxsize=PARSED_TABLES_KEPT)
+def _parse_table(data: bytes, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A published table's bytes parsed, kept by content: monitoring reads every table ever published each day, and
+    a table never changes once written, so a long-running reader (a replay) parses each once."""
+    return pd.read_csv(io.BytesIO(data), parse_dates=["as_of"], dtype={"ticker": "str"})[list(columns)]

@@ -34,6 +34,7 @@ from stockcast.operate.monitoring import (
     population_stability_index,
 )
 from stockcast.operate.tables import load_decisions, load_predictions
+from stockcast.train.candidates import NAIVE_FACTORY
 
 TRAIN_FLOW = "TrainFlow"
 
@@ -201,9 +202,20 @@ class Verdict:
     alerts_url: str | None
 
 
+def age_origin(champion: ModelRecord, training_end: str, last_trained_on: str | None) -> str:
+    """The day a champion's age counts from: the last day of the data it was trained on; for the naive baseline,
+    which learns nothing from data, the last day of the data of the branch's latest training run, which found nothing
+    better. So a learned champion is refreshed as it ages, and a naive one is re-examined every
+    ``max_model_age_days`` (not retrained again at every cooldown: a refresh of naive is naive)."""
+    if champion.candidate.get("factory") == NAIVE_FACTORY and last_trained_on is not None:
+        return max(training_end, last_trained_on)
+    return training_end
+
+
 def training_data_end(record: ModelRecord) -> str:
-    """The last day of the data ``record`` was trained on: the model's age is counted from it."""
-    return load_snapshot(record.snapshot_run).last_day
+    """The last day of the data ``record`` was trained on: the model's age is counted from it (read from its
+    snapshot for models registered before records carried it)."""
+    return record.data_end or load_snapshot(record.snapshot_run).last_day
 
 
 def measure(
@@ -252,17 +264,19 @@ def judge(
     data_end: str,
     training_end: str,
     today: pd.Timestamp,
+    last_trained_on: str | None,
     store: ObjectStore,
     branch: str,
     run_pathspec: str,
 ) -> Verdict:
     """Compare what ``measure`` measured with the thresholds, decide whether to call for a retrain (respecting the
-    cooldown after the branch's latest training run) and record the alerts."""
+    cooldown after the branch's latest training run, which trained on data up to ``last_trained_on``) and record the
+    alerts."""
     report = assess(
         performance,
         drift,
         data_age_days=days_between(data_end, today),
-        model_age_days=days_between(training_end, today),
+        model_age_days=days_between(age_origin(champion, training_end, last_trained_on), today),
         backtest_return_rmse_vs_naive=backtest_expectation(champion),
         thresholds=thresholds,
         decision_quality=decisions,
@@ -270,7 +284,7 @@ def judge(
     retrain, reason = retrain_call(
         report,
         data_end=data_end,
-        last_trained_on=last_training_data_end(branch),
+        last_trained_on=last_trained_on,
         cooldown_days=thresholds.retrain_cooldown_days,
     )
     return Verdict(report, retrain, reason, record_alerts(store, branch, today, run_pathspec, report))

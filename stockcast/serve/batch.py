@@ -15,6 +15,7 @@ from stockcast.data.snapshot import Snapshot, load_snapshot
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.bundle import ServingBundle, build_bundle
 from stockcast.serve.schema import TABLE_COLUMNS
+from stockcast.train.zoo import Estimator
 
 
 class IncompatibleInputsError(ValueError):
@@ -40,10 +41,16 @@ def check_snapshot_not_older(record: ModelRecord, snapshot_end: str, training_en
         )
 
 
-def predict_snapshot(record: ModelRecord, snapshot: Snapshot) -> pd.DataFrame:
-    """The model's prediction table for the snapshot's last day (``TABLE_COLUMNS``, sorted by ticker)."""
+def predict_snapshot(record: ModelRecord, snapshot: Snapshot, estimator: Estimator | None = None) -> pd.DataFrame:
+    """The model's prediction table for the snapshot's last day (``TABLE_COLUMNS``, sorted by ticker); the fitted
+    ``estimator``, when given, saves loading it from the training task the record points at."""
     bundle = build_bundle(
-        record, snapshot.prices, snapshot.financials, actions=snapshot.actions, data_version=snapshot.version
+        record,
+        snapshot.prices,
+        snapshot.financials,
+        actions=snapshot.actions,
+        estimator=estimator,
+        data_version=snapshot.version,
     )
     return predict_batch(bundle)
 

@@ -552,6 +552,7 @@ def model_record(
     spec: CandidateSpec,
     data: ModellingData,
     data_version: str,
+    data_end: str,
     snapshot_run: str,
     code_version: str | None,
     metrics: dict[str, Any],
@@ -565,6 +566,7 @@ def model_record(
         model_task=model_task,
         candidate=asdict(spec),
         data_version=data_version,
+        data_end=data_end,
         snapshot_run=snapshot_run,
         feature_set=data.feature_set,
         feature_fingerprint=data.fingerprint,
@@ -572,3 +574,71 @@ def model_record(
         metrics=json_ready(metrics),
         gate=json_ready(decision.to_dict()),
     )
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A challenger trained, gated and refitted in one process: its record (not yet registered), its fitted model and
+    whether the gate promotes it."""
+
+    record: ModelRecord
+    estimator: Estimator
+    promote: bool
+
+
+def train_and_gate(
+    snapshot: Snapshot,
+    settings: TrainConfig,
+    champion: ModelRecord | None,
+    *,
+    served: pd.DataFrame | None,
+    version: str,
+    branch: str,
+    run_pathspec: str,
+) -> TrainedModel:
+    """TrainFlow's steps one after the other in this process, on a snapshot small enough for one machine's memory:
+    the folds sized to its history, the whole market's modelling frame, every backtest, the selection and gate
+    (``select_and_gate``, with ``served``, the champion's published predictions), the refit. What a replay retrains
+    with; TrainFlow spreads the same functions over tasks."""
+    sizes = plan_backtest_sizes(settings, snapshot.n_days)
+    items = plan_backtests(settings, champion)
+    modelling = {
+        needed.name: build_modelling_data(
+            snapshot.prices,
+            snapshot.financials,
+            snapshot.oracle,
+            needed,
+            actions=snapshot.actions,
+            calendar=snapshot.calendar,
+            target=settings.target,
+        )
+        for needed in feature_sets_needed(items)
+    }
+    folds = plan_folds(modelling[settings.feature_set], settings.backtest, sizes)
+    max_rows, seed = settings.backtest.max_train_rows, settings.seed
+    parts = [
+        run_backtest(task, modelling[task.item.feature_set], folds, max_train_rows=max_rows, seed=seed)
+        for task in plan_backtest_tasks(items, sizes.n_folds, settings.plan)
+    ]
+    selection = select_and_gate(
+        combine_backtests(parts, folds), champion, settings.gate, data_version=snapshot.version, served=served
+    )
+    data = modelling[settings.feature_set]
+    estimator = refit_challenger(selection, data, max_train_rows=max_rows, seed=seed)
+    from stockcast.train.zoo import as_trained
+
+    record = model_record(
+        version=version,
+        branch=branch,
+        run_pathspec=run_pathspec,
+        model_task=run_pathspec,
+        spec=as_trained(selection.challenger, estimator),
+        data=data,
+        data_version=snapshot.version,
+        data_end=snapshot.last_day,
+        snapshot_run=snapshot.run_pathspec,
+        code_version=None,
+        metrics=selection.challenger_metrics,
+        decision=selection.decision,
+    )
+    return TrainedModel(record, estimator, selection.decision.promote)
