@@ -88,19 +88,22 @@ class BatchPredictFlow(SnapshotFlow):
     def decide(self):
         """Buy / sell / hold on today's predictions, given the positions the previous day's run decided on, published
         once per day and model beside the predictions; and the same rule backtested on the champion's walk-forward
-        predictions against buy-and-hold and the naive baseline."""
-        from stockcast.operate.decisions import decide_today
+        predictions against buy-and-hold and a momentum rule."""
+        from stockcast.operate.decisions import compare_strategies, decide_today, walk_forward_predictions
+        from stockcast.operate.tables import previous_positions
 
         rule = self.settings.decisions
         today = decide_today(
             self.predictions,
             self.model_record,
             rule,
+            held=previous_positions(current.branch_name, self.predictions["as_of"].max()),
             branch=current.branch_name,
             store=self.branch_registry().store,
             service_url=self.service_url,
         )
-        self.decisions, self.strategies, self.decisions_url = today.decisions, today.strategies, today.url
+        self.decisions, self.decisions_url = today.decisions, today.url
+        self.strategies = compare_strategies(walk_forward_predictions(self.model_record), rule)
         print(f"{'Published' if today.written else 'Already published, kept'}: {today.url}")
         current.card["decisions"].extend(decisions_card(self.strategies, self.decisions, rule))
         self.next(self.end)

@@ -19,7 +19,7 @@ RMSE_SERIES = {"rmse": "model", "naive_rmse": "naive", "rolling_rmse": "model, r
 
 def decisions_card(comparison: StrategyComparison, decisions: pd.DataFrame, rule: DecisionRule) -> Sequence:
     """What the decision step's card shows: today's buy / sell / hold, then how the same rule did on the
-    walk-forward predictions against the naive baseline and buy-and-hold, with the equity curves."""
+    walk-forward predictions against a momentum rule and buy-and-hold, with the equity curves."""
     from metaflow.cards import Markdown
 
     dated = len(decisions) and "as_of" in decisions.columns
@@ -52,8 +52,8 @@ def decisions_card(comparison: StrategyComparison, decisions: pd.DataFrame, rule
         *components,
         table(comparison.metrics),
         Markdown(
-            "The naive baseline predicts no change, so with a positive cost the rule never trades on it: its equity "
-            "stays at 1. Buy-and-hold is long every ticker at equal weights, charged the same cost."
+            "The momentum rule is the same rule on each ticker's last move, expected to go on. Buy-and-hold is long "
+            "every ticker at equal weights, charged the same cost."
         ),
         line_chart(equity, x="date", y="equity", color="strategy", title="Equity (start = 1), net of costs"),
     ]

@@ -41,7 +41,7 @@ from stockcast.core.registry import ModelRecord
 from stockcast.core.runs import run_by_pathspec
 from stockcast.core.storage import ObjectStore
 from stockcast.operate.monitoring import join_realised
-from stockcast.operate.tables import previous_positions, publish_decisions
+from stockcast.operate.tables import publish_decisions
 from stockcast.serve.client import StockcastClient
 
 TRADING_DAYS_PER_YEAR = 252
@@ -49,8 +49,8 @@ BASIS_POINTS_PER_UNIT = 10_000
 ACTIONS = ("buy", "sell", "hold")
 BACKTEST_COLUMNS = ["date", "ticker", "close", "next_close", "predicted_return"]
 DAILY_COLUMNS = ["date", "gross_return", "cost", "net_return", "equity", "turnover", "n_positions"]
-MODEL_RULE, NAIVE_RULE, BUY_AND_HOLD = "model rule", "naive rule", "buy and hold"
-STRATEGIES = (MODEL_RULE, NAIVE_RULE, BUY_AND_HOLD)
+MODEL_RULE, MOMENTUM_RULE, BUY_AND_HOLD = "model rule", "momentum rule", "buy and hold"
+STRATEGIES = (MODEL_RULE, MOMENTUM_RULE, BUY_AND_HOLD)
 
 
 class DecisionRule(Settings):
@@ -88,7 +88,7 @@ class RuleBacktest:
 
 @dataclass(frozen=True)
 class StrategyComparison:
-    """The rule on the model, the rule on the naive baseline and buy-and-hold, on the same days and tickers.
+    """The rule on the model, the rule on a momentum signal and buy-and-hold, on the same days and tickers.
 
     `metrics` has one row per strategy (`strategy` then the metrics of `strategy_metrics`); `equity` has `date`
     and one column of end-of-day equity (starting from 1) per strategy.
@@ -177,24 +177,15 @@ def backtest_rule(predictions: pd.DataFrame, rule: DecisionRule) -> RuleBacktest
     return _simulate(rows, lambda day, held: decide(day, rule, held), rule.cost)
 
 
-def compare_strategies(
-    model_predictions: pd.DataFrame, naive_predictions: pd.DataFrame, rule: DecisionRule
-) -> StrategyComparison:
-    """The rule on the model's walk-forward predictions against two references on the same days and tickers:
-    the same rule on the naive baseline's predictions, and equal-weight buy-and-hold.
-
-    Buy-and-hold is long every ticker of the day at weight 1/n, rebalanced daily, charged the same cost. The
-    naive baseline predicts a zero return, so with a positive cost its net return never clears the threshold and
-    the rule never trades on it: its line stays flat at 1. That is the honest reference, not a bug: it is what
-    acting on "tomorrow = today" earns. Raises ValueError when the two inputs do not hold the same (date, ticker)
-    rows with the same closes.
-    """
+def compare_strategies(model_predictions: pd.DataFrame, rule: DecisionRule) -> StrategyComparison:
+    """The rule on the model's walk-forward predictions against two references on the same days and tickers: the
+    same rule on a momentum signal (``momentum_signal``: what a trader without a model would try first), and
+    equal-weight buy-and-hold, long every ticker of the day at weight 1/n, rebalanced daily, charged the same cost.
+    (The naive baseline is no reference here: it predicts no move, so the rule never trades on it.)"""
     model = _backtest_rows(model_predictions, "model predictions")
-    naive = _backtest_rows(naive_predictions, "naive predictions")
-    _require_same_rows(model, naive)
     backtests = {
         MODEL_RULE: _simulate(model, lambda day, held: decide(day, rule, held), rule.cost),
-        NAIVE_RULE: _simulate(naive, lambda day, held: decide(day, rule, held), rule.cost),
+        MOMENTUM_RULE: _simulate(momentum_signal(model), lambda day, held: decide(day, rule, held), rule.cost),
         BUY_AND_HOLD: _simulate(model, lambda day, held: _equal_weights(day), rule.cost),
     }
     metrics = pd.DataFrame([{"strategy": name, **result.metrics} for name, result in backtests.items()])
@@ -202,6 +193,13 @@ def compare_strategies(
     for name, result in backtests.items():
         equity[name] = result.daily["equity"].to_numpy()
     return StrategyComparison(metrics=metrics, equity=equity)
+
+
+def momentum_signal(rows: pd.DataFrame) -> pd.DataFrame:
+    """Backtest rows whose predicted return is each ticker's last move, expected to go on: its close over its
+    previous row's close, less one (0 on its first row, where there is no move yet). Known at the close of the day."""
+    previous = rows.sort_values("date").groupby("ticker")["close"].shift(1)
+    return rows.assign(predicted_return=(rows["close"] / previous.reindex(rows.index) - 1.0).fillna(0.0))
 
 
 def _equal_weights(day: pd.DataFrame) -> pd.DataFrame:
@@ -290,28 +288,6 @@ def _backtest_rows(predictions: pd.DataFrame, name: str) -> pd.DataFrame:
     return rows.sort_values(["date", "ticker"], ignore_index=True)
 
 
-def _require_same_rows(model: pd.DataFrame, naive: pd.DataFrame) -> None:
-    """Refuse to compare strategies on different days, tickers or realised prices."""
-    keys = ["date", "ticker"]
-    merged = model.merge(naive, on=keys, how="outer", suffixes=("", "_naive"), indicator=True)
-    unmatched = merged[merged["_merge"] != "both"]
-    if len(unmatched):
-        first = unmatched.iloc[0]
-        side = "model" if first["_merge"] == "left_only" else "naive"
-        raise ValueError(
-            f"model and naive predictions hold different (date, ticker) rows ({len(unmatched)} unmatched), e.g. "
-            f"({first['date']:%Y-%m-%d}, {first['ticker']}) only in the {side} predictions"
-        )
-    for column in ["close", "next_close"]:
-        differs = ~np.isclose(merged[column], merged[f"{column}_naive"], rtol=1e-9, atol=0.0)
-        if differs.any():
-            first = merged[differs].iloc[0]
-            raise ValueError(
-                f"model and naive predictions disagree on column '{column}' at ({first['date']:%Y-%m-%d}, "
-                f"{first['ticker']}): {first[column]} vs {first[f'{column}_naive']}"
-            )
-
-
 def _require_finite(tickers: pd.Series, values: pd.Series, column: str, name: str = "predictions") -> None:
     bad = ~np.isfinite(values.to_numpy(dtype=float))
     if bad.any():
@@ -326,11 +302,10 @@ def _require_finite(tickers: pd.Series, values: pd.Series, column: str, name: st
 
 @dataclass(frozen=True)
 class DayDecisions:
-    """One day's decisions (the table of record: the one published first for that day and model), where they were
-    published, and the same rule backtested on the model's walk-forward predictions."""
+    """One day's decisions (the table of record: the one published first for that day and model) and where they were
+    published."""
 
     decisions: pd.DataFrame
-    strategies: StrategyComparison
     url: str
     written: bool
 
@@ -340,23 +315,20 @@ def decide_today(
     model: ModelRecord,
     rule: DecisionRule,
     *,
+    held: Mapping[str, float],
     branch: str,
     store: ObjectStore,
     service_url: str = "",
 ) -> DayDecisions:
-    """Buy / sell / hold on the day's published prediction table, given the positions the branch's previous
-    decisions left open; with ``service_url``, on the answers of the service deployed there instead (it must serve
-    the same model, for the same day). The decisions are published once per day and model beside the predictions
-    (``stockcast.operate.tables.publish_decisions``). Beside them, the rule backtested on the model's walk-forward
-    predictions from its training run against buy-and-hold and the naive baseline."""
+    """Buy / sell / hold on the day's published prediction table, given the positions ``held`` going into the day
+    (ticker to signed weight: what the previous day's decisions left open); with ``service_url``, on the answers of
+    the service deployed there instead (it must serve the same model, for the same day). The decisions are published
+    once per day and model beside the predictions (``stockcast.operate.tables.publish_decisions``)."""
     as_of = pd.Timestamp(table["as_of"].max())
     predictions = table if not service_url else served_predictions(service_url, table["ticker"].tolist(), as_of, model)
-    decided = decide(predictions, rule, previous_positions(branch, as_of))
+    decided = decide(predictions, rule, held)
     publication = publish_decisions(decided, store, branch, as_of=as_of, model_version=model.version)
-    challenger, naive = walk_forward_predictions(model)
-    return DayDecisions(
-        publication.table, compare_strategies(challenger, naive, rule), publication.url, publication.written
-    )
+    return DayDecisions(publication.table, publication.url, publication.written)
 
 
 def served_predictions(service_url: str, tickers: list[str], as_of: pd.Timestamp, model: ModelRecord) -> pd.DataFrame:
@@ -373,10 +345,9 @@ def served_predictions(service_url: str, tickers: list[str], as_of: pd.Timestamp
     return predictions
 
 
-def walk_forward_predictions(model: ModelRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The model's and the naive baseline's walk-forward predictions, as its TrainFlow run recorded them."""
-    data = run_by_pathspec(model.run_pathspec).data
-    return data.challenger_predictions, data.naive_predictions
+def walk_forward_predictions(model: ModelRecord) -> pd.DataFrame:
+    """The model's walk-forward predictions, as its TrainFlow run recorded them."""
+    return run_by_pathspec(model.run_pathspec).data.challenger_predictions
 
 
 # --- MonitorFlow: the decisions' realised quality ------------------------------------------------------------------

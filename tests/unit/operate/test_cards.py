@@ -56,7 +56,7 @@ def batch_predictions(as_of: pd.Timestamp) -> pd.DataFrame:
 
 def test_decisions_card_shows_todays_actions_metrics_and_equity_curves() -> None:
     backtest = walk_forward()
-    comparison = compare_strategies(backtest, backtest.assign(predicted_return=0.0), RULE)
+    comparison = compare_strategies(backtest, RULE)
     decisions = decide(batch_predictions(pd.Timestamp("2025-03-03")), RULE, held=["T1"])
 
     page = rendered(decisions_card(comparison, decisions, RULE))
@@ -69,7 +69,7 @@ def test_decisions_card_shows_todays_actions_metrics_and_equity_curves() -> None
 
 def test_decisions_card_renders_with_nothing_to_show() -> None:
     empty = walk_forward().iloc[:0]
-    comparison = compare_strategies(empty, empty, RULE)
+    comparison = compare_strategies(empty, RULE)
     decisions = decide(batch_predictions(pd.Timestamp("2025-03-03")).iloc[:0], RULE)
 
     page = rendered(decisions_card(comparison, decisions, RULE))
