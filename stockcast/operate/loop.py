@@ -43,7 +43,8 @@ class DayReport:
     training: str | None = None
     promoted: bool | None = None
     repredicted: str | None = None
-    """The BatchPredictFlow run that predicted again with the new champion, when one was promoted."""
+    """The BatchPredictFlow run that predicted again with the new champion, when one was promoted (by the retrain or
+    by shadow scoring)."""
 
     def lines(self) -> list[str]:
         """The report for people, one line per fact."""
@@ -52,6 +53,8 @@ class DayReport:
         if self.training:
             verdict = f"promoted; predicted again: {self.repredicted}" if self.promoted else "not promoted"
             lines.append(f"  retrained: {self.training} ({verdict})")
+        if self.repredicted and not self.promoted:
+            lines.append(f"  a shadow replaced the champion; predicted again: {self.repredicted}")
         return lines
 
 
@@ -84,7 +87,8 @@ def day_folder(folder: str | Path) -> tuple[str, str, str]:
 
 def run_day(folder: str | Path, settings: LoopSettings) -> DayReport:
     """One day of operation for the files in ``folder``; retrains (and so redeploys) when monitoring says so, then
-    predicts again so that the table for the next day comes from the new champion."""
+    predicts again when the champion changed (by the retrain's gate or by monitoring's shadow scoring), so that the
+    table and decisions for the next day come from the new champion."""
     today, prices, financials = day_folder(folder)
     ingest = _run("ingest", settings, prices=prices, financials=financials, today=today)
     predict = _run("predict", settings, config=settings.operate_config, snapshot=ingest.pathspec)
@@ -97,15 +101,17 @@ def run_day(folder: str | Path, settings: LoopSettings) -> DayReport:
         alerts=[f"[{alert.kind}] {alert.message}" for alert in monitor.data.report.alerts],
         retrain=monitor.data.retrain,
     )
-    if not day.retrain:
-        return day
-    training = _run(
-        "train", settings, config=settings.train_config, snapshot=ingest.pathspec, max_workers=settings.max_workers
-    )
-    repredicted = None
-    if training.data.promoted:
+    changed = bool(monitor.data.shadow_promotion)
+    if day.retrain:
+        training = _run(
+            "train", settings, config=settings.train_config, snapshot=ingest.pathspec, max_workers=settings.max_workers
+        )
+        day = replace(day, training=training.pathspec, promoted=training.data.promoted)
+        changed = changed or training.data.promoted
+    if changed:
         repredicted = _run("predict", settings, config=settings.operate_config, snapshot=ingest.pathspec).pathspec
-    return replace(day, training=training.pathspec, promoted=training.data.promoted, repredicted=repredicted)
+        day = replace(day, repredicted=repredicted)
+    return day
 
 
 def _run(flow: str, settings: LoopSettings, *, config: str | None = None, **params: Any):  # -> metaflow.Run
