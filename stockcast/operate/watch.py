@@ -31,7 +31,7 @@ from stockcast.operate.monitoring import (
     daily_performance,
     feature_drift,
     join_realised,
-    population_stability_index,
+    psi_reference,
 )
 from stockcast.operate.tables import load_decisions, load_predictions
 from stockcast.train.candidates import NAIVE_FACTORY
@@ -118,11 +118,14 @@ def calibrated_drift(windows: DriftWindows, feature_columns: Sequence[str], *, p
 
 def _usual_psi(windows: DriftWindows, feature: str) -> float:
     """The largest PSI of ``feature`` among the calibration windows that have enough values (NaN if none has)."""
-    reference = windows.reference[feature].to_numpy(dtype=float, na_value=np.nan)
+    try:
+        reference = psi_reference(windows.reference[feature].to_numpy(dtype=float, na_value=np.nan))
+    except ValueError:  # too few reference values to bin
+        return float("nan")
     largest = float("nan")
     for window in windows.calibration:
         try:
-            psi = population_stability_index(reference, window[feature].to_numpy(dtype=float, na_value=np.nan))
+            psi = reference.psi(window[feature].to_numpy(dtype=float, na_value=np.nan))
         except ValueError:  # too few values to bin, as feature_drift treats it
             continue
         largest = psi if np.isnan(largest) else max(largest, psi)
