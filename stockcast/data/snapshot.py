@@ -195,3 +195,63 @@ def latest_snapshot_or_none(branch: str | None = None) -> Snapshot | None:
         return latest_snapshot(branch)
     except NoRunError:
         return None
+
+
+@dataclass(frozen=True)
+class FrameSnapshot:
+    """A snapshot held in memory, with the reading interface of ``Snapshot``: what a replay works on, where the data
+    of each past day is the published history cut at that day rather than an IngestFlow run."""
+
+    version: str
+    prices: pd.DataFrame
+    financials: pd.DataFrame
+    oracle: pd.DataFrame | None
+    actions: pd.DataFrame
+    calendar: str
+    ticker_pattern: str = DEFAULT_TICKER_PATTERN
+    run_pathspec: str = ""
+
+    def read(self, table: str, tickers: Collection[str] | None = None) -> pd.DataFrame | None:
+        """``table`` (``prices``, ``financials``, ``oracle`` or ``actions``), or only the rows of ``tickers``."""
+        if table not in LAYOUTS:
+            raise UserError(f"Snapshot {self.version} has no table {table!r}; it has {', '.join(LAYOUTS)}.")
+        frame = getattr(self, table)
+        if frame is None or tickers is None:
+            return frame
+        return frame[frame["ticker"].isin(list(tickers))].reset_index(drop=True)
+
+    @cached_property
+    def price_dates(self) -> pd.DatetimeIndex:
+        """The dates with at least one price, in order."""
+        return pd.DatetimeIndex(self.prices["date"].unique()).sort_values()
+
+    @property
+    def n_days(self) -> int:
+        """How many trading days the prices cover (days with at least one price)."""
+        return len(self.price_dates)
+
+    @property
+    def last_day(self) -> str:
+        """The last trading day of the prices (``YYYY-MM-DD``)."""
+        return f"{self.price_dates[-1]:%Y-%m-%d}"
+
+    @property
+    def tickers(self) -> list[str]:
+        """Every ticker with prices."""
+        return sorted(self.prices["ticker"].unique())
+
+    def as_of(self, day: pd.Timestamp) -> FrameSnapshot:
+        """The snapshot as it stood at the close of ``day``: prices and oracle rows up to it, the reports published
+        (``report_date``) by then (a sector without dates is known throughout), the corporate actions effective by
+        then; its version is this one's at that day."""
+        financials = self.financials
+        known = financials["report_date"].isna() | (financials["report_date"] <= day)
+        return FrameSnapshot(
+            version=f"{self.version.partition('@')[0]}@{day:%Y-%m-%d}",
+            prices=self.prices[self.prices["date"] <= day].reset_index(drop=True),
+            financials=financials[known].reset_index(drop=True),
+            oracle=None if self.oracle is None else self.oracle[self.oracle["date"] <= day].reset_index(drop=True),
+            actions=self.actions[self.actions["ex_date"] <= day].reset_index(drop=True),
+            calendar=self.calendar,
+            ticker_pattern=self.ticker_pattern,
+        )
