@@ -9,7 +9,7 @@ export USERNAME ?= $(or $(USER),stockcast)
 export METAFLOW_CLIENT_CACHE_PATH ?= $(CURDIR)/.metaflow_client_cache
 export BENTOML_DO_NOT_TRACK ?= True
 
-.PHONY: install demo serve test lint format lock bench bench-features bench-training bench-serving bench-batch bench-real-year bench-rollout clean
+.PHONY: install demo serve test lint format lock bench bench-features bench-training bench-serving bench-batch bench-real-year bench-rollout bench-replay clean
 
 install: $(VENV)/.installed
 
@@ -113,10 +113,14 @@ lock:
 	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 
 ## bench: every benchmark; copy their sections (also written to bench/results/) into BENCHMARKS.md.
-bench: bench-features bench-training bench-serving bench-batch bench-real-year bench-rollout
+bench: bench-features bench-training bench-serving bench-batch bench-real-year bench-rollout bench-replay
 
 bench-rollout: install proxy
 	$(BIN)/python bench/rollout.py
+
+## bench-replay: a year of the demo market replayed day by day (stockcast-replay), three times: time and determinism.
+bench-replay: install
+	$(BIN)/python bench/replay.py --runs 3
 
 bench-features: install
 	$(BIN)/python bench/features.py

@@ -1,4 +1,6 @@
-"""What MonitorFlow compares: the windows drift is measured between, ages, and the alert records it leaves."""
+"""What MonitorFlow compares: the windows drift is measured between, ages, and the alert records it leaves; and its
+verdict on a champion's age: a promoted refresh is young again, so the model-age alert stops; a naive champion, which
+learns nothing, ages from the branch's latest training run instead of calling for a retrain at every cooldown."""
 
 from __future__ import annotations
 
@@ -7,19 +9,23 @@ from itertools import pairwise
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features import get_feature_set
 from stockcast.core.storage import LocalStore
 from stockcast.data.synthetic.generator import MarketSpec, generate_market
-from stockcast.operate.monitoring import Alert, MonitorReport
+from stockcast.operate.monitoring import DRIFT_COLUMNS, PERFORMANCE_COLUMNS, Alert, MonitorReport, MonitorThresholds
 from stockcast.operate.watch import (
     DriftWindows,
+    age_origin,
     calibrated_drift,
     days_between,
     drift_windows,
+    judge,
     realised_predictions,
     record_alerts,
 )
+from tests.factories import make_record
 
 
 def test_the_windows_are_the_training_tail_and_the_latest_days() -> None:
@@ -125,3 +131,60 @@ def test_alerts_are_recorded_once_per_run_and_nothing_when_all_is_well(tmp_path)
     recorded = json.loads(store.get("alerts/user.x/2025-12-29/MonitorFlow-9.json"))
     assert recorded["retrain"] is True and recorded["run"] == "MonitorFlow/9"
     assert recorded["alerts"] == [{"kind": "drift", "message": drift.message, "value": 0.3, "threshold": 0.25}]
+
+
+TODAY = pd.Timestamp("2025-06-30")
+THRESHOLDS = MonitorThresholds()  # max_model_age_days 90, retrain_cooldown_days 5
+
+
+def verdict(champion, tmp_path, *, last_trained_on: str | None):
+    return judge(
+        pd.DataFrame(columns=PERFORMANCE_COLUMNS),
+        pd.DataFrame(columns=DRIFT_COLUMNS),
+        pd.DataFrame(),
+        champion,
+        THRESHOLDS,
+        data_end="2025-06-30",
+        training_end=champion.data_end,
+        today=TODAY,
+        last_trained_on=last_trained_on,
+        store=LocalStore(tmp_path),
+        branch="user.test",
+        run_pathspec="MonitorFlow/1",
+    )
+
+
+def test_an_old_champion_calls_for_a_retrain_and_its_promoted_refresh_does_not(tmp_path) -> None:
+    old = make_record("v1", data_end="2025-03-01")
+    refreshed = make_record("v2", data_end="2025-06-27")  # the same spec, trained on newer data and promoted
+
+    aged = verdict(old, tmp_path, last_trained_on="2025-03-01")
+    young = verdict(refreshed, tmp_path, last_trained_on="2025-06-27")
+
+    assert [alert.kind for alert in aged.report.alerts] == ["model_age"] and aged.retrain
+    assert young.report.alerts == [] and not young.retrain
+    # A refresh the gate refused leaves the old champion: its alert stands, and the cooldown spaces the retrains.
+    refused = verdict(old, tmp_path, last_trained_on="2025-06-27")
+    assert [alert.kind for alert in refused.report.alerts] == ["model_age"] and not refused.retrain
+    assert "fewer than 5 days before 2025-06-30: not retraining again yet" in refused.reason
+
+
+@pytest.mark.parametrize(
+    ("factory", "last_trained_on", "origin"),
+    [
+        ("ridge", "2025-06-27", "2025-03-01"),  # a learned model ages from its own data, whatever ran since
+        ("naive", "2025-06-27", "2025-06-27"),  # naive: from the latest training run, which found nothing better
+        ("naive", None, "2025-03-01"),
+    ],
+)
+def test_the_age_of_a_champion_counts_from_its_data_or_for_naive_from_the_latest_training(
+    factory: str, last_trained_on: str | None, origin: str
+) -> None:
+    champion = make_record("v1", factory=factory, candidate_id=factory, params={}, data_end="2025-03-01")
+    assert age_origin(champion, "2025-03-01", last_trained_on) == origin
+
+
+def test_a_naive_champion_is_not_retrained_at_every_cooldown(tmp_path) -> None:
+    naive = make_record("v1", factory="naive", candidate_id="naive", params={}, data_end="2025-03-01")
+    assert not verdict(naive, tmp_path, last_trained_on="2025-06-20").report.alerts
+    assert verdict(naive, tmp_path, last_trained_on="2025-03-20").retrain  # 102 days since anything was tried
