@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -229,9 +229,12 @@ class Registry:
     def get(self, version: str) -> ModelRecord:
         """A registered model version; ``RegistryError`` naming it if unknown."""
         try:
-            return ModelRecord(**json.loads(self.store.get(self._model_key(version))))
+            stored = json.loads(self.store.get(self._model_key(version)))
         except KeyError as exc:
             raise RegistryError(f"no model version {version} on branch '{self.branch}'") from exc
+        # Fields a newer version of this code added are left out, so that code being rolled out alongside reads it.
+        known = {known_field.name for known_field in fields(ModelRecord)}
+        return ModelRecord(**{name: value for name, value in stored.items() if name in known})
 
     def versions(self) -> list[str]:
         """Every registered version, oldest first."""

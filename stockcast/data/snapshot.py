@@ -197,10 +197,11 @@ def latest_snapshot_or_none(branch: str | None = None) -> Snapshot | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameSnapshot:
-    """A snapshot held in memory, with the reading interface of ``Snapshot``: what a replay works on, where the data
-    of each past day is the published history cut at that day rather than an IngestFlow run."""
+    """A snapshot held in memory, with the tables and properties of ``Snapshot`` that prediction, monitoring and
+    training read: what a replay works on, where the data of each past day is the history cut at that day rather than
+    an IngestFlow run."""
 
     version: str
     prices: pd.DataFrame
@@ -210,15 +211,6 @@ class FrameSnapshot:
     calendar: str
     ticker_pattern: str = DEFAULT_TICKER_PATTERN
     run_pathspec: str = ""
-
-    def read(self, table: str, tickers: Collection[str] | None = None) -> pd.DataFrame | None:
-        """``table`` (``prices``, ``financials``, ``oracle`` or ``actions``), or only the rows of ``tickers``."""
-        if table not in LAYOUTS:
-            raise UserError(f"Snapshot {self.version} has no table {table!r}; it has {', '.join(LAYOUTS)}.")
-        frame = getattr(self, table)
-        if frame is None or tickers is None:
-            return frame
-        return frame[frame["ticker"].isin(list(tickers))].reset_index(drop=True)
 
     @cached_property
     def price_dates(self) -> pd.DatetimeIndex:

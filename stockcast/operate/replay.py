@@ -59,10 +59,19 @@ REPLAY_FLOW = "replay"
 BRANCH_PREFIX = "test."
 """Metaflow's prefix of a ``--branch`` name: a replay's branch is named as a flow run with ``--branch`` would be."""
 OUTPUT_FILES = ("audit.csv", "days.csv", "report.html")
+"""What a replay writes in ``--out`` (and, with ``--flows``, a ``days`` folder of the files each day brought)."""
 
 
 class ReplayInputError(ValueError):
     """A replay that cannot start: the message names the argument and what is wrong with it."""
+
+
+class ReplayInterruptedError(RuntimeError):
+    """A replay that failed on a day: the days done before it (``days``) can still be written out."""
+
+    def __init__(self, message: str, days: list[DayRecord]) -> None:
+        super().__init__(message)
+        self.days = days
 
 
 @dataclass(frozen=True)
@@ -158,18 +167,20 @@ class Replay:
         _, shadow_reason = judge_shadows(
             self.registry, snapshot, champion, monitor, branch=self.settings.branch, promote=_promote_in_registry
         )
-        if shadow_reason:
-            record.promotion = shadow_reason
+        reasons = [shadow_reason] if shadow_reason else []
         if verdict.retrain:
             trained, promoted = self.retrain(snapshot)
             record.retrained = trained.version
-            if promoted:
-                record.promotion = trained.gate["reason"]
+            reasons += [trained.gate["reason"]] if promoted else []
         serving = self.registry.require_champion()
         if serving.version != champion.version:
             # The new champion predicts and decides the day again, from the positions the day started with.
-            record.promoted, record.model_version = serving.version, serving.version
-            self.predict_and_decide(snapshot, serving, held_before)
+            record.promoted, record.model_version, record.promotion = (
+                serving.version,
+                serving.version,
+                " ".join(reasons),
+            )
+            record.n_predicted = self.predict_and_decide(snapshot, serving, held_before)
         self.days.append(record)
         return record
 
@@ -292,7 +303,7 @@ def default_branch_name(out: Path) -> str:
 
 def check_fresh(out: Path, store: ObjectStore, branch: str) -> None:
     """Refuse to replay into a folder or a branch that already holds a replay: nothing published is overwritten."""
-    existing = [name for name in OUTPUT_FILES if (out / name).exists()]
+    existing = [name for name in (*OUTPUT_FILES, "days") if (out / name).exists()]
     if existing:
         raise ReplayInputError(f"--out {out} already holds a replay ({', '.join(existing)}): choose another folder")
     for prefix in (f"registry/{branch}/", f"predictions/{branch}/"):
@@ -323,7 +334,14 @@ def run_replay(
         progress(f"first champion {first.version} ({first.candidate_id}), trained on data up to {first.data_end}")
     looping = time.perf_counter()
     for number, day in enumerate(days, start=1):
-        record = replay.run_day(day)
+        try:
+            record = replay.run_day(day)
+        except Exception as exc:
+            raise ReplayInterruptedError(
+                f"the replay stopped on {day:%Y-%m-%d} ({type(exc).__name__}: {exc}); the {number - 1} day(s) before "
+                f"it are written out, and branch {settings.branch} keeps what they published",
+                replay.days,
+            ) from exc
         if progress:
             now = time.perf_counter()
             left = (now - looping) / number * (len(days) - number)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from stockcast.operate.loop import LoopSettings, run_day
 from stockcast.operate.replay import (
     BRANCH_PREFIX,
     DayRecord,
+    ReplayInterruptedError,
     ReplaySettings,
     check_fresh,
     default_branch_name,
@@ -57,13 +59,20 @@ def run_replay_flows(
     )
     before = history.price_dates[history.price_dates < days[0]][-1]
     start = write_day_files(history, None, before, work / "history")
-    ingest = run_flow("ingest", branch=loop.branch, show_output=False, prices=start, financials=_beside(start))
+    prices, financials = str(start / PRICES.file_name), start / FINANCIALS.file_name
+    ingest = run_flow(
+        "ingest",
+        branch=loop.branch,
+        show_output=False,
+        prices=prices,
+        financials=str(financials) if financials.is_file() else "",
+    )
     run_flow("train", branch=loop.branch, config=train_config, show_output=False, snapshot=ingest.pathspec)
     records, previous = [], before
     registry = Registry(settings.branch)
     for day in days:
         serving = registry.require_champion().version
-        report = run_day(write_day_files(history, previous, day, work / f"{day:%Y-%m-%d}").parent, loop)
+        report = run_day(write_day_files(history, previous, day, work / f"{day:%Y-%m-%d}"), loop)
         monitor = run_by_pathspec(report.monitor).data
         champion = registry.require_champion()
         changed = champion.version != serving  # by the retrain's gate or by shadow scoring
@@ -90,10 +99,9 @@ def run_replay_flows(
     return records
 
 
-def write_day_files(history: FrameSnapshot, after: pd.Timestamp | None, until: pd.Timestamp, folder: Path) -> str:
-    """What arrived after ``after`` (None: from the start) up to ``until``, as contract files in ``folder``: the
-    prices and oracle rows of those days, the reports published and the declared actions effective then. The path
-    of the prices file."""
+def write_day_files(history: FrameSnapshot, after: pd.Timestamp | None, until: pd.Timestamp, folder: Path) -> Path:
+    """What arrived after ``after`` (None: from the start) up to ``until``, as contract files in ``folder`` (returned):
+    the prices and oracle rows of those days, the reports published and the declared actions effective then."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def window(frame: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -111,12 +119,7 @@ def write_day_files(history: FrameSnapshot, after: pd.Timestamp | None, until: p
     declared = window(history.actions[history.actions["source"] == "declared"], "ex_date")
     if not declared.empty:
         declared[ACTIONS.required_names].to_csv(folder / ACTIONS.file_name, index=False, date_format="%Y-%m-%d")
-    return str(folder / PRICES.file_name)
-
-
-def _beside(prices: str) -> str:
-    financials = Path(prices).with_name(FINANCIALS.file_name)
-    return str(financials) if financials.is_file() else ""
+    return folder
 
 
 def _version(training: str | None) -> str:
@@ -149,12 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_fresh(args.out, store, settings.branch)
         history = read_history(args.prices, args.financials or None, settings.data, actions=args.actions or None)
         days = replay_window(history.price_dates, args.first, args.last)
-        print(
-            f"Replaying {len(days)} trading days ({days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d}) of "
-            f"{len(history.tickers)} tickers on branch {settings.branch}",
-            flush=True,
-        )
-        if args.flows:
+    except (ValueError, OSError) as exc:  # nothing has been replayed or written yet
+        print(f"stockcast-replay: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Replaying {len(days)} trading days ({days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d}) of "
+        f"{len(history.tickers)} tickers on branch {settings.branch}",
+        flush=True,
+    )
+    if args.flows:
+        try:
             log = run_replay_flows(
                 history,
                 days,
@@ -163,12 +170,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 operate_config=args.operate_config,
                 work=args.out / "days",
             )
-        else:
-            log = run_replay(history, days, settings, store, progress=lambda line: print(line, flush=True)).days
+        except FlowFailedError as exc:
+            print(f"stockcast-replay: {exc} (branch {settings.branch})", file=sys.stderr)
+            return 1
         paths = write_outputs(args.out, store, settings, history, log)
-    except (ValueError, OSError, FlowFailedError) as exc:
-        print(f"stockcast-replay: {exc}", file=sys.stderr)
-        return 1
+    else:
+        try:
+            log = run_replay(history, days, settings, store, progress=lambda line: print(line, flush=True)).days
+            interrupted = None
+        except ReplayInterruptedError as exc:
+            log, interrupted = exc.days, exc
+        paths = write_outputs(args.out, store, settings, history, log) if log else []
+        if interrupted is not None:
+            traceback.print_exception(interrupted.__cause__, file=sys.stderr)
+            print(f"stockcast-replay: {interrupted}", file=sys.stderr)
+            return 1
     for path in paths:
         print(f"Wrote {path}")
     return 0

@@ -58,7 +58,9 @@ def build_audit(decisions: pd.DataFrame, history: FrameSnapshot, days: Sequence[
         }
     )
     served = decisions.merge(serving, on=["as_of", "model_version"], how="inner", validate="many_to_one")
-    served = served.assign(data_version=served["day_data_version"]).drop(columns="day_data_version")
+    # A position closed for want of a prediction has no published data version: it is the day's.
+    served = served.assign(data_version=served["data_version"].fillna(served["day_data_version"]))
+    served = served.drop(columns="day_data_version")
     predicted = served[served["predicted_return"].notna()]
     realised = join_realised(predicted, history.prices, history.actions)
     audit = served.merge(

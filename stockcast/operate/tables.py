@@ -11,9 +11,10 @@ recomputation.
 
 from __future__ import annotations
 
+import hashlib
 import io
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 
 import pandas as pd
 
@@ -28,8 +29,8 @@ DECISION_COLUMNS = [*TABLE_COLUMNS, "net_return", "action", "target_weight"]
 """A published decision table: each ticker's prediction (empty for a position closed for want of one), the return
 expected net of costs, the action and the signed target weight."""
 PARSED_TABLES_KEPT = 8192
-"""Published tables kept parsed in memory (``_parse_table``): a replayed year's tables of the champion and its
-shadows, predictions and decisions, a few megabytes."""
+"""Published tables kept parsed in memory (``_read_table``): a replayed year of the champion's and its shadows'
+predictions and decisions, a few megabytes at 50 tickers."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,18 @@ def _load_all(store: ObjectStore, prefix: str, columns: list[str]) -> pd.DataFra
 
 
 def _read_table(store: ObjectStore, key: str, columns: list[str]) -> pd.DataFrame:
-    """A published table, parsed once per content (``_parse_table``): treat it as read-only."""
-    return _parse_table(store.get(key), tuple(columns))
+    """A published table, parsed once per content (see ``_PARSED``): treat it as read-only."""
+    data = store.get(key)
+    digest = (hashlib.blake2b(data, digest_size=16).digest(), tuple(columns))
+    table = _PARSED.pop(digest, None)
+    if table is None:
+        table = pd.read_csv(io.BytesIO(data), parse_dates=["as_of"], dtype={"ticker": "str"})[columns]
+    _PARSED[digest] = table  # the most recently read last
+    while len(_PARSED) > PARSED_TABLES_KEPT:
+        _PARSED.popitem(last=False)
+    return table
 
 
-@lru_cache(maxsize=PARSED_TABLES_KEPT)
-def _parse_table(data: bytes, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A published table's bytes parsed, kept by content: monitoring reads every table ever published each day, and
-    a table never changes once written, so a long-running reader (a replay) parses each once."""
-    return pd.read_csv(io.BytesIO(data), parse_dates=["as_of"], dtype={"ticker": "str"})[list(columns)]
+_PARSED: OrderedDict[tuple[bytes, tuple[str, ...]], pd.DataFrame] = OrderedDict()
+"""Published tables parsed, by a hash of their content, least recently read first: monitoring reads every table ever
+published each day, and a table never changes once written, so a long-running reader (a replay) parses each once."""

@@ -26,7 +26,7 @@ def pin_model(registry: Registry, version: str, snapshot: Snapshot) -> ModelReco
     """The model to predict ``snapshot`` with: ``version`` (empty: the branch's champion), refused by
     ``check_snapshot_not_older`` when the snapshot ends before the model's training data did."""
     record = registry.get(version) if version else registry.require_champion()
-    check_snapshot_not_older(record, snapshot.last_day, load_snapshot(record.snapshot_run).last_day)
+    check_snapshot_not_older(record, snapshot.last_day, record.data_end or load_snapshot(record.snapshot_run).last_day)
     return record
 
 

@@ -5,6 +5,7 @@ that it is deterministic and never overwrites, and the one message a bad window 
 from __future__ import annotations
 
 import io
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,10 @@ import pytest
 
 from stockcast.core.storage import LocalStore
 from stockcast.data.config import DataConfig
-from stockcast.data.synthetic.generator import MarketSpec, generate_market, write_market
+from stockcast.data.synthetic.generator import generate_market, write_market
+from stockcast.operate.config import OperateConfig
+from stockcast.operate.decisions import decide
+from stockcast.operate.monitoring import MonitorThresholds
 from stockcast.operate.replay import (
     ReplayInputError,
     ReplaySettings,
@@ -24,17 +28,19 @@ from stockcast.operate.replay import (
 )
 from stockcast.operate.replay_command import main
 from stockcast.operate.replay_report import AUDIT_COLUMNS, build_audit, write_outputs
-from stockcast.operate.tables import decision_key, load_decisions, load_predictions
+from stockcast.operate.tables import decision_key, held_positions, load_decisions, load_predictions
 from stockcast.train.config import TrainConfig, parse_train_config
-from tests.factories import QUICK_CONFIG
+from tests.factories import PLANTED, QUICK_CONFIG
 
-FIRST, LAST = "2024-11-15", "2024-11-29"
+FIRST, LAST = "2024-11-19", "2024-11-29"
 
 
 @pytest.fixture(scope="module")
 def market_files(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("market")
-    market = generate_market(MarketSpec(n_tickers=8, start="2023-06-01", end="2024-12-31", seed=3, quirks=True))
+    # The planted market (tests.factories.PLANTED), every quirk of real data: a model beats naive there, so positions
+    # are taken and carried from day to day.
+    market = generate_market(PLANTED)
     write_market(market, folder)
     return folder
 
@@ -45,7 +51,11 @@ def history(market_files):
 
 
 def settings(branch: str) -> ReplaySettings:
-    return ReplaySettings(train=TrainConfig.model_validate(parse_train_config(QUICK_CONFIG)), branch=branch)
+    # A model older than four days calls for a retrain: one falls inside the window.
+    operate = OperateConfig(monitor=MonitorThresholds(max_model_age_days=4))
+    return ReplaySettings(
+        train=TrainConfig.model_validate(parse_train_config(QUICK_CONFIG)), operate=operate, branch=branch
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +80,22 @@ def test_the_audit_has_a_row_for_every_day_and_ticker_served_with_data_and_model
         assert set(served["ticker"]) <= set(rows["ticker"])  # closed positions without a prediction come on top
         assert (rows["model_version"] == day.model_version).all()
         assert (rows["data_version"] == f"{history.version}@{day.date:%Y-%m-%d}").all()
-    # Every day but the last is realised by the next day's close; a position earns its weight times the move.
-    realised = audit[audit["date"] < days[-1]].dropna(subset=["predicted_return"])
-    assert realised["realised_close"].notna().all()
-    assert (realised["position_pnl"] == realised["target_weight"] * realised["realised_return"]).all()
+    # Every day is realised by the ticker's next close (the data goes on after the window), put back on the as-of day's
+    # share basis where a split came in between: LQR's 2-for-1 on 2024-11-29 is no 50 % loss.
+    prices = history.prices.sort_values(["ticker", "date"])
+    following = prices.assign(next_date=prices.groupby("ticker")["date"].shift(-1))
+    following = following.assign(next_close=prices.groupby("ticker")["close"].shift(-1))
+    realised = audit.dropna(subset=["predicted_return"])
+    expected = realised.merge(following, left_on=["date", "ticker"], right_on=["date", "ticker"], how="left")
+    split = history.actions[(history.actions["ticker"] == "LQR") & (history.actions["kind"] == "split")].iloc[0]
+    across = (
+        (expected["ticker"] == "LQR")
+        & (expected["date"] < split["ex_date"])
+        & (expected["next_date"] >= split["ex_date"])
+    )
+    assert across.sum() == 1 and split["ratio"] == 2.0
+    assert (expected["realised_close"] == expected["next_close"].where(~across, expected["next_close"] * 2.0)).all()
+    assert (expected["realised_date"] == expected["next_date"]).all() and len(expected) > 50
 
 
 def test_each_days_decision_table_is_the_audits_decisions_for_that_day(replayed, history) -> None:
@@ -88,9 +110,54 @@ def test_each_days_decision_table_is_the_audits_decisions_for_that_day(replayed,
         assert published["target_weight"].tolist() == rows["target_weight"].tolist()
 
 
+def test_each_day_decides_from_the_positions_the_previous_day_left(replayed) -> None:
+    replay, store, _, _ = replayed
+    decisions = load_decisions(store, "test.replay_a")
+    predictions = load_predictions(store, "test.replay_a")
+    for before, day in pairwise(replay.days):
+        previous = decisions[(decisions["as_of"] == before.date) & (decisions["model_version"] == before.model_version)]
+        held = held_positions(previous)
+        table = predictions[(predictions["as_of"] == day.date) & (predictions["model_version"] == day.model_version)]
+        again = decide(table, settings("x").operate.decisions, held)
+        published = decisions[(decisions["as_of"] == day.date) & (decisions["model_version"] == day.model_version)]
+        assert again["target_weight"].tolist() == published["target_weight"].tolist(), day.date
+    assert any(decisions["target_weight"] != 0), "no position was ever taken: the test would prove nothing"
+
+
+def test_a_retrain_called_by_monitoring_registers_a_model_scored_from_the_next_day(replayed) -> None:
+    replay, store, _, _ = replayed
+    retrained = [day for day in replay.days if day.retrained]
+    assert retrained, [day.alerts for day in replay.days]
+    first = retrained[0]
+    assert "[model_age]" in first.alerts and first.retrained == f"v{first.date:%Y%m%d}"
+    predictions = load_predictions(store, "test.replay_a")
+    if first.promoted:  # the new champion predicted and decided that day again
+        assert first.model_version == first.retrained
+        assert (predictions["model_version"] == first.retrained).any()
+    else:  # a shadow: the latest challenger, predicted beside the champion from the next day on
+        later = predictions[predictions["as_of"] > first.date]
+        assert (later["model_version"] == first.retrained).any() and first.model_version != first.retrained
+
+
+def test_a_day_of_the_history_holds_only_what_was_known_at_its_close(history) -> None:
+    day = pd.Timestamp("2024-06-14")
+    known = history.as_of(day)
+
+    assert known.prices["date"].max() == day and known.last_day == "2024-06-14"
+    assert len(known.prices) == (history.prices["date"] <= day).sum()
+    assert (known.financials["report_date"].dropna() <= day).all()
+    assert (
+        len(known.financials)
+        == (history.financials["report_date"] <= day).sum() + history.financials["report_date"].isna().sum()
+    )
+    assert (known.actions["ex_date"] <= day).all() and len(known.actions) < len(history.actions)
+    assert known.oracle is None or (known.oracle["date"] <= day).all()
+    assert known.version == f"{history.version}@2024-06-14" and known.as_of(day).version == known.version
+
+
 def test_progress_says_the_day_the_champion_and_the_time_left(replayed) -> None:
     _, _, days, lines = replayed
-    assert lines[0].startswith("first champion v20241114 (")
+    assert lines[0].startswith("first champion v20241118 (")
     assert len(lines) == len(days) + 1
     assert lines[-1].startswith(f"[{len(days)}/{len(days)}] {LAST} champion v")
     assert lines[-1].endswith("about 0 s left")
@@ -98,7 +165,7 @@ def test_progress_says_the_day_the_champion_and_the_time_left(replayed) -> None:
 
 def test_the_same_inputs_replay_to_the_same_audit(replayed, history, tmp_path) -> None:
     replay, store, _, _ = replayed
-    days = replay_window(history.price_dates, FIRST, "2024-11-19")
+    days = replay_window(history.price_dates, FIRST, "2024-11-21")
     again = run_replay(history, days, settings("test.replay_b"), store)
     first = build_audit(load_decisions(store, "test.replay_a"), history, replay.days)
     second = build_audit(load_decisions(store, "test.replay_b"), history, again.days)
@@ -125,7 +192,7 @@ def test_outputs_and_branches_are_never_overwritten(replayed, history, tmp_path)
     ("first", "last", "message"),
     [
         ("2024-11-29", "2024-11-01", "--from 2024-11-29 is after --to 2024-11-01: the window is reversed"),
-        ("2024-11-01", "2025-01-06", "--to 2025-01-06 is outside the data: the data's prices run from 2023-06-01"),
+        ("2024-11-01", "2025-01-06", "--to 2025-01-06 is outside the data: the data's prices run from 2022-06-01"),
         (
             "2024-11-28",
             "2024-11-29",
@@ -133,7 +200,7 @@ def test_outputs_and_branches_are_never_overwritten(replayed, history, tmp_path)
             "the nearest are 2024-11-27 and 2024-11-29",
         ),
         ("2024-11-01", "2024-11-31", "--to must be a date as YYYY-MM-DD, got '2024-11-31'"),
-        ("2023-06-01", "2024-11-29", "--from 2023-06-01 is the data's first day"),
+        ("2022-06-01", "2024-11-29", "--from 2022-06-01 is the data's first day"),
     ],
 )
 def test_a_bad_window_gets_one_message(history, first, last, message) -> None:
