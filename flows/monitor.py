@@ -33,10 +33,10 @@ from stockcast.core.storage import STORAGE_OUTAGE_HOOK
 from stockcast.flowbase import SnapshotFlow, only_storage_faults_retried
 from stockcast.operate.cards import monitoring_card
 from stockcast.operate.config import OPERATE_CONFIG_FILE, OperateConfig, parse_operate_config
-from stockcast.operate.shadows import judge_shadows
 from stockcast.operate.watch import (
+    Measurement,
     backtest_expectation,
-    judge,
+    judge_day,
     last_training_data_end,
     measure,
     training_data_end,
@@ -90,23 +90,25 @@ class MonitorFlow(SnapshotFlow):
     @only_storage_faults_retried
     @step
     def assess(self):
-        """Compare with the thresholds; record alerts and call for retraining when the champion has decayed."""
-        verdict = judge(
-            self.performance,
-            self.drift,
-            self.decision_quality,
+        """Compare with the thresholds; record alerts and call for retraining when the champion has decayed. Score the
+        shadows on the closes that followed, beside the champion; promote one whose realised errors beat the
+        champion's and naive's beyond chance (packaged first when it has no Bento)."""
+        day = judge_day(
+            Measurement(self.realised, self.performance, self.drift, self.decision_quality),
             self.champion,
             self.settings.monitor,
+            registry=self.branch_registry(),
+            snapshot=self.snapshot(),
             data_end=self.data_end,
             training_end=self.training_end,
             today=self.as_of_today,
             last_trained_on=last_training_data_end(current.branch_name),
-            store=self.branch_registry().store,
-            branch=current.branch_name,
             run_pathspec=f"{current.flow_name}/{current.run_id}",
         )
+        verdict = day.verdict
         self.report, self.retrain, self.retrain_reason = verdict.report, verdict.retrain, verdict.reason
         self.alerts_url = verdict.alerts_url
+        self.shadow_scores, self.shadow_promotion = day.shadow_scores, day.shadow_promotion
         self.backtest_return_rmse_vs_naive = backtest_expectation(self.champion)
         current.card["monitoring"].extend(
             monitoring_card(
@@ -115,21 +117,6 @@ class MonitorFlow(SnapshotFlow):
                 self.report,
                 backtest_return_rmse_vs_naive=self.backtest_return_rmse_vs_naive,
             )
-        )
-        self.next(self.shadows)
-
-    @retry(times=2, minutes_between_retries=0)
-    @only_storage_faults_retried
-    @step
-    def shadows(self):
-        """Score the shadows on the closes that followed, beside the champion; promote one whose realised errors beat
-        the champion's and naive's beyond chance (packaged first when it has no Bento)."""
-        self.shadow_scores, self.shadow_promotion = judge_shadows(
-            self.branch_registry(),
-            self.snapshot(),
-            self.champion,
-            self.settings.monitor,
-            branch=current.branch_name,
         )
         self.next(self.end)
 

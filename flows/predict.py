@@ -60,25 +60,18 @@ class BatchPredictFlow(SnapshotFlow):
     @only_storage_faults_retried
     @step
     def publish(self):
-        """Write the table once per (as-of date, model); a table already published is kept as it was."""
-        from stockcast.operate.tables import publish_predictions
-
-        publication = publish_predictions(self.predictions, self.branch_registry().store, current.branch_name)
-        # Decisions and monitoring both use the table of record: the one published first for this day and model.
-        self.predictions, self.predictions_url, self.published = publication.table, publication.url, publication.written
-        print(f"{'Published' if publication.written else 'Already published, kept'}: {publication.url}")
-        self.next(self.shadows)
-
-    @retry(times=2, minutes_between_retries=0)
-    @only_storage_faults_retried
-    @step
-    def shadows(self):
-        """Predict with the shadows too (the previous champion, the latest unpromoted challenger) and publish their
-        tables: MonitorFlow scores them on the closes that follow; nothing acts on them."""
-        from stockcast.operate.shadows import publish_shadow_predictions
+        """Write the table once per (as-of date, model); a table already published is kept as it was. Predict with the
+        shadows too (the previous champion, the latest unpromoted challenger) and publish their tables beside it:
+        MonitorFlow scores them on the closes that follow; nothing acts on them."""
+        from stockcast.operate.shadows import publish_day
 
         registry = self.branch_registry()
-        self.shadow_tables = publish_shadow_predictions(registry, self.snapshot(), registry.store, current.branch_name)
+        day = publish_day(self.predictions, registry, self.snapshot())
+        # Decisions and monitoring both use the table of record: the one published first for this day and model.
+        publication = day.champion
+        self.predictions, self.predictions_url, self.published = publication.table, publication.url, publication.written
+        self.shadow_tables = day.shadows
+        print(f"{'Published' if publication.written else 'Already published, kept'}: {publication.url}")
         for shadow in self.shadow_tables:
             print(f"Shadow {shadow['version']} ({shadow['role']}): {shadow['outcome']}")
         self.next(self.decide)

@@ -48,9 +48,9 @@ from stockcast.data.ingest import build_snapshot, load_sources, validate_batch
 from stockcast.data.snapshot import FrameSnapshot
 from stockcast.operate.config import OperateConfig
 from stockcast.operate.decisions import decide_today
-from stockcast.operate.shadows import judge_shadows, publish_shadow_predictions
-from stockcast.operate.tables import held_positions, load_predictions, publish_predictions
-from stockcast.operate.watch import judge, measure, training_data_end
+from stockcast.operate.shadows import publish_day
+from stockcast.operate.tables import held_positions, load_predictions
+from stockcast.operate.watch import judge_day, measure, training_data_end
 from stockcast.train.config import TrainConfig
 from stockcast.train.selection import train_and_gate
 
@@ -144,29 +144,26 @@ class Replay:
             training_end=training_data_end(champion),
             cost=self.settings.operate.decisions.cost,
         )
-        verdict = judge(
-            measured.performance,
-            measured.drift,
-            measured.decisions,
+        judged = judge_day(
+            measured,
             champion,
             monitor,
+            registry=self.registry,
+            snapshot=snapshot,
             data_end=snapshot.last_day,
             training_end=training_data_end(champion),
             today=day,
             last_trained_on=self.last_trained_on,
-            store=self.store,
-            branch=self.settings.branch,
             run_pathspec=f"{REPLAY_FLOW}/{self.settings.branch}/{day:%Y-%m-%d}",
+            promote=_promote_in_registry,
         )
+        verdict, shadow_reason = judged.verdict, judged.shadow_promotion
         record.alerts = "; ".join(f"[{alert.kind}] {alert.message}" for alert in verdict.report.alerts)
         record.retrain = verdict.retrain
         if not measured.performance.empty:
             record.rolling_return_rmse_vs_naive = float(measured.performance["rolling_return_rmse_vs_naive"].iloc[-1])
         if not measured.drift.empty:
             record.drifted_share = float(measured.drift["drifted"].mean())
-        _, shadow_reason = judge_shadows(
-            self.registry, snapshot, champion, monitor, branch=self.settings.branch, promote=_promote_in_registry
-        )
         reasons = [shadow_reason] if shadow_reason else []
         if verdict.retrain:
             trained, promoted = self.retrain(snapshot)
@@ -190,10 +187,12 @@ class Replay:
         from stockcast.serve.batch import predict_snapshot
 
         branch = self.settings.branch
-        table = publish_predictions(
-            predict_snapshot(champion, snapshot, self.models[champion.version]), self.store, branch
-        ).table
-        publish_shadow_predictions(self.registry, snapshot, self.store, branch, load_model=self.model_of)
+        table = publish_day(
+            predict_snapshot(champion, snapshot, self.models[champion.version]),
+            self.registry,
+            snapshot,
+            load_model=self.model_of,
+        ).champion.table
         decided = decide_today(
             table, champion, self.settings.operate.decisions, held=held, branch=branch, store=self.store
         )

@@ -33,7 +33,7 @@ from stockcast.core.registry import ModelRecord, Registry
 from stockcast.core.storage import ObjectStore
 from stockcast.data.snapshot import Snapshot, load_snapshot
 from stockcast.operate.monitoring import MonitorThresholds, join_realised
-from stockcast.operate.tables import load_predictions, publish_predictions
+from stockcast.operate.tables import Publication, load_predictions, publish_predictions
 from stockcast.train.gate import diebold_mariano
 
 ShadowRole = Literal["previous champion", "latest challenger"]
@@ -100,6 +100,28 @@ def publish_shadow_predictions(
         outcome = "published" if publication.written else "already published"
         done.append({"version": shadow.version, "role": shadow.role, "outcome": f"{outcome}: {publication.url}"})
     return done
+
+
+@dataclass(frozen=True)
+class DayTables:
+    """A day's prediction tables of record: the champion's publication, and what was done for each shadow."""
+
+    champion: Publication
+    shadows: list[dict[str, str]]
+
+
+def publish_day(
+    table: pd.DataFrame,
+    registry: Registry,
+    snapshot: Snapshot,
+    *,
+    load_model: Callable[[ModelRecord], Any] = ModelRecord.load_model,
+) -> DayTables:
+    """BatchPredictFlow's publish step: the champion's table, written once per day and model (a table already there
+    is kept, and is the one decisions and monitoring use), then each shadow's (``publish_shadow_predictions``)."""
+    publication = publish_predictions(table, registry.store, registry.branch)
+    shadows = publish_shadow_predictions(registry, snapshot, registry.store, registry.branch, load_model=load_model)
+    return DayTables(publication, shadows)
 
 
 def score_shadows(

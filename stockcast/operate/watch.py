@@ -11,7 +11,7 @@ current snapshot: snapshots only ever grow or correct rows, so the training wind
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features import FeatureSet, build_features, get_feature_set
-from stockcast.core.registry import ModelRecord
+from stockcast.core.registry import ModelRecord, Registry
 from stockcast.core.runs import successful_runs
 from stockcast.core.storage import ObjectStore
 from stockcast.data.snapshot import Snapshot, load_snapshot
@@ -33,6 +33,7 @@ from stockcast.operate.monitoring import (
     join_realised,
     psi_reference,
 )
+from stockcast.operate.shadows import judge_shadows
 from stockcast.operate.tables import load_decisions, load_predictions
 from stockcast.train.candidates import NAIVE_FACTORY
 
@@ -291,3 +292,48 @@ def judge(
         cooldown_days=thresholds.retrain_cooldown_days,
     )
     return Verdict(report, retrain, reason, record_alerts(store, branch, today, run_pathspec, report))
+
+
+@dataclass(frozen=True)
+class DayVerdict:
+    """Monitoring's conclusions on a day: the champion's verdict, its shadows' scores, and the reason a shadow
+    replaced it (empty when none did)."""
+
+    verdict: Verdict
+    shadow_scores: pd.DataFrame
+    shadow_promotion: str
+
+
+def judge_day(
+    measured: Measurement,
+    champion: ModelRecord,
+    thresholds: MonitorThresholds,
+    *,
+    registry: Registry,
+    snapshot: Snapshot,
+    data_end: str,
+    training_end: str,
+    today: pd.Timestamp,
+    last_trained_on: str | None,
+    run_pathspec: str,
+    promote: Callable[..., None] | None = None,
+) -> DayVerdict:
+    """MonitorFlow's assess step: the champion's verdict on what ``measure`` measured (``judge``: alerts and the
+    retraining call), then its shadows scored on the snapshot's closes and the best one promoted when it earned it
+    (``stockcast.operate.shadows.judge_shadows``, which ``promote`` is handed to)."""
+    verdict = judge(
+        measured.performance,
+        measured.drift,
+        measured.decisions,
+        champion,
+        thresholds,
+        data_end=data_end,
+        training_end=training_end,
+        today=today,
+        last_trained_on=last_trained_on,
+        store=registry.store,
+        branch=registry.branch,
+        run_pathspec=run_pathspec,
+    )
+    scores, promotion = judge_shadows(registry, snapshot, champion, thresholds, branch=registry.branch, promote=promote)
+    return DayVerdict(verdict, scores, promotion)

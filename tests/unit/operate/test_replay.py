@@ -46,7 +46,7 @@ def market_files(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def history(market_files):
+def replay_history(market_files):
     return read_history(str(market_files / "stock_price.csv"), str(market_files / "financial_info.csv"), DataConfig())
 
 
@@ -59,17 +59,19 @@ def settings(branch: str) -> ReplaySettings:
 
 
 @pytest.fixture(scope="module")
-def replayed(history, tmp_path_factory):
+def replayed(replay_history, tmp_path_factory):
     store = LocalStore(tmp_path_factory.mktemp("store"))
-    days = replay_window(history.price_dates, FIRST, LAST)
+    days = replay_window(replay_history.price_dates, FIRST, LAST)
     lines: list[str] = []
-    replay = run_replay(history, days, settings("test.replay_a"), store, progress=lines.append)
+    replay = run_replay(replay_history, days, settings("test.replay_a"), store, progress=lines.append)
     return replay, store, days, lines
 
 
-def test_the_audit_has_a_row_for_every_day_and_ticker_served_with_data_and_model_versions(replayed, history) -> None:
+def test_the_audit_has_a_row_for_every_day_and_ticker_served_with_data_and_model_versions(
+    replayed, replay_history
+) -> None:
     replay, store, days, _ = replayed
-    audit = build_audit(load_decisions(store, "test.replay_a"), history, replay.days)
+    audit = build_audit(load_decisions(store, "test.replay_a"), replay_history, replay.days)
     predictions = load_predictions(store, "test.replay_a")
 
     assert list(audit.columns) == AUDIT_COLUMNS
@@ -79,15 +81,17 @@ def test_the_audit_has_a_row_for_every_day_and_ticker_served_with_data_and_model
         rows = audit[audit["date"] == day.date]
         assert set(served["ticker"]) <= set(rows["ticker"])  # closed positions without a prediction come on top
         assert (rows["model_version"] == day.model_version).all()
-        assert (rows["data_version"] == f"{history.version}@{day.date:%Y-%m-%d}").all()
+        assert (rows["data_version"] == f"{replay_history.version}@{day.date:%Y-%m-%d}").all()
     # Every day is realised by the ticker's next close (the data goes on after the window), put back on the as-of day's
     # share basis where a split came in between: LQR's 2-for-1 on 2024-11-29 is no 50 % loss.
-    prices = history.prices.sort_values(["ticker", "date"])
+    prices = replay_history.prices.sort_values(["ticker", "date"])
     following = prices.assign(next_date=prices.groupby("ticker")["date"].shift(-1))
     following = following.assign(next_close=prices.groupby("ticker")["close"].shift(-1))
     realised = audit.dropna(subset=["predicted_return"])
     expected = realised.merge(following, left_on=["date", "ticker"], right_on=["date", "ticker"], how="left")
-    split = history.actions[(history.actions["ticker"] == "LQR") & (history.actions["kind"] == "split")].iloc[0]
+    split = replay_history.actions[
+        (replay_history.actions["ticker"] == "LQR") & (replay_history.actions["kind"] == "split")
+    ].iloc[0]
     across = (
         (expected["ticker"] == "LQR")
         & (expected["date"] < split["ex_date"])
@@ -98,9 +102,9 @@ def test_the_audit_has_a_row_for_every_day_and_ticker_served_with_data_and_model
     assert (expected["realised_date"] == expected["next_date"]).all() and len(expected) > 50
 
 
-def test_each_days_decision_table_is_the_audits_decisions_for_that_day(replayed, history) -> None:
+def test_each_days_decision_table_is_the_audits_decisions_for_that_day(replayed, replay_history) -> None:
     replay, store, _, _ = replayed
-    audit = build_audit(load_decisions(store, "test.replay_a"), history, replay.days)
+    audit = build_audit(load_decisions(store, "test.replay_a"), replay_history, replay.days)
     for day in replay.days:
         key = decision_key("test.replay_a", day.date, day.model_version)
         published = pd.read_csv(io.BytesIO(store.get(key)), dtype={"ticker": "str"})
@@ -139,20 +143,21 @@ def test_a_retrain_called_by_monitoring_registers_a_model_scored_from_the_next_d
         assert (later["model_version"] == first.retrained).any() and first.model_version != first.retrained
 
 
-def test_a_day_of_the_history_holds_only_what_was_known_at_its_close(history) -> None:
+def test_a_day_of_the_history_holds_only_what_was_known_at_its_close(replay_history) -> None:
     day = pd.Timestamp("2024-06-14")
-    known = history.as_of(day)
+    known = replay_history.as_of(day)
 
     assert known.prices["date"].max() == day and known.last_day == "2024-06-14"
-    assert len(known.prices) == (history.prices["date"] <= day).sum()
+    assert len(known.prices) == (replay_history.prices["date"] <= day).sum()
     assert (known.financials["report_date"].dropna() <= day).all()
     assert (
         len(known.financials)
-        == (history.financials["report_date"] <= day).sum() + history.financials["report_date"].isna().sum()
+        == (replay_history.financials["report_date"] <= day).sum()
+        + replay_history.financials["report_date"].isna().sum()
     )
-    assert (known.actions["ex_date"] <= day).all() and len(known.actions) < len(history.actions)
+    assert (known.actions["ex_date"] <= day).all() and len(known.actions) < len(replay_history.actions)
     assert known.oracle is None or (known.oracle["date"] <= day).all()
-    assert known.version == f"{history.version}@2024-06-14" and known.as_of(day).version == known.version
+    assert known.version == f"{replay_history.version}@2024-06-14" and known.as_of(day).version == known.version
 
 
 def test_progress_says_the_day_the_champion_and_the_time_left(replayed) -> None:
@@ -163,23 +168,23 @@ def test_progress_says_the_day_the_champion_and_the_time_left(replayed) -> None:
     assert lines[-1].endswith("about 0 s left")
 
 
-def test_the_same_inputs_replay_to_the_same_audit(replayed, history, tmp_path) -> None:
+def test_the_same_inputs_replay_to_the_same_audit(replayed, replay_history, tmp_path) -> None:
     replay, store, _, _ = replayed
-    days = replay_window(history.price_dates, FIRST, "2024-11-21")
-    again = run_replay(history, days, settings("test.replay_b"), store)
-    first = build_audit(load_decisions(store, "test.replay_a"), history, replay.days)
-    second = build_audit(load_decisions(store, "test.replay_b"), history, again.days)
+    days = replay_window(replay_history.price_dates, FIRST, "2024-11-21")
+    again = run_replay(replay_history, days, settings("test.replay_b"), store)
+    first = build_audit(load_decisions(store, "test.replay_a"), replay_history, replay.days)
+    second = build_audit(load_decisions(store, "test.replay_b"), replay_history, again.days)
     pd.testing.assert_frame_equal(first[first["date"] <= days[-1]], second)
 
 
-def test_outputs_and_branches_are_never_overwritten(replayed, history, tmp_path) -> None:
+def test_outputs_and_branches_are_never_overwritten(replayed, replay_history, tmp_path) -> None:
     replay, store, _, _ = replayed
     out = tmp_path / "out"
-    paths = write_outputs(out, store, settings("test.replay_a"), history, replay.days)
+    paths = write_outputs(out, store, settings("test.replay_a"), replay_history, replay.days)
     before = {path: path.read_bytes() for path in paths}
 
     with pytest.raises(FileExistsError):
-        write_outputs(out, store, settings("test.replay_a"), history, replay.days)
+        write_outputs(out, store, settings("test.replay_a"), replay_history, replay.days)
     with pytest.raises(ReplayInputError, match=r"already holds a replay \(audit.csv, days.csv, report.html\)"):
         check_fresh(out, store, "test.replay_new")
     with pytest.raises(ReplayInputError, match=r"branch test\.replay_a already has a registry or published tables"):
@@ -203,9 +208,9 @@ def test_outputs_and_branches_are_never_overwritten(replayed, history, tmp_path)
         ("2022-06-01", "2024-11-29", "--from 2022-06-01 is the data's first day"),
     ],
 )
-def test_a_bad_window_gets_one_message(history, first, last, message) -> None:
+def test_a_bad_window_gets_one_message(replay_history, first, last, message) -> None:
     with pytest.raises(ReplayInputError) as raised:
-        replay_window(history.price_dates, first, last)
+        replay_window(replay_history.price_dates, first, last)
     assert str(raised.value).startswith(message)
 
 
