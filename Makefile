@@ -50,7 +50,7 @@ test: install $(TEST_TARGETS)
 
 ## test-unit: pure functions (the registry and sources also against the S3 test server, the reverse proxy for real).
 test-unit: install proxy
-	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/unit
+	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/unit
 
 ## test-flows, test-flows-s3: real flow runs with metaflow.Runner, on the local datastore and on S3. S3 is served by
 ## moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO). On the local

@@ -62,18 +62,15 @@ SHARED_RUNS = {
     "interrupted_random_walk": "random-walk",
     "outage_scenario": "outage",
     "s3_champion": "outage",
-    "replay_history": "replay",
-    "replayed": "replay",
 }
-"""Fixtures that run flows (or, for the replay's unit tests, a replayed market) once per session or module, and the
-group of the tests that use them."""
+"""Fixtures that run flows once per session (or module), and the group of the tests that use them."""
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``pytest -n N --dist loadgroup`` (the unit and local flow tiers), the tests that share an expensive run go
-    to one worker, which makes the run once (each worker is a session of its own, with its own Metaflow home and S3
-    server); the other tests are spread over the workers.
+    """Under ``pytest -n N --dist loadgroup`` (the local flow tier), the tests that share an expensive run go to one
+    worker, which makes the run once (each worker is a session of its own, with its own Metaflow home and S3 server);
+    the other tests are spread over the workers.
 
     A group is named by a suffix of the test's node id, which the scheduler reads. pytest-xdist 3.8 writes it to
     ``item._nodeid``, which pytest 9.2 no longer reads (it keeps a structured ``item._id``), so its ``xdist_group``
