@@ -95,7 +95,7 @@ class BatchPredictFlow(SnapshotFlow):
             store=self.branch_registry().store,
             service_url=self.service_url,
         )
-        self.decisions, self.decisions_url = today.decisions, today.url
+        self.decisions, self.decisions_url = today.table, today.url
         self.strategies = compare_strategies(walk_forward_predictions(self.model_record), rule)
         print(f"{'Published' if today.written else 'Already published, kept'}: {today.url}")
         current.card["decisions"].extend(decisions_card(self.strategies, self.decisions, rule))

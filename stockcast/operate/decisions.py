@@ -41,7 +41,7 @@ from stockcast.core.registry import ModelRecord
 from stockcast.core.runs import run_by_pathspec
 from stockcast.core.storage import ObjectStore
 from stockcast.operate.monitoring import join_realised
-from stockcast.operate.tables import publish_decisions
+from stockcast.operate.tables import Publication, publish_decisions
 from stockcast.serve.client import StockcastClient
 
 TRADING_DAYS_PER_YEAR = 252
@@ -300,16 +300,6 @@ def _require_finite(tickers: pd.Series, values: pd.Series, column: str, name: st
 # --- BatchPredictFlow's decide step ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DayDecisions:
-    """One day's decisions (the table of record: the one published first for that day and model) and where they were
-    published."""
-
-    decisions: pd.DataFrame
-    url: str
-    written: bool
-
-
 def decide_today(
     table: pd.DataFrame,
     model: ModelRecord,
@@ -319,16 +309,16 @@ def decide_today(
     branch: str,
     store: ObjectStore,
     service_url: str = "",
-) -> DayDecisions:
+) -> Publication:
     """Buy / sell / hold on the day's published prediction table, given the positions ``held`` going into the day
     (ticker to signed weight: what the previous day's decisions left open); with ``service_url``, on the answers of
     the service deployed there instead (it must serve the same model, for the same day). The decisions are published
-    once per day and model beside the predictions (``stockcast.operate.tables.publish_decisions``)."""
+    once per day and model beside the predictions (``stockcast.operate.tables.publish_decisions``), and the table of
+    record comes back: the one published first for that day and model."""
     as_of = pd.Timestamp(table["as_of"].max())
     predictions = table if not service_url else served_predictions(service_url, table["ticker"].tolist(), as_of, model)
     decided = decide(predictions, rule, held)
-    publication = publish_decisions(decided, store, branch, as_of=as_of, model_version=model.version)
-    return DayDecisions(publication.table, publication.url, publication.written)
+    return publish_decisions(decided, store, branch, as_of=as_of, model_version=model.version)
 
 
 def served_predictions(service_url: str, tickers: list[str], as_of: pd.Timestamp, model: ModelRecord) -> pd.DataFrame:

@@ -135,13 +135,14 @@ class Replay:
         record = DayRecord(date=day, data_version=snapshot.version, model_version=champion.version)
         record.n_predicted = self.predict_and_decide(snapshot, champion, held_before)
         monitor = self.settings.operate.monitor
+        training_end = training_data_end(champion)
         measured = measure(
             champion,
             snapshot,
             self.store,
             self.settings.branch,
             monitor,
-            training_end=training_data_end(champion),
+            training_end=training_end,
             cost=self.settings.operate.decisions.cost,
         )
         judged = judge_day(
@@ -151,7 +152,7 @@ class Replay:
             registry=self.registry,
             snapshot=snapshot,
             data_end=snapshot.last_day,
-            training_end=training_data_end(champion),
+            training_end=training_end,
             today=day,
             last_trained_on=self.last_trained_on,
             run_pathspec=f"{REPLAY_FLOW}/{self.settings.branch}/{day:%Y-%m-%d}",
@@ -196,7 +197,7 @@ class Replay:
         decided = decide_today(
             table, champion, self.settings.operate.decisions, held=held, branch=branch, store=self.store
         )
-        self.held = held_positions(decided.decisions)
+        self.held = held_positions(decided.table)
         return len(table)
 
     def model_of(self, record: ModelRecord) -> Any:

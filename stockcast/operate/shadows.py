@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from stockcast.core.registry import ModelRecord, Registry
-from stockcast.core.storage import ObjectStore
 from stockcast.data.snapshot import Snapshot, load_snapshot
 from stockcast.operate.monitoring import MonitorThresholds, join_realised
 from stockcast.operate.tables import Publication, load_predictions, publish_predictions
@@ -78,12 +77,11 @@ def shadow_models(registry: Registry) -> list[Shadow]:
 def publish_shadow_predictions(
     registry: Registry,
     snapshot: Snapshot,
-    store: ObjectStore,
-    branch: str,
     *,
     load_model: Callable[[ModelRecord], Any] = ModelRecord.load_model,
 ) -> list[dict[str, str]]:
-    """Predict the snapshot's last day with every shadow and publish each table (once per day and model); what was
+    """Predict the snapshot's last day with every shadow and publish each table beside the registry (once per day and
+    model); what was
     done for each, as rows for the run's artefact. A shadow this code cannot predict with (another feature-set
     version, nothing to answer) is skipped with the reason: shadows never stop the champion's day. ``load_model``
     gives a record's fitted model (by default from its training task; a replay keeps its models in memory)."""
@@ -93,7 +91,8 @@ def publish_shadow_predictions(
     for shadow in shadow_models(registry):
         record: ModelRecord = registry.get(shadow.version)
         try:
-            publication = publish_predictions(predict_snapshot(record, snapshot, load_model(record)), store, branch)
+            table = predict_snapshot(record, snapshot, load_model(record))
+            publication = publish_predictions(table, registry.store, registry.branch)
         except (ValueError, RuntimeError) as exc:  # FeatureSetMismatch, IncompatibleInputsError, NaN predictions
             done.append({"version": shadow.version, "role": shadow.role, "outcome": f"skipped: {exc}"})
             continue
@@ -120,7 +119,7 @@ def publish_day(
     """BatchPredictFlow's publish step: the champion's table, written once per day and model (a table already there
     is kept, and is the one decisions and monitoring use), then each shadow's (``publish_shadow_predictions``)."""
     publication = publish_predictions(table, registry.store, registry.branch)
-    shadows = publish_shadow_predictions(registry, snapshot, registry.store, registry.branch, load_model=load_model)
+    shadows = publish_shadow_predictions(registry, snapshot, load_model=load_model)
     return DayTables(publication, shadows)
 
 
@@ -197,7 +196,6 @@ def judge_shadows(
     champion: ModelRecord,
     thresholds: MonitorThresholds,
     *,
-    branch: str,
     promote: Callable[..., None] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Score the branch's shadows on the snapshot's closes (``score_shadows``) and promote the best one that beats
@@ -206,7 +204,7 @@ def judge_shadows(
     (default ``promote_shadow``, which packages a Bento first) takes the registry, the record, ``reason`` and
     ``expected_champion``; a replay promotes in its registry alone."""
     scores = score_shadows(
-        load_predictions(registry.store, branch),
+        load_predictions(registry.store, registry.branch),
         snapshot.prices,
         snapshot.actions,
         champion=champion.version,

@@ -335,5 +335,5 @@ def judge_day(
         branch=registry.branch,
         run_pathspec=run_pathspec,
     )
-    scores, promotion = judge_shadows(registry, snapshot, champion, thresholds, branch=registry.branch, promote=promote)
+    scores, promotion = judge_shadows(registry, snapshot, champion, thresholds, promote=promote)
     return DayVerdict(verdict, scores, promotion)

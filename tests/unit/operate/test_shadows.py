@@ -135,14 +135,12 @@ def test_monitoring_promotes_a_clearly_better_shadow_with_its_numbers_in_the_rea
         publish_predictions(table, registry.store, BRANCH)
 
     scores, reason = judge_shadows(
-        registry, Prices(market.prices, market.actions), registry.get("v1"), MonitorThresholds(), branch=BRANCH
+        registry, Prices(market.prices, market.actions), registry.get("v1"), MonitorThresholds()
     )
 
     assert scores.loc[0, "role"] == "previous champion" and scores.loc[0, "promote"]
     assert registry.champion_version() == "v2" and registry.history()[-1].reason == reason
     assert reason.startswith("Promote v2 (previous champion, scored in shadow): over 30 realised days its return RMSE")
     # Judged again against a champion that has changed since, nothing more happens.
-    _, none = judge_shadows(
-        registry, Prices(market.prices, market.actions), registry.get("v1"), MonitorThresholds(), branch=BRANCH
-    )
+    _, none = judge_shadows(registry, Prices(market.prices, market.actions), registry.get("v1"), MonitorThresholds())
     assert none == "" and registry.champion_version() == "v2"
