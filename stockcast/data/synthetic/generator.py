@@ -89,8 +89,9 @@ ticker's history (the close divided by the price factor of the ticker's last lis
 an ex-date and equals the close from the last action on. ``with_adj_close=False`` keeps the actions in the raw
 prices without it (a "prices only" vendor). ``MarketData.actions`` is the truth of the actions
 (``corporate_actions.csv``, written on request). ``regime_shift_date``: from that day on the market, sector and
-idiosyncratic shocks are multiplied by ``regime_vol_multiplier`` (earnings jumps are not) and every market beta
-is shifted by ``regime_beta_shift``.
+idiosyncratic shocks are multiplied by ``regime_vol_multiplier`` (earnings jumps are not), every market beta
+is shifted by ``regime_beta_shift`` and the reversal term of mu is multiplied by ``regime_reversal_scale``: a change
+of factor loadings (−1: overreactions go on instead of fading, as in a momentum spell; 0: no reversal).
 
 Determinism. Each concern (universe, fundamentals, returns, open/high/low, volume, listings, splits, reverse
 splits, spin-off, rename, missing days) draws from its own child of ``numpy.random.SeedSequence(seed)``, so a
@@ -188,6 +189,7 @@ class MarketSpec:
     regime_shift_date: str | None = None  # from this day on, shocks are scaled and betas shifted:
     regime_vol_multiplier: float = 2.0  # by this factor
     regime_beta_shift: float = 0.0  # by this amount
+    regime_reversal_scale: float = 1.0  # and the reversal term of the expected return multiplied by this
     # The predictable component (module docstring); all four at zero leave only the market drift predictable.
     reversal_speed: float = 0.1  # kappa: share of the outstanding overreaction that fades each day
     overreaction_share: float = 0.8  # psi: share of each idiosyncratic shock that is overreaction
@@ -229,6 +231,8 @@ class MarketSpec:
             problems.append(f"regime_vol_multiplier must be a finite number > 0, got {self.regime_vol_multiplier!r}")
         if not math.isfinite(self.regime_beta_shift):
             problems.append(f"regime_beta_shift must be finite, got {self.regime_beta_shift!r}")
+        if not math.isfinite(self.regime_reversal_scale):
+            problems.append(f"regime_reversal_scale must be finite, got {self.regime_reversal_scale!r}")
         if not 0 <= self.reversal_speed < 1:
             problems.append(f"reversal_speed must be in [0, 1), got {self.reversal_speed!r}")
         if not 0 <= self.overreaction_share <= 1:
@@ -566,10 +570,12 @@ def _simulate_returns(
 
     regime = np.ones(days)
     beta_shift = np.zeros((days, 1))
+    reversal_loading = np.full(days, spec.reversal_speed)
     if spec.regime_shift_date is not None:
         after = calendar >= pd.Timestamp(spec.regime_shift_date)
         regime[after] = spec.regime_vol_multiplier
         beta_shift[after] = spec.regime_beta_shift
+        reversal_loading[after] *= spec.regime_reversal_scale
     beta = u.beta + beta_shift  # (days, n)
     idio_shock = np.sqrt(idio_var) * idio_z * regime[:, None]
     shock = (
@@ -607,10 +613,10 @@ def _simulate_returns(
 
     def expected_return(t: int, overreaction: FloatArray, earnings_drift: FloatArray) -> FloatArray:
         # Everything here is known at the close of t (the anchor only from reported figures; a regime's beta
-        # shift is scheduled): it is exactly what the oracle uses.
+        # shift and loadings are scheduled): it is exactly what the oracle uses.
         mu = (
             market_drift[min(t + 1, days - 1)]
-            - kappa * overreaction
+            - reversal_loading[min(t + 1, days - 1)] * overreaction
             + earnings_drift
             - pull * (np.log(close[t]) - log_anchor[t])
         )
@@ -1197,6 +1203,12 @@ def main(argv: list[str] | None = None) -> int:
         "--regime-vol-multiplier", type=float, default=defaults.regime_vol_multiplier, help="by this factor"
     )
     parser.add_argument(
+        "--regime-reversal-scale",
+        type=float,
+        default=defaults.regime_reversal_scale,
+        help="and the reversal term of the expected return multiplied by this (-1: momentum instead of reversal)",
+    )
+    parser.add_argument(
         "--daily",
         type=int,
         default=0,
@@ -1221,6 +1233,7 @@ def main(argv: list[str] | None = None) -> int:
             with_adj_close=not args.no_adj_close,
             regime_shift_date=args.regime_shift_date,
             regime_vol_multiplier=args.regime_vol_multiplier,
+            regime_reversal_scale=args.regime_reversal_scale,
         )
         data, days = split_days(generate_market(spec), args.daily) if args.daily else (generate_market(spec), [])
     except ValueError as exc:

@@ -416,6 +416,18 @@ def test_regime_beta_shift_raises_correlations() -> None:
     assert shifted_change >= plain_change + 0.08
 
 
+def test_regime_reversal_scale_turns_reversal_into_momentum_from_the_shift_on() -> None:
+    """A change of factor loadings: with a strong reversal, next-day returns move against the last one before the
+    shift and with it after (same seed, same paths up to the shift)."""
+    strong = replace(REGIME_BASE, reversal_speed=0.5, overreaction_share=1.0)
+    shifted = replace(strong, regime_shift_date=REGIME_DATE, regime_vol_multiplier=1.0, regime_reversal_scale=-1.0)
+    before, after = _before_and_after_regime_date(shifted)
+    plain_before, plain_after = _before_and_after_regime_date(strong)
+    pd.testing.assert_frame_equal(before, plain_before)
+    assert _lag1_autocorrelation(before).median() < -0.05 and _lag1_autocorrelation(plain_after).median() < -0.05
+    assert _lag1_autocorrelation(after).median() > 0.05
+
+
 # ------------------------------------------------------------------------------------------- files, CLI
 def test_written_files_round_trip_exactly_and_pass_validation(tmp_path: Path, split_market: MarketData) -> None:
     paths = write_market(split_market, tmp_path / "out")
@@ -522,6 +534,7 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
         ({"regime_shift_date": "2010-01-01"}, "regime_shift_date"),
         ({"regime_vol_multiplier": 0.0}, "regime_vol_multiplier"),
         ({"regime_beta_shift": float("nan")}, "regime_beta_shift"),
+        ({"regime_reversal_scale": float("inf")}, "regime_reversal_scale"),
         ({"reversal_speed": 1.0}, "reversal_speed"),
         ({"overreaction_share": -0.1}, "overreaction_share"),
         ({"earnings_drift_share": 2.0}, "earnings_drift_share"),
