@@ -171,14 +171,11 @@ class TrainFlow(SnapshotFlow):
     @timeout(minutes=30)
     @step
     def refit(self):
-        """Refit the challenger on all the data before it is registered."""
+        """Refit the challenger on its training window (all the data, or the last train_days) before registering."""
         from stockcast.train.selection import refit_challenger
 
         self.model = refit_challenger(
-            self.selection,
-            self.modelling[self.settings.feature_set],
-            max_train_rows=self.settings.backtest.max_train_rows,
-            seed=self.settings.seed,
+            self.selection, self.modelling[self.settings.feature_set], self.settings.backtest, seed=self.settings.seed
         )
         self.model_task = current.pathspec
         self.next(self.register)

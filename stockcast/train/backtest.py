@@ -211,6 +211,17 @@ def walk_forward_folds(
     return folds
 
 
+def final_training_start(
+    dates: pd.DatetimeIndex, window: Literal["expanding", "rolling"], train_days: int | None
+) -> pd.Timestamp | None:
+    """Where the model that will serve starts learning: at the first date (``None``) with an expanding window; with a
+    rolling one, ``train_days`` dates before the last, the window every fold was scored with (on all the history, a
+    rolling backtest would have chosen the model for one window and served it fitted on another)."""
+    if window == "expanding" or train_days is None or len(dates) <= train_days:
+        return None
+    return pd.DatetimeIndex(dates).sort_values()[-train_days]
+
+
 def backtest(
     spec: CandidateSpec,
     rows: RowSource | pd.DataFrame,
@@ -284,11 +295,12 @@ def training_rows(
     columns: Sequence[str] | None = None,
     *,
     fold: Fold | None = None,
+    since: pd.Timestamp | None = None,
     max_rows: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The rows a model is trained on: usable rows of the ``fold``'s training window (every usable row without one)
-    whose target is realised before its test window opens, in (ticker, date) order.
+    """The rows a model is trained on: usable rows of the ``fold``'s training window (without one, every usable row
+    from ``since`` on) whose target is realised before its test window opens, in (ticker, date) order.
 
     Leakage guard: a training row whose target close comes from the test window or later (possible when a ticker
     skips days) would teach the model the future it is about to be scored on.
@@ -299,7 +311,7 @@ def training_rows(
     chosen rows' columns, so a task holds the sample, never the whole window.
     """
     source = FrameRows(source) if isinstance(source, pd.DataFrame) else source
-    start, end, before = (None, None, None) if fold is None else (fold.train_start, fold.train_end, fold.test_start)
+    start, end, before = (since, None, None) if fold is None else (fold.train_start, fold.train_end, fold.test_start)
     threshold = None
     if not _fits(source.count(start, end), max_rows):
         scores = [

@@ -30,6 +30,13 @@ Two more rules keep the served model fresh without letting a worse one through:
   (``refresh_margin``): H0: E[L_refit] >= (1 + m) E[L_served], the same one-sided DM test on
   L_refit - (1 + m) L_served, required, on at least ``min_days`` served days. A champion that has not served that
   long is not refreshed yet. At the boundary of H0 it is passed at the nominal rate ``alpha`` (tested).
+
+And one rule does no harm while no model is good: **a champion that, as it served, does significantly worse than
+naive is replaced by naive** when the challenger is refused or is only a refresh (``as_fallback``). It is the same
+one-sided test, of naive's walk-forward losses against the champion's served ones on at least ``min_days`` days. When
+the world changes under a model (a momentum spell where it learnt reversal), it can do worse than "tomorrow = today"
+for weeks before a refit learns the new regime; nothing may pass the gate in that time, but naive needs no evidence of
+skill. Under the null (a champion as good as naive) the fallback fires at most at rate ``alpha``, and harmlessly.
 """
 
 from __future__ import annotations
@@ -68,7 +75,8 @@ class GateDecision:
     alpha: float
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     baseline: bool = False
-    """True when the naive baseline is promoted because the branch had no champion and nothing beat naive."""
+    """True when the naive baseline is promoted: the branch had no champion and nothing beat naive, or the champion
+    served worse than naive (``as_fallback``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict, for the model's lineage record and cards."""
@@ -256,6 +264,24 @@ def as_baseline(refused: GateDecision, naive_id: str) -> GateDecision:
         ),
         alpha=refused.alpha,
         comparisons=refused.comparisons,
+        baseline=True,
+    )
+
+
+def as_fallback(judged: GateDecision, naive_id: str, harm: dict[str, Any], *, min_days: int) -> GateDecision:
+    """The decision to fall back to the naive baseline: naive beat the champion as it served (``harm``: naive's
+    walk-forward predictions compared with the served ones, passed), and the challenger was refused or was only a
+    refresh of that champion (``judged``). It serves until a model beats it through the gate."""
+    return GateDecision(
+        challenger_id=naive_id,
+        promote=True,
+        reason=(
+            f"Fall back to {naive_id}: it {_claim(harm)} ({_evidence(harm, judged.alpha, min_days)}), so the "
+            f"champion does harm as it serves; the challenger: {judged.reason.rstrip('.')}. {naive_id} serves until "
+            "a model beats it through the gate."
+        ),
+        alpha=judged.alpha,
+        comparisons=[*judged.comparisons, harm],
         baseline=True,
     )
 

@@ -48,6 +48,7 @@ from stockcast.train.backtest import (
     FoldSizes,
     backtest,
     evaluate_candidate,
+    final_training_start,
     leaderboard,
     modelling_columns,
     plan_fold_sizes,
@@ -55,7 +56,7 @@ from stockcast.train.backtest import (
     walk_forward_folds,
 )
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
-from stockcast.train.gate import GateDecision, as_baseline, decide, served_reference
+from stockcast.train.gate import GateDecision, as_baseline, as_fallback, compare, decide, served_reference
 
 if TYPE_CHECKING:
     from stockcast.train.zoo import Estimator
@@ -469,7 +470,8 @@ def select_and_gate(
     than the champion as it served by more than ``gate.refresh_margin``. ``served`` (the champion's published
     predictions, when the flow has them) judges the challenger against the champion as it served (``gate.decide``).
     A branch without a champion where nothing beats naive gets naive itself as its baseline champion
-    (``gate.as_baseline``)."""
+    (``gate.as_baseline``); a champion that served significantly worse than naive is replaced by naive when the
+    challenger is refused or only a refresh (``gate.as_fallback``)."""
     candidates = [r for r in results if r.item.role == "candidate"]
     board = leaderboard(
         [{**r.evaluation.overall, "train_seconds": r.seconds, "factory": r.item.spec.factory} for r in candidates]
@@ -477,7 +479,7 @@ def select_and_gate(
     by_id = {r.item.spec.candidate_id: r for r in candidates}
     challenger = by_id[board.loc[0, "candidate_id"]]
     naive = by_id[naive_spec([r.item.spec for r in candidates]).candidate_id]
-    champion_predictions = served_predictions = None
+    champion_predictions = served_predictions = harm = None
     refresh = False
     if champion is not None:
         # backtest_items guarantees one item trains the champion; named by version in the gate's reason:
@@ -493,6 +495,15 @@ def select_and_gate(
         if served is not None:
             mine = served[served["model_version"] == champion.version]
             served_predictions = served_reference(challenger.evaluation.predictions, mine, label)
+            if not _is_champion(naive.item, champion):
+                naive_rows = naive.evaluation.predictions
+                harm = compare(
+                    naive_rows,
+                    served_reference(naive_rows, mine, label),
+                    against="served champion",
+                    alpha=gate.alpha,
+                    min_days=gate.min_days,
+                )
     decision = decide(
         challenger.evaluation.predictions,
         naive.evaluation.predictions,
@@ -504,6 +515,10 @@ def select_and_gate(
     )
     if champion is None and not decision.promote:
         challenger, decision = naive, as_baseline(decision, naive.item.spec.candidate_id)
+    elif harm is not None and harm["passed"] and (refresh or not decision.promote):
+        # A refresh is promoted for being no worse than what the champion served: when that was worse than naive,
+        # the bar says nothing, and naive serves until a model beats it.
+        challenger, decision = naive, as_fallback(decision, naive.item.spec.candidate_id, harm, min_days=gate.min_days)
     return Selection(
         leaderboard=board,
         challenger=challenger.item.spec,
@@ -529,15 +544,17 @@ def data_notes(data: ModellingData, sizes: FoldSizes, target: TargetConfig, max_
     return notes
 
 
-def refit_challenger(selection: Selection, data: ModellingData, *, max_train_rows: int | None, seed: int) -> Estimator:
-    """The challenger fitted on every usable row of the modelling frame (at most ``backtest.max_train_rows``,
-    sampled as in the backtest), before it is registered."""
+def refit_challenger(selection: Selection, data: ModellingData, backtest: BacktestConfig, *, seed: int) -> Estimator:
+    """The challenger fitted on the usable rows of the modelling frame (all of them, or the last ``train_days`` dates
+    with a rolling window; at most ``backtest.max_train_rows``, sampled as in the backtest), before it is
+    registered."""
     from stockcast.train.zoo import fit_candidate  # the model libraries: only fitting needs them
 
     rows = training_rows(
         data.rows,
         modelling_columns(data.rows, data.feature_columns),
-        max_rows=max_train_rows,
+        since=final_training_start(data.usable_dates, backtest.window, backtest.train_days),
+        max_rows=backtest.max_train_rows,
         seed=seed,
     )
     return fit_candidate(selection.challenger, rows, data.feature_columns, data.categorical_columns)
@@ -624,7 +641,7 @@ def train_and_gate(
         combine_backtests(parts, folds), champion, settings.gate, data_version=snapshot.version, served=served
     )
     data = modelling[settings.feature_set]
-    estimator = refit_challenger(selection, data, max_train_rows=max_rows, seed=seed)
+    estimator = refit_challenger(selection, data, settings.backtest, seed=seed)
     from stockcast.train.zoo import as_trained
 
     record = model_record(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -15,7 +16,7 @@ from stockcast.data.calendar import trading_days_spanning
 from stockcast.data.monthly import FrameRows, MonthlyWriter, RowCollector
 from stockcast.data.partitions import partition_table, read_table, write_tables
 from stockcast.data.synthetic.generator import MarketSpec, generate_market
-from stockcast.train.backtest import ORACLE_COLUMN, backtest, evaluate_candidate
+from stockcast.train.backtest import ORACLE_COLUMN, backtest, evaluate_candidate, final_training_start
 from stockcast.train.candidates import CandidateSpec, usable_mask
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig
 from stockcast.train.selection import (
@@ -141,6 +142,57 @@ def test_a_refit_of_the_champion_on_newer_data_is_judged_as_a_refresh(data):
         assert not_a_refresh.decision.reason.startswith("Do not promote naive: ")
         assert not_a_refresh.decision.comparisons[1]["against"] == "champion"
         assert not_a_refresh.decision.comparisons[1]["margin"] == 0.0
+
+
+def test_a_champion_that_served_worse_than_naive_falls_back_to_naive(data):
+    """When what the champion served did significantly worse than naive (here: the opposite of every move), naive
+    replaces it, whatever the challenger (a refresh of the champion's spec is not enough); served as well as naive, or
+    for fewer than ``min_days`` days, it stays."""
+    results = _results(data, backtest_items([NAIVE, DRIFT], "full", None))
+    naive_rows = next(r for r in results if r.item.spec == NAIVE).evaluation.predictions
+    served = naive_rows[["date", "ticker"]].rename(columns={"date": "as_of"}).assign(model_version="v1")
+    harmful = served.assign(predicted_return=-naive_rows["next_return"].to_numpy())
+    # Against the champion ridge, the challenger (naive, ranked first) is refused. Ranked first instead, drift's refit
+    # is a refresh of the champion drift, judged against what it served, which says nothing here.
+    drift_first = [
+        replace(r, evaluation=replace(r.evaluation, overall={**r.evaluation.overall, "mean_fold_rmse_return": 0.0}))
+        if r.item.spec == DRIFT
+        else r
+        for r in results
+    ]
+    for champion, given in ((_champion(RIDGE), None), (_champion(DRIFT), drift_first)):
+        scored = given or _results(data, backtest_items([NAIVE, DRIFT], "full", champion))
+        fallback = select_and_gate(scored, champion, GATE, data_version="newer", served=harmful)
+        assert fallback.decision.promote and fallback.decision.baseline and fallback.challenger == NAIVE
+        assert fallback.decision.reason.startswith(
+            f"Fall back to naive: it beats the served champion v1 ({champion.candidate_id})"
+        )
+        assert fallback.decision.comparisons[-1]["against"] == "served champion"
+    assert re.search(r"the challenger: (Do not p|P)romote refresh drift", fallback.decision.reason)
+
+    first_days = harmful[pd.to_datetime(harmful["as_of"]).isin(sorted(harmful["as_of"].unique())[:3])]
+    for stays in (served.assign(predicted_return=0.0), first_days):
+        kept = select_and_gate(results, _champion(DRIFT), GATE, data_version="newer", served=stays)
+        assert not kept.decision.baseline and not kept.decision.reason.startswith("Fall back")
+
+
+def test_a_rolling_window_refits_on_its_last_train_days_the_window_every_fold_was_scored_with(data):
+    rolling = BacktestConfig(n_folds=2, test_days=30, gap_days=1, window="rolling", min_train_days=60, train_days=60)
+    start = final_training_start(data.usable_dates, rolling.window, rolling.train_days)
+    assert start == data.usable_dates[-60] and final_training_start(data.usable_dates, "expanding", None) is None
+    assert {fold.n_train_days for fold in plan_folds(data, rolling)} == {60}
+    results = _results(data, backtest_items([NAIVE, RIDGE], "full", None))
+    selection = replace(select_and_gate(results, None, GATE), challenger=RIDGE)
+    frame = data.read()
+    window = replace(data, rows=FrameRows(frame[frame["date"] >= start]))
+
+    refit = refit_challenger(selection, data, rolling, seed=5)
+
+    on_window = refit_challenger(selection, window, BACKTEST, seed=5)
+    on_everything = refit_challenger(selection, data, BACKTEST, seed=5)
+    features = frame[data.feature_columns]
+    np.testing.assert_array_equal(refit.predict(features), on_window.predict(features))
+    assert not np.allclose(refit.predict(features), on_everything.predict(features))
 
 
 # --- Work split into tasks: shards of tickers, groups of folds ---------------------------------------------------
@@ -309,7 +361,10 @@ def test_a_stored_frame_backtests_and_refits_exactly_like_the_frame_in_memory(da
         assert not np.allclose(in_memory["predicted_return"], uncapped["predicted_return"])  # the cap did bind
     selection = select_and_gate(_results(data, backtest_items([NAIVE, RIDGE], "full", None)), None, GATE)
     selection = replace(selection, challenger=RIDGE)
-    refits = [refit_challenger(selection, source, max_train_rows=cap, seed=5) for source in (data, stored)]
+    refits = [
+        refit_challenger(selection, source, BACKTEST.model_copy(update={"max_train_rows": cap}), seed=5)
+        for source in (data, stored)
+    ]
     frame = data.read()
     np.testing.assert_array_equal(
         refits[0].predict(frame[data.feature_columns]), refits[1].predict(frame[data.feature_columns])
