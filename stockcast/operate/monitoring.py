@@ -25,6 +25,7 @@ from stockcast.core.config import Settings
 from stockcast.core.frames import json_ready, require_columns
 from stockcast.serve.schema import PREDICTION_FIELDS
 from stockcast.train.backtest import daily_information_coefficients
+from stockcast.train.gate import diebold_mariano
 
 PSI_EMPTY_BIN_SHARE = 1e-4
 """The share given to a bin that one side leaves empty: PSI takes log(current / reference) per bin, infinite for
@@ -103,13 +104,14 @@ def _bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def ks_statistic(reference: Any, current: Any) -> float:
     """The two-sample Kolmogorov–Smirnov statistic D: the largest gap between the two empirical CDFs (0 = same
     distribution, 1 = disjoint). NaNs are dropped; each side needs at least one value."""
-    # Imported here: scipy.stats takes about a second to import, and every flow process that loads the operations
-    # configuration imports this module (for MonitorThresholds), though only drift measurement needs scipy.
-    from scipy import stats
-
-    # Only the statistic is used: the asymptotic method skips the exact p-value, which costs far more than D.
-    reference_values, current_values = _finite(reference, "reference", 1), _finite(current, "current", 1)
-    return float(stats.ks_2samp(reference_values, current_values, method="asymp").statistic)
+    # D alone, as scipy.stats.ks_2samp computes it (both CDFs at every value of either sample): monitoring computes
+    # it for every feature every day, and scipy's wrapper cost more than the statistic.
+    reference_values = np.sort(_finite(reference, "reference", 1))
+    current_values = np.sort(_finite(current, "current", 1))
+    values = np.concatenate([reference_values, current_values])
+    reference_cdf = np.searchsorted(reference_values, values, side="right") / len(reference_values)
+    current_cdf = np.searchsorted(current_values, values, side="right") / len(current_values)
+    return float(np.max(np.abs(reference_cdf - current_cdf)))
 
 
 def _finite(values: Any, side: str, minimum: int) -> np.ndarray:
@@ -317,6 +319,10 @@ class MonitorThresholds(Settings):
     # Rolling rmse_vs_naive over the backtest's: the edge the model was promoted for is ~1-3 %, so a 2 % decay has
     # eaten most of it (a larger ratio would only fire after the performance alert already did).
     max_decay_vs_backtest: Annotated[float, Field(gt=0.0)] = 1.02
+    # A month of next-day errors is noisy: a model as good as its backtest crosses a 2 % limit by chance on some days.
+    # So both alerts also need the excess to be significant at this level: the one-sided Diebold-Mariano test (as in
+    # the promotion gate) of the window's daily losses against the limit times naive's.
+    alert_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     # The usual PSI rule of thumb: above 0.25 a distribution has shifted significantly.
     psi_threshold: Annotated[float, Field(gt=0.0)] = 0.25
     # A month of features is strongly correlated across days and tickers (63-day returns, trends, days since the
@@ -403,24 +409,31 @@ def assess(
     realised_days = len(performance)
     rolling = float(performance["rolling_return_rmse_vs_naive"].iloc[-1]) if realised_days else float("nan")
     judged = realised_days >= thresholds.min_days and np.isfinite(rolling)
-    if judged and rolling > thresholds.max_rmse_vs_naive:
+    window = min(realised_days, thresholds.window_days)
+    performance_p = excess_loss_p_value(performance, thresholds.max_rmse_vs_naive, window) if judged else float("nan")
+    if judged and rolling > thresholds.max_rmse_vs_naive and performance_p < thresholds.alert_alpha:
         alerts.append(
             Alert(
                 "performance",
-                f"rolling RMSE of the predicted return over the last {min(realised_days, thresholds.window_days)} "
-                f"days is {rolling:.3f} x the naive baseline's (limit {thresholds.max_rmse_vs_naive})",
+                f"rolling RMSE of the predicted return over the last {window} days is {rolling:.3f} x the naive "
+                f"baseline's (limit {thresholds.max_rmse_vs_naive}; one-sided p = {performance_p:.2g} < "
+                f"{thresholds.alert_alpha})",
                 rolling,
                 thresholds.max_rmse_vs_naive,
             )
         )
     decay = rolling / backtest_return_rmse_vs_naive if backtest_return_rmse_vs_naive else float("nan")
-    if judged and np.isfinite(decay) and decay > thresholds.max_decay_vs_backtest:
+    decay_p = float("nan")
+    if judged and np.isfinite(decay):
+        decay_limit = thresholds.max_decay_vs_backtest * float(backtest_return_rmse_vs_naive or 0.0)
+        decay_p = excess_loss_p_value(performance, decay_limit, window)
+    if judged and np.isfinite(decay) and decay > thresholds.max_decay_vs_backtest and decay_p < thresholds.alert_alpha:
         alerts.append(
             Alert(
                 "decay",
                 f"rolling return RMSE vs naive ({rolling:.3f}) is {decay:.3f} x the backtest's "
-                f"({backtest_return_rmse_vs_naive:.3f};"
-                f" limit {thresholds.max_decay_vs_backtest})",
+                f"({backtest_return_rmse_vs_naive:.3f}; limit {thresholds.max_decay_vs_backtest}; one-sided p = "
+                f"{decay_p:.2g} < {thresholds.alert_alpha})",
                 decay,
                 thresholds.max_decay_vs_backtest,
             )
@@ -474,7 +487,9 @@ def assess(
         "realised_days": realised_days,
         "rolling_return_rmse_vs_naive": json_ready(rolling),
         "backtest_return_rmse_vs_naive": json_ready(backtest_return_rmse_vs_naive),
+        "performance_p_value": json_ready(performance_p),
         "decay_vs_backtest": json_ready(decay),
+        "decay_p_value": json_ready(decay_p),
         "features_assessed": len(assessed),
         "features_drifted": drifted,
         "drifted_share": json_ready(drifted_share),
@@ -485,6 +500,17 @@ def assess(
         "retrain": retrain,
     }
     return MonitorReport(alerts=alerts, retrain=retrain, summary=summary)
+
+
+def excess_loss_p_value(performance: pd.DataFrame, limit: float, days: int) -> float:
+    """How likely the last ``days`` rows of ``daily_performance`` are if the model's return RMSE were at most
+    ``limit`` times naive's: the one-sided Diebold-Mariano p-value of limit^2 x naive's daily mean squared return
+    error being lower than the model's. Small: the excess over the limit is beyond chance. NaN with fewer than two
+    days."""
+    recent = performance.tail(days)
+    if len(recent) < 2:
+        return float("nan")
+    return diebold_mariano(limit**2 * recent["naive_return_rmse"] ** 2, recent["return_rmse"] ** 2).p_value
 
 
 def _decision_shortfall(quality: pd.DataFrame | None, thresholds: MonitorThresholds) -> float:

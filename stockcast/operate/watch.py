@@ -110,23 +110,30 @@ def calibrated_drift(windows: DriftWindows, feature_columns: Sequence[str], *, p
     the reference than windows of the same length ever were while the model was being trained.
     """
     drift = feature_drift(windows.reference, windows.current, feature_columns, psi_threshold=psi_threshold)
-    usual = {feature: _usual_psi(windows, feature) for feature in drift.loc[drift["psi"].notna(), "feature"]}
+    assessed = list(drift.loc[drift["psi"].notna(), "feature"])
+    # Each window as one array (a column per assessed feature): read once, not once per feature.
+    reference = windows.reference[assessed].to_numpy(dtype=float, na_value=np.nan)
+    calibration = [window[assessed].to_numpy(dtype=float, na_value=np.nan) for window in windows.calibration]
+    usual = {
+        feature: _usual_psi(reference[:, column], [window[:, column] for window in calibration])
+        for column, feature in enumerate(assessed)
+    }
     usual_psi = drift["feature"].map(usual).to_numpy(dtype=float)
     psi = drift["psi"].to_numpy(dtype=float)
     beyond_usual = np.isnan(usual_psi) | (psi > usual_psi)  # no calibration window: the fixed threshold alone
     return drift.assign(usual_psi=usual_psi, drifted=(psi >= psi_threshold) & beyond_usual)
 
 
-def _usual_psi(windows: DriftWindows, feature: str) -> float:
-    """The largest PSI of ``feature`` among the calibration windows that have enough values (NaN if none has)."""
+def _usual_psi(reference_values: np.ndarray, calibration: list[np.ndarray]) -> float:
+    """The largest PSI of a feature among the calibration windows that have enough values (NaN if none has)."""
     try:
-        reference = psi_reference(windows.reference[feature].to_numpy(dtype=float, na_value=np.nan))
+        reference = psi_reference(reference_values)
     except ValueError:  # too few reference values to bin
         return float("nan")
     largest = float("nan")
-    for window in windows.calibration:
+    for window in calibration:
         try:
-            psi = reference.psi(window[feature].to_numpy(dtype=float, na_value=np.nan))
+            psi = reference.psi(window)
         except ValueError:  # too few values to bin, as feature_drift treats it
             continue
         largest = psi if np.isnan(largest) else max(largest, psi)

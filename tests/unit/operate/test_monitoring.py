@@ -39,6 +39,14 @@ def test_ks_matches_the_theoretical_distance_of_shifted_normals(shift: float) ->
     assert ks_statistic(normal(0, seed=1), normal(shift, seed=2)) == pytest.approx(expected, abs=KS_TOLERANCE)
 
 
+def test_ks_is_scipys_statistic_with_ties_and_unequal_sizes() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        discrete = rng.integers(0, 20, rng.integers(1, 300)).astype(float)
+        rounded = rng.normal(8, 5, rng.integers(1, 300)).round()
+        assert ks_statistic(discrete, rounded) == pytest.approx(stats.ks_2samp(discrete, rounded).statistic, abs=1e-12)
+
+
 def test_psi_is_near_zero_without_a_shift_and_grows_like_the_squared_shift() -> None:
     reference = normal(0, seed=1)
     psi = {shift: population_stability_index(reference, normal(shift, seed=2)) for shift in [0.0, 0.25, 0.5, 1.0]}
@@ -368,3 +376,42 @@ def test_decisions_trailing_the_basket_alert_for_people_not_for_a_retrain() -> N
     assert report.summary["decision_shortfall"] == pytest.approx(1.004**20 - 1.001**20)
     assert verdict(decision_quality=decisions_of(30, 0.002, 0.004)) == ([], False)  # 4.1 %: within the limit
     assert verdict(decision_quality=decisions_of(4, -0.05, 0.01)) == ([], False)  # fewer than min_days
+
+
+def noisy_performance(true_ratio: float, *, seed: int, days: int = 20, tickers: int = 40) -> pd.DataFrame:
+    """`days` realised days of independent errors: the model's `true_ratio` times as spread as naive's."""
+    rng = np.random.default_rng(seed)
+    naive = 0.02 * rng.standard_normal(days * tickers)
+    model = 0.02 * true_ratio * rng.standard_normal(days * tickers)
+    joined = pd.DataFrame(
+        {
+            "realised_date": np.repeat(pd.bdate_range("2025-01-02", periods=days), tickers),
+            "predicted_return": 0.0,
+            "realised_return": 0.0,
+            "error": model,
+            "naive_error": naive,
+            "return_error": model,
+            "naive_return_error": naive,
+        }
+    )
+    return daily_performance(joined, window=THRESHOLDS.window_days)
+
+
+def test_performance_and_decay_alert_only_on_an_excess_beyond_chance() -> None:
+    # As good as naive and as its backtest, unlucky over the month: past both limits by chance, which the test of the
+    # daily losses sees.
+    unlucky = next(
+        frame
+        for frame in (noisy_performance(1.0, seed=seed) for seed in range(100))
+        if frame["rolling_return_rmse_vs_naive"].iloc[-1] > 1.03
+    )
+    report = assess(**{**HEALTHY, "performance": unlucky, "backtest_return_rmse_vs_naive": 1.0}, thresholds=THRESHOLDS)
+    assert report.alerts == []
+    assert report.summary["performance_p_value"] >= THRESHOLDS.alert_alpha
+    assert report.summary["decay_p_value"] >= THRESHOLDS.alert_alpha
+
+    # Truly 30 % worse: both fire, each with its p-value in the message.
+    worse = assess(**{**HEALTHY, "performance": noisy_performance(1.3, seed=1)}, thresholds=THRESHOLDS)
+    assert [alert.kind for alert in worse.alerts] == ["performance", "decay"]
+    assert all("one-sided p = " in alert.message for alert in worse.alerts)
+    assert worse.summary["performance_p_value"] < THRESHOLDS.alert_alpha
