@@ -1,4 +1,4 @@
-"""The OpenAPI document is the service's contract, and the real server keeps it: schemathesis generates thousands of
+"""The OpenAPI document is the service's contract, and the real server keeps it: schemathesis generates over a thousand
 requests from ``/docs.json`` (valid ones and deliberately invalid ones, seeded, so every run sends the same) against
 the built Bento under ``bentoml serve``, and checks every answer: no server error, a status the document declares,
 a body and headers matching the declared schema, and every request the schema forbids refused.
@@ -22,10 +22,11 @@ from tests.service.conftest import API_TOKEN
 pytestmark = pytest.mark.slow
 
 SEED = 20261205
-MAX_EXAMPLES = 1000
-"""Fuzzing examples per operation: with the examples and coverage phases, about 2,300 requests in all (the two POST
-APIs take nearly all of them; the GET endpoints have no input to vary), in about 30 s on two cores."""
-MIN_CASES = 2000
+MAX_EXAMPLES = 500
+"""Fuzzing examples per operation: with the examples and coverage phases, over 1,000 requests in all (the two POST
+APIs take nearly all of them; the GET endpoints have no input to vary), in about 15 s on two cores. (Twice as many
+found nothing more in every run since the test was written, and cost 15 s of the tiers' 10 minutes.)"""
+MIN_CASES = 1000
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -78,7 +79,7 @@ def run_schemathesis(
 
 
 @pytest.mark.timeout(360)
-def test_thousands_of_generated_requests_meet_the_documented_contract(server: str, tmp_path: Path) -> None:
+def test_a_thousand_generated_requests_meet_the_documented_contract(server: str, tmp_path: Path) -> None:
     process, report = run_schemathesis(f"{server}/docs.json", tmp_path, f"--max-examples={MAX_EXAMPLES}")
 
     assert report, process.stdout[-5000:] + process.stderr[-5000:]
