@@ -1,5 +1,6 @@
 """TrainFlow: backtest every candidate model walk-forward, gate the best against the naive baseline and the
-champion, refit it on all data and register it with its lineage; a promoted champion is packaged as a Bento.
+champion, refit it on its training window and register it with its lineage; a promoted champion is packaged as a
+Bento.
 
     python flows/train.py run [--snapshot IngestFlow/<run_id>] [--max-workers N]
     python flows/train.py --config config my_train.toml run     # another model zoo / backtest / gate
@@ -137,7 +138,8 @@ class TrainFlow(SnapshotFlow):
     @step
     def select(self, inputs):
         """Combine each model's fold groups, rank the candidates and run the gate: beat the naive baseline and the
-        re-scored champion (a refit of the champion on newer data: be no worse), also as it served."""
+        re-scored champion (a refit of the champion on newer data: be no worse), also as it served; or fall back to
+        naive when the champion served worse than it."""
         from stockcast.operate.tables import load_predictions
         from stockcast.train.selection import combine_backtests, data_notes, select_and_gate
 
@@ -175,7 +177,11 @@ class TrainFlow(SnapshotFlow):
         from stockcast.train.selection import refit_challenger
 
         self.model = refit_challenger(
-            self.selection, self.modelling[self.settings.feature_set], self.settings.backtest, seed=self.settings.seed
+            self.selection,
+            self.modelling[self.settings.feature_set],
+            self.folds,
+            self.settings.backtest,
+            seed=self.settings.seed,
         )
         self.model_task = current.pathspec
         self.next(self.register)

@@ -5,9 +5,9 @@
 - `population_stability_index` and `ks_statistic` measure how far a feature's recent values moved from the
   training window's; `feature_drift` applies both to every numeric feature.
 - `assess` compares all of it with `MonitorThresholds` and says which alerts fire and whether to retrain.
-  Performance falling behind naive, decay against the backtest, feature drift and an old model call for a
-  retraining; stale data does not: a model retrained on the same stale snapshot would learn nothing new, so a
-  freshness alert asks for ingestion instead.
+  Performance falling behind naive and decay against the backtest (each beyond chance: `excess_loss_p_value`),
+  feature drift and an old model call for a retraining; stale data does not: a model retrained on the same stale
+  snapshot would learn nothing new, so a freshness alert asks for ingestion instead.
 """
 
 from __future__ import annotations
@@ -321,7 +321,7 @@ class MonitorThresholds(Settings):
     max_decay_vs_backtest: Annotated[float, Field(gt=0.0)] = 1.02
     # A month of next-day errors is noisy: a model as good as its backtest crosses a 2 % limit by chance on some days.
     # So both alerts also need the excess to be significant at this level: the one-sided Diebold-Mariano test (as in
-    # the promotion gate) of the window's daily losses against the limit times naive's.
+    # the promotion gate) of the window's daily mean squared errors against limit^2 times naive's.
     alert_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     # The usual PSI rule of thumb: above 0.25 a distribution has shifted significantly.
     psi_threshold: Annotated[float, Field(gt=0.0)] = 0.25
@@ -505,12 +505,17 @@ def assess(
 def excess_loss_p_value(performance: pd.DataFrame, limit: float, days: int) -> float:
     """How likely the last ``days`` rows of ``daily_performance`` are if the model's return RMSE were at most
     ``limit`` times naive's: the one-sided Diebold-Mariano p-value of limit^2 x naive's daily mean squared return
-    error being lower than the model's. Small: the excess over the limit is beyond chance. NaN with fewer than two
-    days."""
+    error being lower than the model's. Small: the excess over the limit is beyond chance. Days weigh equally (the
+    rolling ratio pools rows); days without a finite loss are left out, and fewer than two give NaN."""
     recent = performance.tail(days)
-    if len(recent) < 2:
+    model, naive = (
+        recent["return_rmse"].to_numpy(dtype=float) ** 2,
+        recent["naive_return_rmse"].to_numpy(dtype=float) ** 2,
+    )
+    finite = np.isfinite(model) & np.isfinite(naive)
+    if finite.sum() < 2:
         return float("nan")
-    return diebold_mariano(limit**2 * recent["naive_return_rmse"] ** 2, recent["return_rmse"] ** 2).p_value
+    return diebold_mariano(limit**2 * naive[finite], model[finite]).p_value
 
 
 def _decision_shortfall(quality: pd.DataFrame | None, thresholds: MonitorThresholds) -> float:

@@ -211,15 +211,14 @@ def walk_forward_folds(
     return folds
 
 
-def final_training_start(
-    dates: pd.DatetimeIndex, window: Literal["expanding", "rolling"], train_days: int | None
-) -> pd.Timestamp | None:
+def final_training_start(dates: pd.DatetimeIndex, folds: Sequence[Fold], window: str) -> pd.Timestamp | None:
     """Where the model that will serve starts learning: at the first date (``None``) with an expanding window; with a
-    rolling one, ``train_days`` dates before the last, the window every fold was scored with (on all the history, a
-    rolling backtest would have chosen the model for one window and served it fitted on another)."""
-    if window == "expanding" or train_days is None or len(dates) <= train_days:
+    rolling one, as many dates before the last as each fold trained on (on all the history, a rolling backtest would
+    have chosen the model for one window and served it fitted on another)."""
+    span = folds[-1].n_train_days if folds else 0
+    if window != "rolling" or not span or len(dates) <= span:
         return None
-    return pd.DatetimeIndex(dates).sort_values()[-train_days]
+    return pd.DatetimeIndex(dates).sort_values()[-span]
 
 
 def backtest(

@@ -32,11 +32,13 @@ Two more rules keep the served model fresh without letting a worse one through:
   long is not refreshed yet. At the boundary of H0 it is passed at the nominal rate ``alpha`` (tested).
 
 And one rule does no harm while no model is good: **a champion that, as it served, does significantly worse than
-naive is replaced by naive** when the challenger is refused or is only a refresh (``as_fallback``). It is the same
-one-sided test, of naive's walk-forward losses against the champion's served ones on at least ``min_days`` days. When
-the world changes under a model (a momentum spell where it learnt reversal), it can do worse than "tomorrow = today"
-for weeks before a refit learns the new regime; nothing may pass the gate in that time, but naive needs no evidence of
-skill. Under the null (a champion as good as naive) the fallback fires at most at rate ``alpha``, and harmlessly.
+naive is replaced by naive** (``as_fallback``), by the same one-sided test of naive's walk-forward losses against the
+champion's served ones on at least ``min_days`` days, when the challenger is refused, or is a refresh that naive also
+beats on those days (its bar, "no worse than what the champion served", says nothing then). When the world changes
+under a model (a momentum spell where it learnt reversal), it can do worse than "tomorrow = today" for weeks before a
+refit learns the new regime; nothing may pass the gate in that time, but naive needs no evidence of skill. Each
+retrain's test passes a champion as good as naive at rate ``alpha`` at most (retrains at every cooldown look again),
+and a fallback is harmless.
 """
 
 from __future__ import annotations
@@ -176,6 +178,7 @@ def compare(
     result = diebold_mariano(loss_challenger, (1.0 + margin) * loss_reference) if n_days >= 2 else None
     judged = required or n_days >= min_days
     return {
+        "challenger_id": str(challenger_predictions["candidate_id"].iloc[0]),
         "against": against,
         "reference_id": str(reference_predictions["candidate_id"].iloc[0]) if len(reference_predictions) else "",
         "statistic": result.statistic if result else float("nan"),
@@ -270,8 +273,8 @@ def as_baseline(refused: GateDecision, naive_id: str) -> GateDecision:
 
 def as_fallback(judged: GateDecision, naive_id: str, harm: dict[str, Any], *, min_days: int) -> GateDecision:
     """The decision to fall back to the naive baseline: naive beat the champion as it served (``harm``: naive's
-    walk-forward predictions compared with the served ones, passed), and the challenger was refused or was only a
-    refresh of that champion (``judged``). It serves until a model beats it through the gate."""
+    walk-forward predictions compared with the served ones, passed), and the challenger was refused or was a refresh
+    naive also beat on those days (``judged``). It serves until a model beats it through the gate."""
     return GateDecision(
         challenger_id=naive_id,
         promote=True,

@@ -4,7 +4,8 @@ The steps: plan what to backtest (every candidate, and the current champion re-s
 split the work (shards of tickers, groups of folds) → build each shard's per-ticker rows → join them into the
 modelling frame (features + target + the generator's oracle when present) and plan the walk-forward folds → backtest
 each item on each group of folds → combine the groups and rank the items, and run the gate → refit the challenger on
-all data → register it with its lineage. Packaging and promotion follow in ``stockcast.deploy.package.release``.
+its training window (all the data, or a rolling window's last days) → register it with its lineage. Packaging and
+promotion follow in ``stockcast.deploy.package.release``.
 
 Splitting changes nothing but the number of tasks: ``build_modelling_data`` is the join of one shard, and
 ``combine_backtests`` gives every item exactly the evaluation one backtest over all folds gives (``seconds`` aside).
@@ -471,7 +472,7 @@ def select_and_gate(
     predictions, when the flow has them) judges the challenger against the champion as it served (``gate.decide``).
     A branch without a champion where nothing beats naive gets naive itself as its baseline champion
     (``gate.as_baseline``); a champion that served significantly worse than naive is replaced by naive when the
-    challenger is refused or only a refresh (``gate.as_fallback``)."""
+    challenger is refused, or is a refresh naive also beats on the served days (``gate.as_fallback``)."""
     candidates = [r for r in results if r.item.role == "candidate"]
     board = leaderboard(
         [{**r.evaluation.overall, "train_seconds": r.seconds, "factory": r.item.spec.factory} for r in candidates]
@@ -479,7 +480,7 @@ def select_and_gate(
     by_id = {r.item.spec.candidate_id: r for r in candidates}
     challenger = by_id[board.loc[0, "candidate_id"]]
     naive = by_id[naive_spec([r.item.spec for r in candidates]).candidate_id]
-    champion_predictions = served_predictions = harm = None
+    champion_predictions = served_predictions = harm = challenger_harm = None
     refresh = False
     if champion is not None:
         # backtest_items guarantees one item trains the champion; named by version in the gate's reason:
@@ -504,6 +505,13 @@ def select_and_gate(
                     alpha=gate.alpha,
                     min_days=gate.min_days,
                 )
+                # The challenger's walk-forward predictions of the days the champion served, judged the same way.
+                served_rows = challenger.evaluation.predictions.merge(
+                    served_predictions[["date", "ticker"]], on=["date", "ticker"]
+                )
+                challenger_harm = compare(
+                    naive_rows, served_rows, against="challenger", alpha=gate.alpha, min_days=gate.min_days
+                )
     decision = decide(
         challenger.evaluation.predictions,
         naive.evaluation.predictions,
@@ -515,9 +523,9 @@ def select_and_gate(
     )
     if champion is None and not decision.promote:
         challenger, decision = naive, as_baseline(decision, naive.item.spec.candidate_id)
-    elif harm is not None and harm["passed"] and (refresh or not decision.promote):
+    elif harm is not None and harm["passed"] and (not decision.promote or (refresh and challenger_harm["passed"])):
         # A refresh is promoted for being no worse than what the champion served: when that was worse than naive,
-        # the bar says nothing, and naive serves until a model beats it.
+        # the bar says nothing, and one that naive beats on the same days does not replace it.
         challenger, decision = naive, as_fallback(decision, naive.item.spec.candidate_id, harm, min_days=gate.min_days)
     return Selection(
         leaderboard=board,
@@ -544,16 +552,18 @@ def data_notes(data: ModellingData, sizes: FoldSizes, target: TargetConfig, max_
     return notes
 
 
-def refit_challenger(selection: Selection, data: ModellingData, backtest: BacktestConfig, *, seed: int) -> Estimator:
-    """The challenger fitted on the usable rows of the modelling frame (all of them, or the last ``train_days`` dates
-    with a rolling window; at most ``backtest.max_train_rows``, sampled as in the backtest), before it is
-    registered."""
+def refit_challenger(
+    selection: Selection, data: ModellingData, folds: Sequence[Fold], backtest: BacktestConfig, *, seed: int
+) -> Estimator:
+    """The challenger fitted on the usable rows of the modelling frame (all of them, or with a rolling window the last
+    dates the ``folds`` each trained on; at most ``backtest.max_train_rows``, sampled as in the backtest), before it
+    is registered."""
     from stockcast.train.zoo import fit_candidate  # the model libraries: only fitting needs them
 
     rows = training_rows(
         data.rows,
         modelling_columns(data.rows, data.feature_columns),
-        since=final_training_start(data.usable_dates, backtest.window, backtest.train_days),
+        since=final_training_start(data.usable_dates, folds, backtest.window),
         max_rows=backtest.max_train_rows,
         seed=seed,
     )
@@ -641,7 +651,7 @@ def train_and_gate(
         combine_backtests(parts, folds), champion, settings.gate, data_version=snapshot.version, served=served
     )
     data = modelling[settings.feature_set]
-    estimator = refit_challenger(selection, data, settings.backtest, seed=seed)
+    estimator = refit_challenger(selection, data, folds, settings.backtest, seed=seed)
     from stockcast.train.zoo import as_trained
 
     record = model_record(

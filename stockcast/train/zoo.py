@@ -376,8 +376,8 @@ def fit_candidate(
 ) -> Estimator:
     """Fit a candidate on every usable row of `frame`.
 
-    The backtest calls it with one training fold; the flow calls it with the whole modelling frame to refit the
-    winner on all data before registering it.
+    The backtest calls it with one training fold; the flow calls it with the modelling frame's training window to
+    refit the winner before registering it.
     """
     require_columns(frame, list(feature_columns), MODELLING_FRAME)
     rows = frame.loc[usable_mask(frame)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -144,52 +143,63 @@ def test_a_refit_of_the_champion_on_newer_data_is_judged_as_a_refresh(data):
         assert not_a_refresh.decision.comparisons[1]["margin"] == 0.0
 
 
+def _with_predictions(result, predicted_return: pd.Series, *, ranked_first: bool = False):
+    """A backtest result whose model predicted ``predicted_return`` (on its rows, in order), ranked first if asked."""
+    evaluation = result.evaluation
+    overall = {**evaluation.overall, "mean_fold_rmse_return": 0.0} if ranked_first else evaluation.overall
+    predictions = evaluation.predictions.assign(predicted_return=predicted_return.to_numpy())
+    return replace(result, evaluation=replace(evaluation, predictions=predictions, overall=overall))
+
+
 def test_a_champion_that_served_worse_than_naive_falls_back_to_naive(data):
     """When what the champion served did significantly worse than naive (here: the opposite of every move), naive
-    replaces it, whatever the challenger (a refresh of the champion's spec is not enough); served as well as naive, or
-    for fewer than ``min_days`` days, it stays."""
-    results = _results(data, backtest_items([NAIVE, DRIFT], "full", None))
-    naive_rows = next(r for r in results if r.item.spec == NAIVE).evaluation.predictions
-    served = naive_rows[["date", "ticker"]].rename(columns={"date": "as_of"}).assign(model_version="v1")
-    harmful = served.assign(predicted_return=-naive_rows["next_return"].to_numpy())
-    # Against the champion ridge, the challenger (naive, ranked first) is refused. Ranked first instead, drift's refit
-    # is a refresh of the champion drift, judged against what it served, which says nothing here.
-    drift_first = [
-        replace(r, evaluation=replace(r.evaluation, overall={**r.evaluation.overall, "mean_fold_rmse_return": 0.0}))
-        if r.item.spec == DRIFT
-        else r
-        for r in results
-    ]
-    for champion, given in ((_champion(RIDGE), None), (_champion(DRIFT), drift_first)):
-        scored = given or _results(data, backtest_items([NAIVE, DRIFT], "full", champion))
-        fallback = select_and_gate(scored, champion, GATE, data_version="newer", served=harmful)
-        assert fallback.decision.promote and fallback.decision.baseline and fallback.challenger == NAIVE
-        assert fallback.decision.reason.startswith(
-            f"Fall back to naive: it beats the served champion v1 ({champion.candidate_id})"
-        )
-        assert fallback.decision.comparisons[-1]["against"] == "served champion"
-    assert re.search(r"the challenger: (Do not p|P)romote refresh drift", fallback.decision.reason)
+    replaces it if the challenger is refused, or is a refresh that naive also beats on the served days; not if the
+    refresh does better there. Served as well as naive, or for fewer than ``min_days`` days, the champion stays."""
+    results = _results(data, backtest_items([NAIVE, RIDGE], "full", None))
+    naive, ridge = (next(r for r in results if r.item.spec == spec) for spec in (NAIVE, RIDGE))
+    rows = naive.evaluation.predictions
+    served_days = rows["date"] >= sorted(rows["date"].unique())[-8]  # the gate needs min_days = 5 of them
+    served = rows.loc[served_days, ["date", "ticker"]].rename(columns={"date": "as_of"}).assign(model_version="v1")
+    harmful = served.assign(predicted_return=-rows.loc[served_days, "next_return"].to_numpy())
+    moves = ridge.evaluation.predictions["next_return"]
+    good = _with_predictions(ridge, moves, ranked_first=True)  # foresees every move: beats naive
+    good_until_served = _with_predictions(ridge, moves.where(~served_days.to_numpy(), -moves), ranked_first=True)
 
-    first_days = harmful[pd.to_datetime(harmful["as_of"]).isin(sorted(harmful["as_of"].unique())[:3])]
+    champion = _champion(RIDGE)  # on the same data, its spec is no refresh: whichever ranks first is refused
+    refused = select_and_gate([naive, ridge], champion, GATE, data_version=champion.data_version, served=harmful)
+    naive_beats_the_refresh = select_and_gate(
+        [naive, good_until_served], champion, GATE, data_version="new", served=harmful
+    )
+    for fallback in (refused, naive_beats_the_refresh):
+        assert fallback.decision.promote and fallback.decision.baseline and fallback.challenger == NAIVE
+        assert fallback.decision.reason.startswith("Fall back to naive: it beats the served champion v1 (")
+        assert fallback.decision.comparisons[-1]["challenger_id"] == NAIVE.candidate_id
+    assert "the challenger: Promote refresh ridge[alpha=10.0]" in naive_beats_the_refresh.decision.reason
+
+    better_refresh = select_and_gate([naive, good], champion, GATE, data_version="new", served=harmful)
+    assert better_refresh.decision.promote and better_refresh.challenger == RIDGE
+    assert better_refresh.decision.reason.startswith("Promote refresh ridge[alpha=10.0]")
+    first_days = harmful[harmful["as_of"] < sorted(harmful["as_of"].unique())[3]]
     for stays in (served.assign(predicted_return=0.0), first_days):
-        kept = select_and_gate(results, _champion(DRIFT), GATE, data_version="newer", served=stays)
+        kept = select_and_gate([naive, ridge], champion, GATE, data_version=champion.data_version, served=stays)
         assert not kept.decision.baseline and not kept.decision.reason.startswith("Fall back")
 
 
-def test_a_rolling_window_refits_on_its_last_train_days_the_window_every_fold_was_scored_with(data):
+def test_a_rolling_window_refits_on_as_many_last_days_as_every_fold_trained_on(data):
     rolling = BacktestConfig(n_folds=2, test_days=30, gap_days=1, window="rolling", min_train_days=60, train_days=60)
-    start = final_training_start(data.usable_dates, rolling.window, rolling.train_days)
-    assert start == data.usable_dates[-60] and final_training_start(data.usable_dates, "expanding", None) is None
-    assert {fold.n_train_days for fold in plan_folds(data, rolling)} == {60}
+    folds = plan_folds(data, rolling)
+    assert {fold.n_train_days for fold in folds} == {60}
+    start = final_training_start(data.usable_dates, folds, rolling.window)
+    assert start == data.usable_dates[-60] and final_training_start(data.usable_dates, folds, "expanding") is None
     results = _results(data, backtest_items([NAIVE, RIDGE], "full", None))
     selection = replace(select_and_gate(results, None, GATE), challenger=RIDGE)
     frame = data.read()
     window = replace(data, rows=FrameRows(frame[frame["date"] >= start]))
 
-    refit = refit_challenger(selection, data, rolling, seed=5)
+    refit = refit_challenger(selection, data, folds, rolling, seed=5)
 
-    on_window = refit_challenger(selection, window, BACKTEST, seed=5)
-    on_everything = refit_challenger(selection, data, BACKTEST, seed=5)
+    on_window = refit_challenger(selection, window, folds, BACKTEST, seed=5)
+    on_everything = refit_challenger(selection, data, folds, BACKTEST, seed=5)
     features = frame[data.feature_columns]
     np.testing.assert_array_equal(refit.predict(features), on_window.predict(features))
     assert not np.allclose(refit.predict(features), on_everything.predict(features))
@@ -362,7 +372,7 @@ def test_a_stored_frame_backtests_and_refits_exactly_like_the_frame_in_memory(da
     selection = select_and_gate(_results(data, backtest_items([NAIVE, RIDGE], "full", None)), None, GATE)
     selection = replace(selection, challenger=RIDGE)
     refits = [
-        refit_challenger(selection, source, BACKTEST.model_copy(update={"max_train_rows": cap}), seed=5)
+        refit_challenger(selection, source, folds, BACKTEST.model_copy(update={"max_train_rows": cap}), seed=5)
         for source in (data, stored)
     ]
     frame = data.read()

@@ -426,6 +426,13 @@ def test_regime_reversal_scale_turns_reversal_into_momentum_from_the_shift_on() 
     pd.testing.assert_frame_equal(before, plain_before)
     assert _lag1_autocorrelation(before).median() < -0.05 and _lag1_autocorrelation(plain_after).median() < -0.05
     assert _lag1_autocorrelation(after).median() > 0.05
+    # The oracle knows the schedule: the forecast made the day before the shift is the first to change.
+    oracles = [generate_market(spec).oracle.set_index(["date", "ticker"]).iloc[:, -1] for spec in (shifted, strong)]
+    dates = oracles[0].index.get_level_values("date").unique()
+    eve = dates[dates < REGIME_DATE][-1]
+    until_eve = oracles[0].index.get_level_values("date") < eve
+    pd.testing.assert_series_equal(oracles[0][until_eve], oracles[1][until_eve])
+    assert (oracles[0].xs(eve) != oracles[1].xs(eve)).all()
 
 
 # ------------------------------------------------------------------------------------------- files, CLI
