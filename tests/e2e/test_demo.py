@@ -1,4 +1,5 @@
-"""The README's quickstart, end to end: the commands ``make demo`` runs, then ``make serve``, on a small market.
+"""The README's quickstart, end to end: the commands ``make demo`` runs, then ``make serve``, on a small market; and
+``stockcast-replay``'s loop over the same days, which must give what the flows gave.
 
 The market is the planted one (``tests.factories.write_planted_market``): a history that a model beats the naive
 baseline on, then held-out days, one calm and one in a volatility regime sixteen times stronger. The commands are the
@@ -24,9 +25,16 @@ import pytest
 from stockcast.core.network import free_port
 from stockcast.core.registry import Registry
 from stockcast.core.runs import successful_runs, user_branch
+from stockcast.core.storage import LocalStore
+from stockcast.data.config import DataConfig
+from stockcast.data.contract import FINANCIALS, PRICES
 from stockcast.deploy.targets import is_ready
+from stockcast.operate.config import load_operate_config
+from stockcast.operate.replay import ReplaySettings, read_history, run_replay
+from stockcast.operate.tables import load_decisions, load_predictions
 from stockcast.serve.client import ServiceRequestError, StockcastClient
-from tests.factories import PLANTED
+from stockcast.train.config import load_train_config
+from tests.factories import PLANTED, Market
 from tests.harness import MAX_WORKERS, REPO_ROOT, card_text, metaflow_home
 
 pytestmark = pytest.mark.slow
@@ -153,6 +161,49 @@ def test_the_demo_ingests_trains_operates_day_by_day_retrains_on_the_regime_chan
     assert answers["ticker"].tolist() == batch["ticker"].tolist()
     for column in ("as_of", "last_close", "predicted_return", "predicted_close", "model_version"):
         assert answers[column].tolist() == batch[column].tolist(), column
+
+    _assert_the_replay_equals_the_loop(market, configs, days, registry, tmp_path / "replay")
+
+
+def _assert_the_replay_equals_the_loop(
+    market: Market, configs: dict[str, str], days: list[str], flows: Registry, folder: Path
+) -> None:
+    """``stockcast-replay``'s library loop over the same days, from the same price and financial files (the history
+    and the day folders, concatenated; the generator's oracle.csv, which only scores, left out), with the same
+    configurations, in one process: the same models registered in the same order, the same champion at the end, and
+    the same prediction and decision tables, row for row, bit for bit. Only the versions differ (run ids there,
+    training days here) and the data versions (snapshot runs there, content hashes here)."""
+    folder.mkdir()
+    inputs = {}
+    for name, file_name in (("prices", PRICES.file_name), ("financials", FINANCIALS.file_name)):
+        pieces = [pd.read_csv(market.history[name], dtype=str)]
+        pieces += [pd.read_csv(Path(day) / file_name, dtype=str) for day in days if (Path(day) / file_name).exists()]
+        inputs[name] = folder / file_name
+        pd.concat(pieces).to_csv(inputs[name], index=False)
+    history = read_history(str(inputs["prices"]), str(inputs["financials"]), DataConfig())
+    settings = ReplaySettings(
+        train=load_train_config(configs["quick"]), operate=load_operate_config(configs["operate"]), branch="test.e2e"
+    )
+    replayed = Registry(settings.branch, LocalStore(folder / "store"))
+    run_replay(history, pd.DatetimeIndex([Path(day).name for day in days]), settings, replayed.store)
+
+    def registered(registry: Registry) -> list[str]:
+        return sorted(registry.versions(), key=lambda version: registry.get(version).registered_at)
+
+    same = dict(zip(registered(flows), registered(replayed), strict=True))
+    assert list(same.values())[1:] == [f"v{Path(days[1]).name.replace('-', '')}"]  # both retrained on the regime
+    for flows_version, replay_version in same.items():
+        assert flows.get(flows_version).candidate == replayed.get(replay_version).candidate
+    assert same[flows.require_champion().version] == replayed.require_champion().version
+    for load in (load_predictions, load_decisions):
+        flows_tables, replay_tables = (load(registry.store, registry.branch) for registry in (flows, replayed))
+        flows_tables = flows_tables.assign(model_version=flows_tables["model_version"].map(same))
+        tables = [
+            table.drop(columns="data_version").sort_values(["as_of", "model_version", "ticker"], ignore_index=True)
+            for table in (flows_tables, replay_tables)
+        ]
+        assert tables[0]["as_of"].nunique() == len(days) and len(tables[0]) > PLANTED.n_tickers
+        pd.testing.assert_frame_equal(*tables, check_exact=True)
 
 
 def _served_after_the_loop(
