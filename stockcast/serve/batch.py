@@ -8,9 +8,14 @@ are operations' business (``stockcast.operate``).
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 import pandas as pd
 
+from features import FeatureSet, get_feature_set, latest_feature_rows
 from stockcast.core.registry import ModelRecord, Registry
+from stockcast.data.contract import FINANCIALS
 from stockcast.data.snapshot import Snapshot, load_snapshot
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.bundle import ServingBundle, build_bundle
@@ -51,8 +56,26 @@ def predict_snapshot(record: ModelRecord, snapshot: Snapshot, estimator: Estimat
         actions=snapshot.actions,
         estimator=estimator,
         data_version=snapshot.version,
+        latest_rows=snapshot_feature_rows(snapshot, get_feature_set(record.feature_set)),
     )
     return predict_batch(bundle)
+
+
+_FEATURE_ROWS: weakref.WeakKeyDictionary[Any, dict[str, pd.DataFrame]] = weakref.WeakKeyDictionary()
+"""Each live snapshot object's latest feature rows, by feature-set fingerprint."""
+
+
+def snapshot_feature_rows(snapshot: Snapshot, feature_set: FeatureSet) -> pd.DataFrame:
+    """The latest feature row of each of the snapshot's tickers (``latest_feature_rows``), computed once per snapshot
+    and feature set while the snapshot lives: the champion and each of its shadows predict the same day from the same
+    rows, and computing them was most of a prediction's cost. Read-only."""
+    computed = _FEATURE_ROWS.setdefault(snapshot, {})
+    if feature_set.fingerprint not in computed:
+        reports = FINANCIALS.empty() if snapshot.financials is None else snapshot.financials  # as build_bundle reads
+        computed[feature_set.fingerprint] = latest_feature_rows(
+            snapshot.prices, reports, actions=snapshot.actions, feature_set=feature_set
+        )
+    return computed[feature_set.fingerprint]
 
 
 def predict_batch(bundle: ServingBundle) -> pd.DataFrame:

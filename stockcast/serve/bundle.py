@@ -204,6 +204,7 @@ def build_bundle(
     ticker_pattern: str = DEFAULT_TICKER_PATTERN,
     data_version: str = "",
     data_published_at: str = "",
+    latest_rows: pd.DataFrame | None = None,
 ) -> ServingBundle:
     """The serving bundle of a registered model, from a snapshot (its prices, financials and corporate actions, the
     calendar and ticker pattern its data was checked against, and its version: by default the snapshot the model
@@ -211,7 +212,8 @@ def build_bundle(
 
     ``estimator`` is the fitted model; when None it is loaded from the training task the record points at. The
     feature set is checked against the record's fingerprint first: this code must compute exactly the features the
-    model was trained on (``FeatureSetMismatch`` names both versions otherwise).
+    model was trained on (``FeatureSetMismatch`` names both versions otherwise). ``latest_rows``, when given, are the
+    prices' ``latest_feature_rows`` already computed for that feature set.
     """
     feature_set = get_feature_set(record.feature_set)
     check_fingerprint(record.feature_fingerprint, feature_set)
@@ -223,7 +225,11 @@ def build_bundle(
         feature_fingerprint=feature_set.fingerprint,
         feature_columns=tuple(feature_set.feature_columns),
         min_history=feature_set.min_history,
-        latest_rows=latest_feature_rows(prices, reports, actions=actions, feature_set=feature_set),
+        latest_rows=(
+            latest_feature_rows(prices, reports, actions=actions, feature_set=feature_set)
+            if latest_rows is None
+            else latest_rows
+        ),
         context_prices=_recent_rows(prices, feature_set.min_history + CONTEXT_MARGIN_DAYS),
         context_financials=reports[FINANCIALS.required_names].reset_index(drop=True),
         context_actions=empty_actions() if actions is None else actions.reset_index(drop=True),
