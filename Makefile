@@ -55,12 +55,12 @@ test-unit: install proxy
 ## test-flows, test-flows-s3: real flow runs with metaflow.Runner, on the local datastore and on S3. S3 is served by
 ## moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO). On the local
 ## datastore the tests that share a session's run (the champion, the random walk) stay on one worker
-## (tests/conftest.py); on S3 nearly everything waits for the outage scenario, so one process does as well.
+## (tests/conftest.py); on S3 the outage scenario's tests stay on one worker, and the S3 ingest's run beside them.
 test-flows: install
 	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/flows -m "not s3"
 
 test-flows-s3: install
-	$(PYTEST) tests/flows -m s3
+	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/flows -m s3
 
 ## test-service: the Bento built and served for real with bentoml serve on 127.0.0.1, and the rollout on it (behind
 ## nginx, which `proxy` installs).

@@ -62,19 +62,24 @@ SHARED_RUNS = {
     "interrupted_random_walk": "random-walk",
     "outage_scenario": "outage",
     "s3_champion": "outage",
+    "published_on_s3": "s3-ingest",
 }
 """Fixtures that run flows once per session (or module), and the group of the tests that use them."""
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``pytest -n N --dist loadgroup`` (the local flow tier), the tests that share an expensive run go to one
+    """Tests marked ``long`` come first, in their order: under ``pytest -n N`` each worker starts on a chunk of the
+    collection and takes more as it finishes, so a long test met late would leave the other workers idle at the end.
+
+    Under ``pytest -n N --dist loadgroup`` (the flow tiers), the tests that share an expensive run go to one
     worker, which makes the run once (each worker is a session of its own, with its own Metaflow home and S3 server);
     the other tests are spread over the workers.
 
     A group is named by a suffix of the test's node id, which the scheduler reads. pytest-xdist 3.8 writes it to
     ``item._nodeid``, which pytest 9.2 no longer reads (it keeps a structured ``item._id``), so its ``xdist_group``
     marker has no effect: the suffix is written here where pytest reads it."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the same order on every worker
     if not getattr(config.option, "loadgroup", False):  # set in xdist's workers under --dist loadgroup
         return
     from _pytest.nodeid import coerce_node_id

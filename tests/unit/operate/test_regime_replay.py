@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from stockcast.core.registry import Registry
 from stockcast.core.storage import LocalStore
@@ -25,6 +26,8 @@ from stockcast.operate.replay import Replay, ReplaySettings, read_history, run_r
 from stockcast.operate.tables import load_predictions
 from stockcast.train.config import TrainConfig, parse_train_config
 from tests.factories import PLANTED, QUICK_CONFIG
+
+pytestmark = pytest.mark.long
 
 SHIFT = pd.Timestamp("2024-10-01")
 BEFORE, AFTER = 5, 61  # replayed trading days before the change, and from it on
