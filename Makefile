@@ -40,7 +40,7 @@ serve: install proxy
 ## test: lint, format check and the whole test suite, tier by tier (it starts its own S3 server on 127.0.0.1).
 ## CI runs each of these targets as a job of .github/workflows/ci.yml; tests/workflows proves the lists are equal
 ## and that every test belongs to exactly one tier.
-TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-flows-s3 test-service test-e2e
+TEST_TARGETS := lint test-unit test-workflows pr-report test-flows test-service test-e2e
 PYTEST := $(BIN)/python -m pytest --durations=25
 ## The tiers run on every core (pytest-xdist); their paths are absolute because tests/conftest.py moves each worker
 ## process into its own test home before it collects.
@@ -50,17 +50,14 @@ test: install $(TEST_TARGETS)
 
 ## test-unit: pure functions (the registry and sources also against the S3 test server, the reverse proxy for real).
 test-unit: install proxy
-	$(PYTEST_EVERY_CORE) $(CURDIR)/tests/unit
+	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/unit
 
-## test-flows, test-flows-s3: real flow runs with metaflow.Runner, on the local datastore and on S3. S3 is served by
-## moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO). On the local
-## datastore the tests that share a session's run (the champion, the random walk) stay on one worker
-## (tests/conftest.py); on S3 the outage scenario's tests stay on one worker, and the S3 ingest's run beside them.
+## test-flows: real flow runs with metaflow.Runner, on the local datastore and on S3, in one run on every core. S3 is
+## served by moto_server on 127.0.0.1, or by the server at STOCKCAST_TEST_S3_ENDPOINT when set (CI's MinIO). The tests
+## that share a session's run (the champion, the random walk, the S3 outage scenario, the S3 ingest) stay on one
+## worker each (tests/conftest.py); while the outage scenario waits out its outages, the other worker runs the rest.
 test-flows: install
-	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/flows -m "not s3"
-
-test-flows-s3: install
-	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/flows -m s3
+	$(PYTEST_EVERY_CORE) --dist loadgroup $(CURDIR)/tests/flows
 
 ## test-service: the Bento built and served for real with bentoml serve on 127.0.0.1, and the rollout on it (behind
 ## nginx, which `proxy` installs).

@@ -63,8 +63,11 @@ SHARED_RUNS = {
     "outage_scenario": "outage",
     "s3_champion": "outage",
     "published_on_s3": "s3-ingest",
+    "market_files": "replay",
+    "replay_history": "replay",
 }
-"""Fixtures that run flows once per session (or module), and the group of the tests that use them."""
+"""Fixtures made once per session or module at a cost (flow runs; the replay tests' market), and the group of the
+tests that use them."""
 
 
 @pytest.hookimpl(trylast=True)
@@ -72,7 +75,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked ``long`` come first, in their order: under ``pytest -n N`` each worker starts on a chunk of the
     collection and takes more as it finishes, so a long test met late would leave the other workers idle at the end.
 
-    Under ``pytest -n N --dist loadgroup`` (the flow tiers), the tests that share an expensive run go to one
+    Under ``pytest -n N --dist loadgroup`` (the unit and flow tiers), the tests that share an expensive run go to one
     worker, which makes the run once (each worker is a session of its own, with its own Metaflow home and S3 server);
     the other tests are spread over the workers.
 
