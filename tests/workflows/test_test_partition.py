@@ -35,7 +35,7 @@ def test_the_tiers_of_make_test_partition_the_suite() -> None:
         for target in make_prerequisites("test")
         if (arguments := pytest_arguments(target)) is not None
     }
-    assert set(tiers) >= {"test-unit", "test-flows", "test-flows-s3", "test-service", "test-workflows"}
+    assert set(tiers) >= {"test-unit", "test-flows", "test-service", "test-workflows"}
     collections = {target: _collect(arguments) for target, arguments in tiers.items()}
     everything = _collect(["tests"])
 

@@ -81,7 +81,7 @@ def test_ci_runs_nothing_but_the_tiers_and_the_minio_service() -> None:
 
 
 def test_the_s3_flow_tests_run_against_minio_with_the_variables_the_local_tests_use() -> None:
-    (job,) = [job for job in WORKFLOWS["ci.yml"]["jobs"].values() if "make test-flows-s3" in str(job["steps"])]
+    (job,) = [job for job in WORKFLOWS["ci.yml"]["jobs"].values() if "make test-flows" in str(job["steps"])]
     assert job["env"]["STOCKCAST_TEST_S3_ENDPOINT"] == "http://127.0.0.1:9000"
     conftest = (REPO_ROOT / "tests" / "conftest.py").read_text()
     assert (
