@@ -81,10 +81,10 @@ def publish_shadow_predictions(
     load_model: Callable[[ModelRecord], Any] = ModelRecord.load_model,
 ) -> list[dict[str, str]]:
     """Predict the snapshot's last day with every shadow and publish each table beside the registry (once per day and
-    model); what was
-    done for each, as rows for the run's artefact. A shadow this code cannot predict with (another feature-set
-    version, nothing to answer) is skipped with the reason: shadows never stop the champion's day. ``load_model``
-    gives a record's fitted model (by default from its training task; a replay keeps its models in memory)."""
+    model); what was done for each, as rows for the run's artefact. A shadow this code cannot predict with (another
+    feature-set version, nothing to answer) is skipped with the reason: shadows never stop the champion's day.
+    ``load_model`` gives a record's fitted model (by default from its training task; a replay keeps its models in
+    memory)."""
     from stockcast.serve.batch import predict_snapshot
 
     done = []

@@ -15,7 +15,6 @@ import pandas as pd
 
 from features import FeatureSet, get_feature_set, latest_feature_rows
 from stockcast.core.registry import ModelRecord, Registry
-from stockcast.data.contract import FINANCIALS
 from stockcast.data.snapshot import Snapshot, load_snapshot
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.bundle import ServingBundle, build_bundle
@@ -71,9 +70,8 @@ def snapshot_feature_rows(snapshot: Snapshot, feature_set: FeatureSet) -> pd.Dat
     rows, and computing them was most of a prediction's cost. Read-only."""
     computed = _FEATURE_ROWS.setdefault(snapshot, {})
     if feature_set.fingerprint not in computed:
-        reports = FINANCIALS.empty() if snapshot.financials is None else snapshot.financials  # as build_bundle reads
         computed[feature_set.fingerprint] = latest_feature_rows(
-            snapshot.prices, reports, actions=snapshot.actions, feature_set=feature_set
+            snapshot.prices, snapshot.financials, actions=snapshot.actions, feature_set=feature_set
         )
     return computed[feature_set.fingerprint]
 
