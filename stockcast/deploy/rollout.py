@@ -193,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stockcast-rollout: {exc}", file=sys.stderr)
         return 2
     printed = _Printer(target)
-    signal.signal(signal.SIGTERM, _interrupted)  # stopped by a service manager: stop what it started, as on Ctrl-C
+    # Ctrl-C, and a service manager's stop, stop what it started: SIGINT too, which a shell's background job (`&`
+    # without job control) inherits as ignored, and the follower would then outlive its caller with its servers.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _interrupted)
     if args.follow:
         print(f"Following the champion of branch {registry.branch} (every {args.poll_s:g} s) until interrupted.")
         try:

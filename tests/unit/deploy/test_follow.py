@@ -3,9 +3,13 @@ again. The registry is real (a local store); the roll-out is recorded (served fo
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
+from stockcast.core.network import free_port
 from stockcast.core.registry import Registry
 from stockcast.core.storage import LocalStore
 from stockcast.deploy.config import SmokeSettings
@@ -60,3 +64,24 @@ def _until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the follower did not get there"
         time.sleep(0.01)
+
+
+def test_the_follower_stops_on_ctrl_c_even_when_started_with_it_ignored(tmp_path) -> None:
+    """A shell's background job (``&`` without job control) inherits SIGINT as ignored; the follower must still stop
+    on it, rather than outlive its caller with the servers it started."""
+    config = tmp_path / "deploy.toml"
+    config.write_text(f'target = "local"\n[local]\nport = {free_port()}\npreview_port = {free_port()}\n')
+    command = [sys.executable, "-m", "stockcast.deploy.rollout", "--follow", "--poll-s", "0.1", "--config", str(config)]
+    follower = subprocess.Popen(
+        ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command, "--branch", "test.no-champion-yet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert "Following the champion" in follower.stdout.readline()
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=20) == 0
+    finally:
+        follower.kill()
