@@ -198,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, _interrupted)
     if args.follow:
-        print(f"Following the champion of branch {registry.branch} (every {args.poll_s:g} s) until interrupted.")
         try:
+            print(
+                f"Following the champion of branch {registry.branch} (every {args.poll_s:g} s) until interrupted.",
+                flush=True,
+            )
             follow(registry, target, config.smoke, poll_s=args.poll_s, keep_going=lambda: True, report=printed)
         except KeyboardInterrupt:
             pass

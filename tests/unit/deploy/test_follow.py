@@ -3,6 +3,7 @@ again. The registry is real (a local store); the roll-out is recorded (served fo
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def test_the_follower_stops_on_ctrl_c_even_when_started_with_it_ignored(tmp_path
     )
     try:
         assert follower.stdout is not None
+        assert select.select([follower.stdout], [], [], 20)[0], "the follower printed nothing"
         assert "Following the champion" in follower.stdout.readline()
         follower.send_signal(signal.SIGINT)
         assert follower.wait(timeout=20) == 0
