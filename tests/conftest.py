@@ -63,6 +63,9 @@ SHARED_RUNS = {
     "outage_scenario": "outage",
     "s3_champion": "outage",
     "published_on_s3": "s3-ingest",
+    "published": "ingest",
+    "ingested": "bad-inputs",
+    "short_history": "user-errors",
     "market_files": "replay",
     "replay_history": "replay",
 }
