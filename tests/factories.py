@@ -86,8 +86,8 @@ def make_record(
 
 def fit_model(market: MarketData, record: ModelRecord) -> Any:
     """The record's model (its candidate spec) fitted on every usable row of the market."""
+    from stockcast.train.factories import fit_candidate
     from stockcast.train.selection import build_modelling_data, champion_spec
-    from stockcast.train.zoo import fit_candidate
 
     data = build_modelling_data(
         market.prices, market.financials, None, get_feature_set(record.feature_set), actions=market.actions

@@ -54,7 +54,7 @@ from stockcast.serve.bundle import (
     verify_sha256,
     write_bundle,
 )
-from stockcast.train.zoo import Estimator
+from stockcast.train.factories import Estimator
 
 if TYPE_CHECKING:
     from stockcast.data.snapshot import Snapshot

@@ -19,7 +19,7 @@ from stockcast.data.snapshot import Snapshot, load_snapshot
 from stockcast.serve.answers import predict_tickers
 from stockcast.serve.bundle import ServingBundle, build_bundle
 from stockcast.serve.schema import TABLE_COLUMNS
-from stockcast.train.zoo import Estimator
+from stockcast.train.factories import Estimator
 
 
 class IncompatibleInputsError(ValueError):

@@ -32,7 +32,8 @@ from stockcast.data.actions import empty_actions
 from stockcast.data.calendar import DATA_CALENDAR
 from stockcast.data.config import DEFAULT_TICKER_PATTERN
 from stockcast.data.contract import FINANCIALS, PRICES
-from stockcast.train.zoo import BoundedReturns, Estimator
+from stockcast.train.factories import Estimator
+from stockcast.train.zoo import BoundedReturns
 
 BENTO_MODEL_NAME = "stockcast-model"
 """Name of the BentoML model that holds a pickled ``ServingBundle``; its version derives from the registry's."""

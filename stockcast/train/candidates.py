@@ -1,7 +1,7 @@
 """Candidates as data: what a model of the zoo is (``CandidateSpec``), which rows a model may learn from, and the
 conversion of a predicted return into a price.
 
-Kept apart from the factories (``stockcast.train.zoo``), which load scikit-learn and CatBoost: planning the work,
+Kept apart from the estimators (``stockcast.train.zoo``), which load scikit-learn and CatBoost: planning the work,
 building features and joining them handle candidates and rows but never fit a model, and their tasks start without
 those libraries (about a second each).
 """

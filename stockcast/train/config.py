@@ -5,8 +5,8 @@ TrainFlow loads the file with Metaflow's ``Config("config", parser=parse_train_c
 (``stockcast.core.config``: strict, every problem named with its field path, such as
 ``candidates[2].grid.depth[1]: ...``) and returns the normalised plain dict Metaflow stores with the run; the flow's
 first step types it back with ``TrainConfig.model_validate``. Hyper-parameters are checked against the signature of
-their factory in the model zoo (``stockcast.train.zoo``), so a typo fails when the run starts, not deep inside a
-training task.
+their factory (``stockcast.train.factories``), so a typo fails when the run starts, not deep inside a training task.
+Validating imports no model library: every process of a run validates the configuration, and most fit nothing.
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from pydantic import (
 
 from features import FEATURE_SETS
 from stockcast.core.config import CONFIG_DIR, Settings, as_stored, invalid, load_settings, one_of, parse_settings
+from stockcast.train.factories import FACTORIES, hyper_parameter_types
 
 if TYPE_CHECKING:
     from stockcast.train.candidates import CandidateSpec
-
-# The validators import the model zoo (scikit-learn and CatBoost, about two seconds) when they run, not with this
-# module: only a training run needs it.
 
 TRAIN_CONFIG_FILE = CONFIG_DIR / "train.toml"
 """TrainFlow's default configuration."""
@@ -113,7 +111,7 @@ class PlanConfig(Settings):
 
 
 class CandidateConfig(Settings):
-    """One entry of the model zoo: a factory from `stockcast.train.zoo.FACTORIES`, fixed params and a grid."""
+    """One entry of the model zoo: a factory from `stockcast.train.factories.FACTORIES`, fixed params and a grid."""
 
     name: Identifier
     factory: str
@@ -123,8 +121,6 @@ class CandidateConfig(Settings):
     @field_validator("factory")
     @classmethod
     def _factory_is_registered(cls, factory: str) -> str:
-        from stockcast.train.zoo import FACTORIES
-
         return one_of(factory, FACTORIES, "factory", "factories")
 
     @field_validator("params")
@@ -160,8 +156,7 @@ class CandidateConfig(Settings):
 def asks_for_gpu(config: Mapping[str, Any]) -> bool:
     """Whether a candidate of a parsed training configuration (the plain dict ``parse_train_config`` returns, as
     Metaflow stores it) sets ``task_type = "GPU"``, as a fixed param or in its grid. TrainFlow's ``@engines`` gives its
-    model-fitting steps a GPU then. It reads the dict as it is: no validation, so no import of the model zoo in the
-    flow's every process."""
+    model-fitting steps a GPU then. It reads the dict as it is, already validated by the parser."""
     return any(
         candidate["params"].get("task_type") == "GPU" or "GPU" in candidate["grid"].get("task_type", [])
         for candidate in config["candidates"]
@@ -170,8 +165,6 @@ def asks_for_gpu(config: Mapping[str, Any]) -> bool:
 
 def _hyper_parameter(factory: str, key: str, value: Any, *at: str | int) -> Any:
     """`value` checked against, and normalised to, the type the factory's signature declares for `key`."""
-    from stockcast.train.zoo import hyper_parameter_types
-
     types = hyper_parameter_types(factory)
     if key not in types:
         known = ", ".join(sorted(types)) or "none"

@@ -57,10 +57,11 @@ from stockcast.train.backtest import (
     walk_forward_folds,
 )
 from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
+from stockcast.train.factories import fit_candidate
 from stockcast.train.gate import GateDecision, as_baseline, as_fallback, compare, decide, served_reference
 
 if TYPE_CHECKING:
-    from stockcast.train.zoo import Estimator
+    from stockcast.train.factories import Estimator
 from stockcast.train.candidates import CandidateSpec, naive_spec, usable_mask
 
 Role = Literal["candidate", "champion"]
@@ -558,8 +559,6 @@ def refit_challenger(
     """The challenger fitted on the usable rows of the modelling frame (all of them, or with a rolling window the last
     dates the ``folds`` each trained on; at most ``backtest.max_train_rows``, sampled as in the backtest), before it
     is registered."""
-    from stockcast.train.zoo import fit_candidate  # the model libraries: only fitting needs them
-
     rows = training_rows(
         data.rows,
         modelling_columns(data.rows, data.feature_columns),

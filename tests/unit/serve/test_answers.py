@@ -26,8 +26,9 @@ from stockcast.serve.answers import (
 from stockcast.serve.bundle import CONTEXT_MARGIN_DAYS, ServingBundle, build_bundle, read_bundle, write_bundle
 from stockcast.serve.schema import PREDICTION_COLUMNS
 from stockcast.train.candidates import CandidateSpec
+from stockcast.train.factories import FACTORIES, fit_candidate
 from stockcast.train.selection import build_modelling_data
-from stockcast.train.zoo import FACTORIES, fit_candidate, predict_next_close, predict_next_return
+from stockcast.train.zoo import predict_next_close, predict_next_return
 from tests.factories import fit_model, make_record, with_split, year_market
 
 FEATURE_SET = get_feature_set("full")

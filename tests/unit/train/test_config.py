@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -15,7 +17,8 @@ from stockcast.train.config import (
     load_train_config,
     parse_train_config,
 )
-from stockcast.train.zoo import FACTORIES
+from stockcast.train.factories import FACTORIES
+from tests.harness import REPO_ROOT
 
 BUNDLED_CONFIG = TRAIN_CONFIG_FILE
 
@@ -219,3 +222,17 @@ def test_grid_expansion_gives_every_setting_a_stable_readable_id() -> None:
     assert {spec.random_seed for spec in specs} == {3}
     assert config.candidate_specs() == specs
     assert naive_spec(specs) is specs[0]
+
+
+def test_validating_a_configuration_imports_no_model_library():
+    """Every process of a TrainFlow run validates its configuration, and most fit nothing: scikit-learn and CatBoost
+    (about a second to import) wait for the steps that fit."""
+    script = (
+        "import sys\n"
+        "from stockcast.train.config import load_train_config\n"
+        "load_train_config(sys.argv[1])\n"
+        "print(sorted(name for name in ('sklearn', 'catboost', 'stockcast.train.zoo') if name in sys.modules))\n"
+    )
+    shipped = str(REPO_ROOT / "configs" / "train.toml")
+    done = subprocess.run([sys.executable, "-c", script, shipped], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -10,19 +10,21 @@ import pandas as pd
 import pytest
 
 from stockcast.train.candidates import CandidateSpec, candidate_id
-from stockcast.train.zoo import (
+from stockcast.train.factories import (
     CONTEXT_PARAMETERS,
     FACTORIES,
-    BoundedReturns,
-    QuantileClipper,
-    as_trained,
     build_estimator,
     fit_candidate,
     hyper_parameter_types,
+    usable_task_type,
+)
+from stockcast.train.zoo import (
+    BoundedReturns,
+    QuantileClipper,
+    as_trained,
     predict_next_close,
     predict_next_return,
     predict_returns,
-    usable_task_type,
 )
 
 FEATURES = ["signal", "noise", "sector"]
