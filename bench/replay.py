@@ -71,6 +71,11 @@ def main() -> int:
         for out in outputs[1:]
         for name in ("audit.csv", "days.csv")
     )
+    determinism = (
+        "not checked: one run"
+        if len(outputs) == 1
+        else f"the runs' `audit.csv` and `days.csv` are {'identical, byte for byte' if same else 'NOT identical'}"
+    )
     days = pd.read_csv(outputs[0] / "days.csv", keep_default_na=False)
     audit = pd.read_csv(outputs[0] / "audit.csv")
     median = statistics.median(seconds)
@@ -91,7 +96,7 @@ this machine, retrains included; the same inputs give the same audit.
   branch (a first champion trained on the history before `--from`, then the daily loop).
 - Wall time of each run: {", ".join(f"{s:.1f}" for s in seconds)} s; **median {median:.1f} s =
   {median / BUDGET_SECONDS:.2f} of the 10-minute budget** (run by run {ratios}).
-- Deterministic: the runs' `audit.csv` and `days.csv` are {"identical, byte for byte" if same else "NOT identical"}.
+- Deterministic: {determinism}.
 - What the replay did: {len(days)} days, {audit["ticker"].nunique()} tickers served, {len(audit):,} audit rows;
   {int((days["retrained"] != "").sum())} retrain(s), {len(promotions)} promotion(s)
   ({", ".join(f"{row.promoted} on {row.date}" for row in promotions.itertuples()) or "none"});
