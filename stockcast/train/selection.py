@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -56,13 +56,10 @@ from stockcast.train.backtest import (
     training_rows,
     walk_forward_folds,
 )
-from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
-from stockcast.train.factories import fit_candidate
-from stockcast.train.gate import GateDecision, as_baseline, as_fallback, compare, decide, served_reference
-
-if TYPE_CHECKING:
-    from stockcast.train.factories import Estimator
 from stockcast.train.candidates import CandidateSpec, naive_spec, usable_mask
+from stockcast.train.config import BacktestConfig, GateConfig, PlanConfig, TargetConfig, TrainConfig
+from stockcast.train.factories import Estimator, fit_candidate
+from stockcast.train.gate import GateDecision, as_baseline, as_fallback, compare, decide, served_reference
 
 Role = Literal["candidate", "champion"]
 
