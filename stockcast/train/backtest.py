@@ -241,7 +241,7 @@ def backtest(
     next_close, next_return, predicted_return, predicted_close, clipped` (the prediction left the plausible band and
     was clipped to it) and `oracle_next_close` when the frame has it, sorted by fold, date and ticker.
     """
-    from stockcast.train.zoo import predict_returns  # the model libraries: only fitting needs them
+    from stockcast.train.zoo import predict_returns  # the model libraries: only a backtest's task needs them
 
     source = FrameRows(rows) if isinstance(rows, pd.DataFrame) else rows
     if isinstance(rows, pd.DataFrame) and not rows.index.is_unique:

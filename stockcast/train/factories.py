@@ -112,7 +112,6 @@ def hist_gradient_boosting(
     l2_regularization: Annotated[float, Field(ge=0)] = 1.0,
 ) -> Estimator:
     """scikit-learn's histogram gradient boosting; missing values are handled natively, sectors as categories."""
-    from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OrdinalEncoder
@@ -120,21 +119,14 @@ def hist_gradient_boosting(
     from stockcast.train.zoo import ObservedColumns, missing_category_imputer
 
     categories = list(categorical_columns)
-    encoder = ColumnTransformer(
-        # Missing sectors become their own category; unseen ones become NaN, the trees' "missing" branch.
-        [
-            (
-                "categorical",
-                make_pipeline(
-                    missing_category_imputer(),
-                    OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
-                ),
-                categories,
-            )
-        ],
-        remainder="passthrough",
-        verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
+    # Missing sectors become their own category; unseen ones become NaN, the trees' "missing" branch.
+    encoder = _categories_through(
+        make_pipeline(
+            missing_category_imputer(),
+            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
+        ),
+        categories,
+    )
     model = HistGradientBoostingRegressor(
         learning_rate=learning_rate,
         max_iter=max_iter,
@@ -167,18 +159,13 @@ def catboost(
     ``task_type = "GPU"`` trains on a GPU where CatBoost finds one, and on the CPU elsewhere (``usable_task_type``).
     """
     from catboost import CatBoostRegressor
-    from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
     from stockcast.train.zoo import missing_category_imputer
 
     categories = list(categorical_columns)
-    filler = ColumnTransformer(
-        # CatBoost refuses missing categorical values: give them an explicit category of their own.
-        [("categorical", missing_category_imputer(), categories)],
-        remainder="passthrough",
-        verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
+    # CatBoost refuses missing categorical values: give them an explicit category of their own.
+    filler = _categories_through(missing_category_imputer(), categories)
     model = CatBoostRegressor(
         iterations=iterations,
         depth=depth,
@@ -289,6 +276,16 @@ def fit_candidate(
     estimator = build_estimator(spec, feature_columns, categorical_columns)
     estimator.fit(rows[list(feature_columns)], rows[TARGET_COLUMN].to_numpy(dtype=float))
     return estimator
+
+
+def _categories_through(encoder: Any, categories: list[str]) -> Any:
+    """A column transformer for the tree models: the categorical columns through ``encoder``, every other column as it
+    is, out as a DataFrame under the input's column names."""
+    from sklearn.compose import ColumnTransformer
+
+    return ColumnTransformer(
+        [("categorical", encoder, categories)], remainder="passthrough", verbose_feature_names_out=False
+    ).set_output(transform="pandas")
 
 
 def _numeric_columns(feature_columns: Sequence[str], categorical_columns: Sequence[str]) -> list[str]:
